@@ -1,0 +1,167 @@
+/**
+ * createApp wires sources, pipeline and sinks into an Express + socket.io server. It reads no
+ * configuration and listens nowhere: the entry file (main.ts) and the tests do that.
+ */
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import express, { type Request, type Response, type NextFunction } from 'express';
+import { Server } from 'socket.io';
+import { from, lastValueFrom, type SchedulerLike } from 'rxjs';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { startReplay, attachDashboardCommands, type CommandDeps } from './dashboard-commands.ts';
+import { buildSnapshot } from './compute/session-snapshot.ts';
+import { sessionPipeline } from './pipeline/session-pipeline.ts';
+import { broadcastToDashboards } from './sinks/dashboard-broadcast.ts';
+import { Recorder } from './sinks/recorder.ts';
+import { logRejections } from './sinks/rejection-log.ts';
+import { SessionStore } from './sinks/session-store.ts';
+import { attachRigGateway } from './sources/rig-gateway.ts';
+import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  /** Folder of the built dashboard (client/dist), or of the placeholder page. */
+  clientDir?: string;
+  scheduler?: SchedulerLike;
+  now?: () => number;
+}
+
+export interface App {
+  httpServer: http.Server;
+  io: Server;
+  store: SessionStore;
+  recorder: Recorder;
+  rejectedCounts: { total: number; byCode: Record<string, number> };
+  listen(port: number, host: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+const apiError = (res: Response, status: number, code: string, message: string) => res.status(status).json({ error: { code, message } });
+
+export function createApp(deps: AppDeps): App {
+  const { config, logger } = deps;
+  const { sets: stimulusSets, problems } = loadStimulusSets(config.stimulusDir);
+  for (const p of problems) logger.error(`stimulus set skipped: ${p}`);
+  const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs });
+  const interrupted = recorder.markInterrupted();
+  if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
+  const store = new SessionStore({ psthBinMs: config.pipeline.psthBinMs, ...(deps.scheduler ? { scheduler: deps.scheduler } : {}) });
+
+  const app = express();
+  const httpServer = http.createServer(app);
+  const io = new Server(httpServer, {
+    // above maxPayloadBytes so oversized payloads get an acknowledged error, not a dropped connection
+    maxHttpBufferSize: config.limits.maxPayloadBytes * 2,
+    serveClient: false,
+  });
+
+  const { rejections$ } = attachRigGateway(io.of('/rig'), {
+    store,
+    recorder,
+    stimulusSets,
+    rigTokens: config.rigTokens,
+    limits: config.limits,
+    ...(deps.now ? { now: deps.now } : {}),
+    log: (level, msg, fields) => logger[level](fields ?? {}, msg),
+  });
+  const rejected = logRejections(rejections$, store, logger);
+  const commandDeps: CommandDeps = { store, recorder, log: (msg, fields) => logger.warn(fields, msg) };
+  const dashboard = io.of('/dashboard');
+  attachDashboardCommands(dashboard, commandDeps);
+  const broadcast = broadcastToDashboards(dashboard, store, rejections$, {
+    ...config.dashboard,
+    ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
+  });
+
+  app.use(express.json({ limit: '64kb' }));
+  app.get('/api/health', (_req, res) => {
+    res.json({ status: 'ok', uptimeS: Math.round(process.uptime()), sessions: store.all().length, rejectedInputs: rejected.counts.total });
+  });
+  app.get('/api/status', (_req, res) => {
+    res.json({
+      sessions: store.all().map((rt) => store.snapshot(rt, false) ?? store.summary(rt)),
+      rejected: rejected.counts,
+      stimulusSets: [...stimulusSets.keys()],
+    });
+  });
+  app.get('/api/sessions', (_req, res) => {
+    res.json(recorder.list().map((m) => ({ ...m, ...(store.get(m.sessionId) ? { state: store.get(m.sessionId)!.state } : {}) })));
+  });
+  app.get('/api/sessions/:id', (req, res) => {
+    const meta = recorder.meta(req.params.id) ?? (store.get(req.params.id) ? store.summary(store.get(req.params.id)!) : null);
+    if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
+    res.json(meta);
+  });
+  app.get('/api/sessions/:id/stats', async (req, res, next) => {
+    try {
+      const detail = req.query.detail === '1' || req.query.detail === 'true';
+      const rt = store.get(req.params.id);
+      if (rt) {
+        const snap = store.snapshot(rt, detail);
+        return snap ? res.json(snap) : apiError(res, 409, 'no-data', 'the session has no statistics yet');
+      }
+      const meta = recorder.meta(req.params.id);
+      if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
+      // a recorded session that is not loaded: run its log through the pipeline once
+      const { records } = recorder.load(meta.sessionId);
+      const last = await lastValueFrom(from(records.map((r) => r.frame)).pipe(sessionPipeline(config.pipeline)), { defaultValue: null });
+      if (!last) return apiError(res, 409, 'no-data', 'the session log holds no statistics');
+      res.json(buildSnapshot(last.state, { sessionId: meta.sessionId, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps: 0, rejected: {} }, detail));
+    } catch (e) {
+      next(e);
+    }
+  });
+  app.post('/api/sessions/:id/replay', (req, res) => {
+    const result = startReplay(commandDeps, { ...(req.body ?? {}), sessionId: req.params.id });
+    if ('error' in result) return res.status(result.error.code === 'unknown-session' ? 404 : 400).json(result);
+    res.json(result);
+  });
+  app.get('/api/stimuli/:setId', (req, res) => {
+    const set = stimulusSets.get(req.params.setId);
+    if (!set) return apiError(res, 404, 'unknown-stimulus', `no stimulus set "${req.params.setId}"`);
+    res.json(set.manifest);
+  });
+  app.get('/api/stimuli/:setId/:stimulusId/image', (req, res) => {
+    const set = stimulusSets.get(req.params.setId);
+    const file = set ? stimulusFile(set, req.params.stimulusId) : null;
+    if (!file) return apiError(res, 404, 'unknown-stimulus', `no stimulus "${req.params.stimulusId}" in set "${req.params.setId}"`);
+    res.sendFile(file);
+  });
+  app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
+  const clientDir = deps.clientDir;
+  if (clientDir && fs.existsSync(clientDir)) {
+    app.use(express.static(clientDir, { index: 'index.html' }));
+    app.get(/^\/(?!api\/|socket\.io\/).*/, (_req, res) => res.sendFile(path.join(clientDir, 'index.html')));
+  }
+  app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
+    const status = err.status && err.status < 500 ? err.status : 500;
+    if (status >= 500) logger.error({ err }, 'request failed');
+    apiError(res, status, err.type ?? 'server-error', err.message);
+  });
+
+  return {
+    httpServer,
+    io,
+    store,
+    recorder,
+    rejectedCounts: rejected.counts,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(port, host, () => {
+          httpServer.off('error', reject);
+          resolve((httpServer.address() as { port: number }).port);
+        });
+      }),
+    close: async () => {
+      broadcast.unsubscribe();
+      rejected.sub.unsubscribe();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+      store.close();
+      recorder.close();
+    },
+  };
+}

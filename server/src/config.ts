@@ -1,0 +1,76 @@
+/**
+ * Configuration: config/default.json, then an optional file named by SHAREDLENS_CONFIG, then environment
+ * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, LOG_LEVEL, FSYNC). Validated at start;
+ * every problem is reported with the key that holds it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { fieldErrors } from '@sharedlens/shared';
+
+export const configSchema = z.object({
+  host: z.string().min(1),
+  port: z.number().int().min(0).max(65_535),
+  dataDir: z.string().min(1),
+  stimulusDir: z.string().min(1),
+  rigTokens: z.array(z.string().min(8, 'rig tokens must be at least 8 characters')).min(1, 'at least one rig token is needed'),
+  demo: z.boolean(),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  recording: z.object({ fsync: z.enum(['always', 'interval', 'never']), fsyncIntervalMs: z.number().int().min(10).max(60_000) }),
+  limits: z.object({
+    maxPayloadBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+    eventsPerSec: z.number().positive(),
+    burstEvents: z.number().int().positive(),
+  }),
+  pipeline: z.object({ psthBinMs: z.number().positive().max(1000) }),
+  dashboard: z.object({ deltaThrottleMs: z.number().int().min(50), snapshotThrottleMs: z.number().int().min(100) }),
+  sim: z.object({
+    channels: z.number().int().min(1).max(8192),
+    onMs: z.number().positive(),
+    offMs: z.number().min(0),
+    abortRate: z.number().min(0).max(1),
+    seed: z.number().int(),
+    reconnectAfterTrials: z.number().int().min(0),
+  }),
+});
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+const intEnv = (v: string, name: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new ConfigError(`environment ${name}="${v}" is not an integer`);
+  return n;
+};
+const boolEnv = (v: string, name: string): boolean => {
+  if (/^(1|true|yes)$/i.test(v)) return true;
+  if (/^(0|false|no)$/i.test(v)) return false;
+  throw new ConfigError(`environment ${name}="${v}" is not a boolean (use 1 or 0)`);
+};
+
+/** Loads and validates the configuration; throws ConfigError with every problem listed. */
+export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const read = (file: string): Record<string, unknown> => {
+    try {
+      return JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`cannot read config ${file}: ${(e as Error).message}`);
+    }
+  };
+  const raw: Record<string, unknown> = read(path.join(root, 'config', 'default.json'));
+  if (env.SHAREDLENS_CONFIG) Object.assign(raw, read(path.resolve(env.SHAREDLENS_CONFIG)));
+  if (env.HOST) raw.host = env.HOST;
+  if (env.PORT !== undefined && env.PORT !== '') raw.port = intEnv(env.PORT, 'PORT');
+  if (env.DEMO !== undefined && env.DEMO !== '') raw.demo = boolEnv(env.DEMO, 'DEMO');
+  if (env.DATA_DIR) raw.dataDir = env.DATA_DIR;
+  if (env.STIMULUS_DIR) raw.stimulusDir = env.STIMULUS_DIR;
+  if (env.RIG_TOKENS) raw.rigTokens = env.RIG_TOKENS.split(',').map((t) => t.trim()).filter(Boolean);
+  if (env.LOG_LEVEL) raw.logLevel = env.LOG_LEVEL;
+  if (env.FSYNC) raw.recording = { ...(raw.recording as object), fsync: env.FSYNC };
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(`invalid configuration:\n  ${fieldErrors(parsed.error).join('\n  ')}`);
+  const cfg = parsed.data;
+  cfg.dataDir = path.resolve(root, cfg.dataDir);
+  cfg.stimulusDir = path.resolve(root, cfg.stimulusDir);
+  return cfg;
+}

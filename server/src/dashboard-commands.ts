@@ -1,0 +1,96 @@
+/**
+ * Commands from dashboards on `/dashboard` (and the same operations for the HTTP API): watch a
+ * session, start a replay, control it. Payloads are validated; answers are `{ data } | { error }`.
+ */
+import type { Namespace, Socket } from 'socket.io';
+import {
+  dashboardEvents,
+  fieldErrors,
+  replayControlSchema,
+  sessionReplaySchema,
+  sessionWatchSchema,
+  type Ack,
+  type ReplayControl,
+  type ReplayProgress,
+} from '@sharedlens/shared';
+import { replayProgress, watchRoom } from './sinks/dashboard-broadcast.ts';
+import { Recorder } from './sinks/recorder.ts';
+import type { SessionStore } from './sinks/session-store.ts';
+
+export interface CommandDeps {
+  store: SessionStore;
+  recorder: Recorder;
+  log: (msg: string, fields: Record<string, unknown>) => void;
+}
+
+type Result<T> = Ack<T>;
+const fail = (code: 'invalid' | 'unknown-session' | 'storage', message: string, details?: string[]): Result<never> => ({ error: { code, message, ...(details ? { details } : {}) } });
+
+/** Starts a replay of a recorded session; returns its replay id. */
+export function startReplay(deps: CommandDeps, body: unknown): Result<{ replayId: string; records: number }> {
+  const p = sessionReplaySchema.safeParse(body);
+  if (!p.success) return fail('invalid', 'session:replay needs { sessionId, speed }', fieldErrors(p.error));
+  const { sessionId, speed } = p.data;
+  if (!Recorder.isSessionId(sessionId) || !deps.recorder.meta(sessionId)) return fail('unknown-session', `no recorded session "${sessionId}"`);
+  const { records, tornBytes, invalid } = deps.recorder.load(sessionId);
+  if (invalid) deps.log('session log holds an invalid record; replay stops there', { sessionId, invalid });
+  if (tornBytes) deps.log('session log ends in a torn record; it is skipped', { sessionId, tornBytes });
+  if (!records.length) return fail('storage', `session "${sessionId}" has no readable records`);
+  const rt = deps.store.startReplay(sessionId, records, speed === 'max' ? Infinity : speed);
+  return { data: { replayId: rt.id, records: records.length } };
+}
+
+/** Pauses, resumes, seeks, changes the speed of or stops a replay. */
+export function controlReplay(deps: CommandDeps, body: unknown): Result<ReplayProgress | { stopped: true }> {
+  const p = replayControlSchema.safeParse(body);
+  if (!p.success) return fail('invalid', 'replay:control needs { replayId, action }', fieldErrors(p.error));
+  const c: ReplayControl = p.data;
+  const rt = deps.store.get(c.replayId);
+  if (!rt?.replay) return fail('unknown-session', `no replay "${c.replayId}"`);
+  const r = rt.replay;
+  switch (c.action) {
+    case 'pause':
+      r.controls.paused$.next(true);
+      break;
+    case 'resume':
+      r.controls.paused$.next(false);
+      break;
+    case 'speed':
+      if (c.speed === undefined) return fail('invalid', 'action "speed" needs speed');
+      r.controls.speed$.next(c.speed === 'max' ? Infinity : c.speed);
+      break;
+    case 'seek':
+      if (c.toRecord === undefined || c.toRecord > r.total) return fail('invalid', `action "seek" needs toRecord in 0..${r.total}`);
+      r.seek$.next(c.toRecord);
+      break;
+    case 'stop':
+      deps.store.remove(rt);
+      return { data: { stopped: true } };
+  }
+  deps.store.changed$.next(rt);
+  return { data: replayProgress(rt)! };
+}
+
+/** Wires the dashboard commands onto the namespace. */
+export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void {
+  nsp.on('connection', (socket: Socket) => {
+    socket.emit(dashboardEvents.sessionsUpdated, deps.store.all().map((rt) => deps.store.summary(rt)));
+    const on = (event: string, fn: (body: unknown) => Result<unknown>) =>
+      socket.on(event, (body: unknown, ack: unknown) => {
+        const res = fn(body);
+        if ('error' in res) deps.log(`dashboard command rejected: ${res.error.message}`, { event, code: res.error.code });
+        if (typeof ack === 'function') ack(res);
+      });
+    on(dashboardEvents.sessionWatch, (body) => {
+      const p = sessionWatchSchema.safeParse(body);
+      if (!p.success) return fail('invalid', 'session:watch needs { sessionId }', fieldErrors(p.error));
+      const rt = deps.store.get(p.data.sessionId);
+      if (!rt) return fail('unknown-session', `no live session or replay "${p.data.sessionId}"`);
+      for (const room of socket.rooms) if (room.startsWith('watch:')) void socket.leave(room);
+      void socket.join(watchRoom(rt.id));
+      return { data: deps.store.snapshot(rt, true) };
+    });
+    on(dashboardEvents.sessionReplay, (body) => startReplay(deps, body));
+    on(dashboardEvents.replayControl, (body) => controlReplay(deps, body));
+  });
+}

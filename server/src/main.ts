@@ -1,0 +1,47 @@
+/** Entry: reads the configuration, builds the app, listens; in demo mode also starts the simulated rig. */
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.ts';
+import { createApp } from './app.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+let config;
+try {
+  config = loadConfig(root);
+} catch (e) {
+  if (e instanceof ConfigError) {
+    console.error(`sharedlens: ${e.message}`);
+    process.exit(2);
+  }
+  throw e;
+}
+const logger = pino({ level: config.logLevel });
+import fs from 'node:fs';
+const built = path.join(root, 'client', 'dist');
+const clientDir = fs.existsSync(path.join(built, 'index.html')) ? built : path.join(root, 'client', 'placeholder');
+const app = createApp({ config, logger, clientDir });
+const port = await app.listen(config.port, config.host).catch((e: Error) => {
+  console.error(`sharedlens: cannot listen on ${config.host}:${config.port}: ${e.message}`);
+  process.exit(1);
+});
+const url = `http://${config.host}:${port}`;
+logger.info({ url, dataDir: config.dataDir, fsync: config.recording.fsync }, 'sharedlens listening');
+console.log(`\n  sharedlens dashboard: ${url}/\n  status: ${url}/api/status\n`);
+
+const children: ReturnType<typeof spawn>[] = [];
+if (config.demo) {
+  const sim = spawn(process.execPath, [...process.execArgv, path.join(root, 'server/src/sim/cli.ts'), '--url', url], { stdio: 'inherit', env: process.env });
+  children.push(sim);
+  logger.info({ pid: sim.pid }, 'demo: simulated rig started (DEMO=0 starts the server alone)');
+}
+
+const shutdown = async (signal: string) => {
+  logger.info({ signal }, 'shutting down');
+  for (const c of children) c.kill('SIGTERM');
+  await app.close();
+  process.exit(0);
+};
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));

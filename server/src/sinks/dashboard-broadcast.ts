@@ -1,0 +1,70 @@
+import { groupBy, mergeMap, throttleTime, type Observable, type SchedulerLike, type Subscription, asyncScheduler, merge, map } from 'rxjs';
+import type { Namespace } from 'socket.io';
+import { dashboardEvents, type ReplayProgress, type StatsDelta } from '@sharedlens/shared';
+import { channelStats, trialsPerSec } from '../compute/neuron-stats.ts';
+import type { Rejection } from '../sources/rig-gateway.ts';
+import type { Runtime, SessionStore } from './session-store.ts';
+
+export interface BroadcastOptions {
+  deltaThrottleMs: number;
+  snapshotThrottleMs: number;
+  scheduler?: SchedulerLike;
+}
+
+/** Room of the dashboards watching one session. */
+export const watchRoom = (sessionId: string) => `watch:${sessionId}`;
+
+/** Replay position and controls of a replay runtime. */
+export function replayProgress(rt: Runtime): ReplayProgress | null {
+  if (!rt.replay || !rt.sourceSessionId) return null;
+  const speed = rt.replay.controls.speed$.value;
+  return {
+    replayId: rt.id,
+    sourceSessionId: rt.sourceSessionId,
+    position: rt.replay.position,
+    total: rt.replay.total,
+    speed: Number.isFinite(speed) ? speed : 'max',
+    paused: rt.replay.controls.paused$.value,
+    done: rt.replay.done,
+  };
+}
+
+/**
+ * Sends statistics to watching dashboards, throttled per session to what a person can follow: deltas
+ * (channel statistics) every `deltaThrottleMs`, full snapshots every `snapshotThrottleMs`. Both are
+ * volatile, so a slow client drops stale frames instead of queueing them.
+ */
+export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejections$: Observable<Rejection>, opts: BroadcastOptions): Subscription {
+  const scheduler = opts.scheduler ?? asyncScheduler;
+  const perSession = (ms: number) =>
+    store.updates$.pipe(
+      map((u) => u.runtime),
+      groupBy((rt) => rt.id),
+      mergeMap((g) => g.pipe(throttleTime(ms, scheduler, { leading: true, trailing: true }))),
+    );
+  const deltas = perSession(opts.deltaThrottleMs).subscribe((rt) => {
+    if (!rt.latest) return;
+    const delta: StatsDelta = {
+      sessionId: rt.id,
+      trialsCompleted: rt.latest.trialsCompleted,
+      trialsAborted: rt.latest.trialsAborted,
+      trialsPerSec: trialsPerSec(rt.latest),
+      channels: channelStats(rt.latest),
+    };
+    nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.statsDelta, delta);
+    const progress = replayProgress(rt);
+    if (progress) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.replayProgress, progress);
+  });
+  const snapshots = perSession(opts.snapshotThrottleMs).subscribe((rt) => {
+    const snap = store.snapshot(rt, true);
+    if (snap) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.statsSnapshot, snap);
+  });
+  const lists = merge(store.changed$)
+    .pipe(throttleTime(opts.deltaThrottleMs, scheduler, { leading: true, trailing: true }))
+    .subscribe(() => nsp.emit(dashboardEvents.sessionsUpdated, store.all().map((rt) => store.summary(rt))));
+  const rejected = rejections$.subscribe((r) => nsp.volatile.emit(dashboardEvents.inputRejected, { sessionId: r.sessionId, event: r.event, error: r.error }));
+  deltas.add(snapshots);
+  deltas.add(lists);
+  deltas.add(rejected);
+  return deltas;
+}

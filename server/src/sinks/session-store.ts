@@ -1,0 +1,192 @@
+/**
+ * The session store: the sink that runs each session's pipeline (live or replay), keeps its latest
+ * statistics for the status endpoint and the dashboard, and republishes every update on `updates$`.
+ */
+import { BehaviorSubject, Subject, concat, from, map, startWith, switchMap, tap, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
+import type { Frame, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
+import type { NeuronStatsState } from '../compute/neuron-stats.ts';
+import { buildSnapshot } from '../compute/session-snapshot.ts';
+import { sessionPipeline } from '../pipeline/session-pipeline.ts';
+import type { StatsUpdate } from '../pipeline/neuron-statistics.ts';
+import { replayRecords, type ReplayControls } from '../sources/replay.ts';
+import type { GuardState } from '../sources/ingest-guard.ts';
+import type { LogRecord } from '../storage/frame-record.ts';
+
+export interface ReplayState {
+  controls: ReplayControls;
+  seek$: Subject<number>;
+  position: number;
+  total: number;
+  done: boolean;
+}
+
+export interface Runtime {
+  id: string;
+  kind: 'live' | 'replay';
+  sourceSessionId?: string;
+  state: SessionState;
+  startedAt: string;
+  start: SessionStart;
+  guard: GuardState | null;
+  frames$: Subject<Frame> | null;
+  latest: NeuronStatsState | null;
+  rejected: Record<string, number>;
+  replay: ReplayState | null;
+  sub: Subscription | null;
+}
+
+export interface SessionStoreOptions {
+  psthBinMs: number;
+  scheduler?: SchedulerLike;
+}
+
+let replayCounter = 0;
+
+export class SessionStore {
+  readonly updates$ = new Subject<{ runtime: Runtime; update: StatsUpdate }>();
+  /** Fires when a session appears, changes state or goes away. */
+  readonly changed$ = new Subject<Runtime>();
+  private readonly runtimes = new Map<string, Runtime>();
+
+  constructor(private readonly opts: SessionStoreOptions) {}
+
+  /** Starts the pipeline of a live session; `backlog` are frames recorded before (resume after restart). */
+  startLive(start: Extract<Frame, { type: 'session:start' }>, guard: GuardState, backlog: Frame[] = []): Runtime {
+    const frames$ = new Subject<Frame>();
+    const rt: Runtime = {
+      id: start.sessionId,
+      kind: 'live',
+      state: 'live',
+      startedAt: start.startedAt,
+      start: start.start,
+      guard,
+      frames$,
+      latest: null,
+      rejected: {},
+      replay: null,
+      sub: null,
+    };
+    this.runtimes.set(rt.id, rt);
+    rt.sub = concat(from([start, ...backlog]), frames$).pipe(sessionPipeline(this.opts)).subscribe((u) => this.publish(rt, u));
+    this.changed$.next(rt);
+    return rt;
+  }
+
+  /** Feeds one accepted frame to a live session's pipeline. */
+  feed(rt: Runtime, frame: Frame): void {
+    rt.frames$?.next(frame);
+  }
+
+  /** Starts a replay of recorded frames as a session of its own (id `replay-N-<source>`). */
+  startReplay(sourceId: string, records: LogRecord[], speed: number): Runtime {
+    const first = records[0]?.frame;
+    if (!first || first.type !== 'session:start') throw new Error(`session ${sourceId} has no session:start record`);
+    const controls: ReplayControls = { speed$: new BehaviorSubject(speed), paused$: new BehaviorSubject(false) };
+    const replay: ReplayState = { controls, seek$: new Subject(), position: 0, total: records.length, done: false };
+    const rt: Runtime = {
+      id: `replay-${++replayCounter}-${sourceId}`.slice(0, 100),
+      kind: 'replay',
+      sourceSessionId: sourceId,
+      state: 'replay',
+      startedAt: first.startedAt,
+      start: first.start,
+      guard: null,
+      frames$: null,
+      latest: null,
+      rejected: {},
+      replay,
+      sub: null,
+    };
+    this.runtimes.set(rt.id, rt);
+    const scheduler = this.opts.scheduler ?? asyncScheduler;
+    // A seek restarts the pipeline (fresh statistics) and runs the records before the target at full speed.
+    rt.sub = replay.seek$
+      .pipe(
+        startWith(0),
+        switchMap((target) => {
+          replay.done = false;
+          const before = from(records.slice(0, target).map((r, index) => ({ index, frame: r.frame })));
+          const rest = replayRecords(records, controls, target, scheduler);
+          return concat(before, rest).pipe(
+            tap(({ index }) => (replay.position = index + 1)),
+            map(({ frame }) => frame),
+            sessionPipeline(this.opts),
+            tap({
+              complete: () => {
+                replay.done = true;
+                this.changed$.next(rt);
+              },
+            }),
+          );
+        }),
+      )
+      .subscribe((u) => this.publish(rt, u));
+    this.changed$.next(rt);
+    return rt;
+  }
+
+  get(id: string): Runtime | undefined {
+    return this.runtimes.get(id);
+  }
+
+  all(): Runtime[] {
+    return [...this.runtimes.values()];
+  }
+
+  setState(rt: Runtime, state: SessionState): void {
+    rt.state = state;
+    this.changed$.next(rt);
+  }
+
+  /** Stops a session's pipeline and forgets it. */
+  remove(rt: Runtime): void {
+    rt.sub?.unsubscribe();
+    rt.frames$?.complete();
+    this.runtimes.delete(rt.id);
+    this.changed$.next(rt);
+  }
+
+  snapshot(rt: Runtime, detail: boolean): SessionSnapshot | null {
+    if (!rt.latest) return null;
+    return buildSnapshot(
+      rt.latest,
+      {
+        sessionId: rt.id,
+        ...(rt.sourceSessionId ? { sourceSessionId: rt.sourceSessionId } : {}),
+        startedAt: rt.startedAt,
+        state: rt.state,
+        lastSeq: rt.guard?.lastAcceptedSeq ?? 0,
+        seqGaps: rt.guard?.seqGaps ?? 0,
+        rejected: rt.rejected,
+      },
+      detail,
+    );
+  }
+
+  summary(rt: Runtime): SessionSummary {
+    return {
+      sessionId: rt.id,
+      rigId: rt.start.rigId,
+      subject: rt.start.subject,
+      stimulusSetId: rt.start.stimulusSetId,
+      startedAt: rt.startedAt,
+      state: rt.state,
+      channels: rt.start.channels.length,
+      records: rt.replay ? rt.replay.position : (rt.guard?.lastAcceptedSeq ?? 0) + 1,
+      trialsCompleted: rt.latest?.trialsCompleted ?? 0,
+      ...(rt.sourceSessionId ? { sourceSessionId: rt.sourceSessionId } : {}),
+    };
+  }
+
+  close(): void {
+    for (const rt of this.runtimes.values()) rt.sub?.unsubscribe();
+    this.runtimes.clear();
+    this.updates$.complete();
+    this.changed$.complete();
+  }
+
+  private publish(rt: Runtime, update: StatsUpdate): void {
+    rt.latest = update.state;
+    this.updates$.next({ runtime: rt, update });
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Semantic checks of rig events against the state of their session, as plain functions: a schema-valid
+ * payload becomes either a Frame or a rejection naming the problem. The guard is applied only after the
+ * frame was recorded, so a rejected or unrecordable event changes nothing.
+ */
+import { toFloat64, toUint16, type AckError, type Frame, type RigEventName, type SessionStart, type Stimulus } from '@sharedlens/shared';
+
+export interface GuardState {
+  sessionId: string;
+  start: SessionStart;
+  C: number;
+  stimuli: Map<string, Stimulus>;
+  /** Last sequence number consumed (accepted or rejected after parsing). */
+  lastSeq: number;
+  /** Last sequence number of an accepted (recorded) event; what a resuming rig is told. */
+  lastAcceptedSeq: number;
+  seqGaps: number;
+  /** Trials with an onset and neither offset nor abort yet. */
+  open: Map<number, { stimulusId: string; onsetMs: number }>;
+  /** Trial-count mode: trials closed by their offset and waiting for counts:trial. */
+  awaitingCounts: Set<number>;
+  usedTrials: Set<number>;
+  /** End of the last binned chunk (rig ms). */
+  lastBinEndMs: number;
+  ended: boolean;
+}
+
+const EPS = 1e-6;
+
+export function createGuard(sessionId: string, start: SessionStart, stimuli: Stimulus[]): GuardState {
+  return {
+    sessionId,
+    start,
+    C: start.channels.length,
+    stimuli: new Map(stimuli.map((s) => [s.id, s])),
+    lastSeq: 0,
+    lastAcceptedSeq: 0,
+    seqGaps: 0,
+    open: new Map(),
+    awaitingCounts: new Set(),
+    usedTrials: new Set(),
+    lastBinEndMs: -Infinity,
+    ended: false,
+  };
+}
+
+type Parsed = Record<string, unknown> & { sessionId: string; seq: number };
+const err = (code: AckError['code'], message: string): { error: AckError } => ({ error: { code, message } });
+
+/** Checks one schema-valid event of an existing session; returns the Frame to record or the rejection. */
+export function checkEvent(g: GuardState, event: Exclude<RigEventName, 'session:start' | 'session:resume'>, p: Parsed): { frame: Frame } | { error: AckError } {
+  if (g.ended) return err('session-ended', `session ${g.sessionId} has ended; start a new session`);
+  switch (event) {
+    case 'stim:onset': {
+      const { trial, stimulusId, tMs } = p as unknown as { trial: number; stimulusId: string; tMs: number };
+      if (!g.stimuli.has(stimulusId)) return err('unknown-stimulus', `stimulus "${stimulusId}" is not in stimulus set ${g.start.stimulusSetId}`);
+      if (g.usedTrials.has(trial)) return err('bad-trial-state', `trial ${trial} already had an onset`);
+      return { frame: { type: 'stim:onset', sessionId: g.sessionId, seq: p.seq, trial, stimulusId, tMs } };
+    }
+    case 'stim:offset': {
+      const { trial, stimulusId, tMs } = p as unknown as { trial: number; stimulusId: string; tMs: number };
+      const o = g.open.get(trial);
+      if (!o) return err('bad-trial-state', `stim:offset for trial ${trial} without an open onset`);
+      if (o.stimulusId !== stimulusId) return err('bad-trial-state', `trial ${trial} showed "${o.stimulusId}", offset names "${stimulusId}"`);
+      if (tMs < o.onsetMs) return err('bad-trial-state', `offset at ${tMs} ms precedes its onset at ${o.onsetMs} ms`);
+      return { frame: { type: 'stim:offset', sessionId: g.sessionId, seq: p.seq, trial, stimulusId, tMs } };
+    }
+    case 'trial:abort': {
+      const { trial, reason } = p as unknown as { trial: number; reason?: string };
+      if (!g.open.has(trial)) return err('bad-trial-state', `trial:abort for trial ${trial}, which is not open (abort must precede stim:offset)`);
+      return { frame: { type: 'trial:abort', sessionId: g.sessionId, seq: p.seq, trial, ...(reason !== undefined ? { reason } : {}) } };
+    }
+    case 'counts:binned': {
+      if (g.start.countsMode !== 'binned') return err('invalid', 'this session was started with countsMode "trial"; send counts:trial');
+      const { startMs, binWidthMs } = p as unknown as { startMs: number; binWidthMs: number };
+      if (Math.abs(binWidthMs - g.start.timing.binWidthMs) > EPS) return err('wrong-size', `binWidthMs ${binWidthMs} differs from the session's ${g.start.timing.binWidthMs}`);
+      const counts = toUint16(p.counts as Uint8Array | Uint16Array | number[]);
+      if (typeof counts === 'string') return err('invalid', counts);
+      if (counts.length === 0 || counts.length % g.C !== 0) return err('wrong-size', `counts hold ${counts.length} values, not a whole number of bins of ${g.C} channels`);
+      if (startMs < g.lastBinEndMs - EPS) return err('bad-sequence', `bins start at ${startMs} ms, before the end of the previous bins (${g.lastBinEndMs} ms)`);
+      return { frame: { type: 'counts:binned', sessionId: g.sessionId, seq: p.seq, startMs, binWidthMs, nBins: counts.length / g.C, counts } };
+    }
+    case 'counts:trial': {
+      if (g.start.countsMode !== 'trial') return err('invalid', 'this session was started with countsMode "binned"; send counts:binned');
+      const trial = p.trial as number;
+      if (!g.awaitingCounts.has(trial)) return err('bad-trial-state', `counts:trial for trial ${trial}, which is not closed by a stim:offset and waiting for counts`);
+      const responseCounts = toFloat64(p.responseCounts as number[]);
+      if (typeof responseCounts === 'string') return err('invalid', responseCounts);
+      if (responseCounts.length !== g.C) return err('wrong-size', `responseCounts has ${responseCounts.length} values for ${g.C} channels`);
+      let baselineCounts: Float64Array | undefined;
+      if (p.baselineCounts !== undefined) {
+        const b = toFloat64(p.baselineCounts as number[]);
+        if (typeof b === 'string') return err('invalid', b);
+        if (b.length !== g.C) return err('wrong-size', `baselineCounts has ${b.length} values for ${g.C} channels`);
+        baselineCounts = b;
+      }
+      return { frame: { type: 'counts:trial', sessionId: g.sessionId, seq: p.seq, trial, responseCounts, ...(baselineCounts ? { baselineCounts } : {}) } };
+    }
+    case 'session:end':
+      return { frame: { type: 'session:end', sessionId: g.sessionId, seq: p.seq } };
+  }
+}
+
+/** Advances the guard by an accepted (recorded) frame; also used to rebuild it from a log. */
+export function applyFrame(g: GuardState, f: Frame): void {
+  if ('seq' in f) g.lastAcceptedSeq = Math.max(g.lastAcceptedSeq, f.seq);
+  g.lastSeq = Math.max(g.lastSeq, g.lastAcceptedSeq);
+  switch (f.type) {
+    case 'stim:onset':
+      g.usedTrials.add(f.trial);
+      g.open.set(f.trial, { stimulusId: f.stimulusId, onsetMs: f.tMs });
+      break;
+    case 'stim:offset':
+      g.open.delete(f.trial);
+      if (g.start.countsMode === 'trial') g.awaitingCounts.add(f.trial);
+      break;
+    case 'trial:abort':
+      g.open.delete(f.trial);
+      break;
+    case 'counts:binned':
+      g.lastBinEndMs = f.startMs + f.nBins * f.binWidthMs;
+      break;
+    case 'counts:trial':
+      g.awaitingCounts.delete(f.trial);
+      break;
+    case 'session:end':
+      g.ended = true;
+      break;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Frames as stored in the session log, and their validation on the way back in: a recorded file is
+ * outside input too, so every record passes a schema before it becomes a Frame again.
+ */
+import { z } from 'zod';
+import {
+  countsBinnedSchema,
+  countsTrialSchema,
+  fieldErrors,
+  sessionEndSchema,
+  sessionStartSchema,
+  stimOnsetSchema,
+  stimulusSchema,
+  toFloat64,
+  toUint16,
+  trialAbortSchema,
+  type Frame,
+} from '@sharedlens/shared';
+
+export interface LogRecord {
+  /** Server wall-clock time of acceptance (ms since epoch); paces 1x replays. */
+  atMs: number;
+  frame: Frame;
+}
+
+const frameSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('session:start'), sessionId: z.string(), startedAt: z.string(), start: sessionStartSchema, stimuli: z.array(stimulusSchema) }),
+  stimOnsetSchema.extend({ type: z.literal('stim:onset') }),
+  stimOnsetSchema.extend({ type: z.literal('stim:offset') }),
+  countsBinnedSchema.extend({ type: z.literal('counts:binned'), nBins: z.number().int().min(0) }),
+  countsTrialSchema.extend({ type: z.literal('counts:trial') }),
+  trialAbortSchema.extend({ type: z.literal('trial:abort') }),
+  sessionEndSchema.extend({ type: z.literal('session:end') }),
+]);
+const recordSchema = z.object({ atMs: z.number(), frame: frameSchema });
+
+/** The storable form of a record: typed arrays become bytes or plain arrays. */
+export function toStored(rec: LogRecord): unknown {
+  const f = rec.frame;
+  if (f.type === 'counts:trial') {
+    return { atMs: rec.atMs, frame: { ...f, responseCounts: Array.from(f.responseCounts), ...(f.baselineCounts ? { baselineCounts: Array.from(f.baselineCounts) } : {}) } };
+  }
+  return rec;
+}
+
+/** Validates a decoded record and rebuilds its Frame; returns an error message instead of throwing. */
+export function fromStored(value: unknown): LogRecord | string {
+  const parsed = recordSchema.safeParse(value);
+  if (!parsed.success) return fieldErrors(parsed.error).join('; ');
+  const { atMs, frame } = parsed.data;
+  switch (frame.type) {
+    case 'counts:binned': {
+      const counts = toUint16(frame.counts);
+      if (typeof counts === 'string') return counts;
+      return { atMs, frame: { ...frame, counts } };
+    }
+    case 'counts:trial': {
+      const responseCounts = toFloat64(frame.responseCounts);
+      const baselineCounts = frame.baselineCounts ? toFloat64(frame.baselineCounts) : undefined;
+      if (typeof responseCounts === 'string') return responseCounts;
+      if (typeof baselineCounts === 'string') return baselineCounts;
+      const { baselineCounts: _raw, ...rest } = frame;
+      return { atMs, frame: { ...rest, responseCounts, ...(baselineCounts ? { baselineCounts } : {}) } };
+    }
+    default:
+      return { atMs, frame };
+  }
+}

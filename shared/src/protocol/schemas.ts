@@ -1,0 +1,121 @@
+/**
+ * The rig wire contract as zod schemas. Every payload from outside the process is `unknown` until one of
+ * these accepts it; the TypeScript types of the protocol are inferred from them (events.ts), never
+ * written twice. Units are in the names: milliseconds of rig time end in `Ms`.
+ */
+import { z } from 'zod';
+
+const id = z.string().min(1).max(128);
+const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+const rigMs = finite.describe('rig timestamp in milliseconds');
+const trialNumber = z.number().int().min(0).max(2 ** 31);
+/** Per-rig, per-session sequence number: 1 for the first event after session:start, then +1 each. */
+const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+export const channelSchema = z.object({
+  id,
+  label: z.string().max(128),
+  area: z.string().max(64).optional(),
+  depthUm: finite.optional(),
+});
+
+export const timingSchema = z.object({
+  /** Length of the response window, counted from onset + latency. */
+  responseWindowMs: finite.pipe(z.number().positive().max(10_000)),
+  latencyMs: finite.pipe(z.number().min(0).max(5_000)),
+  /** Baseline window just before onset; 0 disables baseline subtraction. */
+  baselineWindowMs: finite.pipe(z.number().min(0).max(10_000)),
+  /** Width of one bin of binned counts. */
+  binWidthMs: finite.pipe(z.number().positive().max(1_000)),
+});
+
+export const sessionStartSchema = z.object({
+  rigId: id,
+  subject: id,
+  channels: z
+    .array(channelSchema)
+    .min(1)
+    .max(8192)
+    .refine((cs) => new Set(cs.map((c) => c.id)).size === cs.length, 'channel ids must be unique'),
+  stimulusSetId: id,
+  timing: timingSchema,
+  /** `binned`: counts:binned frames (PSTHs available); `trial`: one counts:trial vector per trial. */
+  countsMode: z.enum(['binned', 'trial']).default('binned'),
+  /** Declared preferred category for every channel; otherwise the highest-mean category is used. */
+  preferredCategory: id.optional(),
+});
+
+const sessionRef = { sessionId: id, seq };
+
+export const stimOnsetSchema = z.object({ ...sessionRef, trial: trialNumber, stimulusId: id, tMs: rigMs });
+export const stimOffsetSchema = stimOnsetSchema;
+
+/** A non-negative count vector: plain numbers, or packed little-endian uint16 bytes. */
+const countVector = z.union([
+  z.array(finite.pipe(z.number().min(0).max(1e9))).max(65_536),
+  z.instanceof(Uint8Array),
+  z.instanceof(Uint16Array),
+]);
+
+export const countsBinnedSchema = z.object({
+  ...sessionRef,
+  /** Rig time of the start of the first bin. */
+  startMs: rigMs,
+  binWidthMs: finite.pipe(z.number().positive()),
+  /** bins x channels, row-major (all channels of bin 0 first), little-endian uint16. */
+  counts: z.union([z.instanceof(Uint8Array), z.instanceof(Uint16Array), z.array(z.number())]),
+});
+
+export const countsTrialSchema = z.object({
+  ...sessionRef,
+  trial: trialNumber,
+  /** Spike count per channel in the response window (onset + latency, responseWindowMs long). */
+  responseCounts: countVector,
+  /** Spike count per channel in the baseline window; omitted means no baseline subtraction. */
+  baselineCounts: countVector.optional(),
+});
+
+export const trialAbortSchema = z.object({ ...sessionRef, trial: trialNumber, reason: z.string().max(256).optional() });
+export const sessionEndSchema = z.object({ ...sessionRef });
+export const sessionResumeSchema = z.object({ sessionId: id });
+
+/** Stimulus set manifest (stimuli/<setId>/manifest.json). */
+export const stimulusSchema = z.object({
+  id,
+  file: z
+    .string()
+    .min(1)
+    .max(256)
+    .refine((f) => !f.includes('..') && !f.startsWith('/') && !f.includes('\\'), 'file must be a plain relative path'),
+  category: id,
+  tags: z.array(z.string().max(64)).optional(),
+});
+export const stimulusManifestSchema = z.object({
+  id,
+  description: z.string().optional(),
+  license: z.string().optional(),
+  stimuli: z
+    .array(stimulusSchema)
+    .min(1)
+    .refine((ss) => new Set(ss.map((s) => s.id)).size === ss.length, 'stimulus ids must be unique'),
+});
+
+/** Schemas of the events a rig sends, by event name. */
+export const rigEventSchemas = {
+  'session:start': sessionStartSchema,
+  'session:resume': sessionResumeSchema,
+  'stim:onset': stimOnsetSchema,
+  'stim:offset': stimOffsetSchema,
+  'counts:binned': countsBinnedSchema,
+  'counts:trial': countsTrialSchema,
+  'trial:abort': trialAbortSchema,
+  'session:end': sessionEndSchema,
+} as const;
+
+export type RigEventName = keyof typeof rigEventSchemas;
+export const rigEventNames = Object.keys(rigEventSchemas) as RigEventName[];
+
+/** Flattens a zod error into `path: message` strings, one per field error. */
+export function fieldErrors(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`);
+}

@@ -1,0 +1,80 @@
+/** JSON shapes of the per-neuron statistics, as served by the status endpoint and the dashboard namespace. */
+
+export interface ChannelStats {
+  id: string;
+  label: string;
+  area?: string;
+  /** Completed (non-aborted) trials that entered the statistics. */
+  nTrials: number;
+  /** Mean baseline-subtracted response (spikes per response window) per category; null before any trial. */
+  categoryMeans: Record<string, number | null>;
+  preferredCategory: string | null;
+  /** (R_pref - R_other) / (|R_pref| + |R_other|), trial means; null until both sides have trials. */
+  selectivityIndex: number | null;
+  /** (mean_pref - mean_other) / sqrt((var_pref + var_other) / 2), trial responses. */
+  dPrime: number | null;
+  /** Pearson r across stimuli between mean responses of even and odd repeats. */
+  splitHalfR: number | null;
+  /** Spearman-Brown corrected split-half r: 2r / (1 + r). */
+  noiseCeiling: number | null;
+  /** Stimuli with repeats in both halves behind splitHalfR. */
+  reliabilityStimuli: number;
+}
+
+export interface StimulusStats {
+  id: string;
+  category: string;
+  nTrials: number;
+  /** Mean response per channel (channel order of the session), null before any trial. */
+  mean: (number | null)[];
+  /** Unbiased variance per channel, null below two trials. */
+  variance: (number | null)[];
+}
+
+export type SessionState = 'live' | 'disconnected' | 'ended' | 'replay' | 'interrupted';
+
+export interface SessionSnapshot {
+  sessionId: string;
+  /** For replays: the recorded session being replayed. */
+  sourceSessionId?: string;
+  rigId: string;
+  subject: string;
+  stimulusSetId: string;
+  startedAt: string;
+  state: SessionState;
+  categories: string[];
+  trialsCompleted: number;
+  trialsAborted: number;
+  /** Completed trials per second of rig time over the last 10 s. */
+  trialsPerSec: number;
+  lastSeq: number;
+  /** Sequence numbers the rig skipped (reported to it when they happened). */
+  seqGaps: number;
+  rejected: Record<string, number>;
+  channels: ChannelStats[];
+  stimuli?: StimulusStats[];
+  /** PSTH per category: mean spikes per bin per trial, [category][channel][bin]; binned sessions only. */
+  psth?: { binMs: number; startMs: number; byCategory: Record<string, number[][]> };
+}
+
+export interface SessionSummary {
+  sessionId: string;
+  rigId: string;
+  subject: string;
+  stimulusSetId: string;
+  startedAt: string;
+  endedAt?: string;
+  state: SessionState;
+  channels: number;
+  records: number;
+  trialsCompleted?: number;
+  sourceSessionId?: string;
+}
+
+export interface StatsDelta {
+  sessionId: string;
+  trialsCompleted: number;
+  trialsAborted: number;
+  trialsPerSec: number;
+  channels: ChannelStats[];
+}
