@@ -71,6 +71,8 @@ export function checkEvent(g: GuardState, event: Exclude<RigEventName, 'session:
       return { frame: { type: 'trial:abort', sessionId: g.sessionId, seq: p.seq, trial, ...(reason !== undefined ? { reason } : {}) } };
     }
     case 'counts:binned': {
+      const bad = checkChannelIds(g, p.channelIds);
+      if (bad) return bad;
       if (g.start.countsMode !== 'binned') return err('invalid', 'this session was started with countsMode "trial"; send counts:trial');
       const { startMs, binWidthMs } = p as unknown as { startMs: number; binWidthMs: number };
       if (Math.abs(binWidthMs - g.start.timing.binWidthMs) > EPS) return err('wrong-size', `binWidthMs ${binWidthMs} differs from the session's ${g.start.timing.binWidthMs}`);
@@ -81,6 +83,8 @@ export function checkEvent(g: GuardState, event: Exclude<RigEventName, 'session:
       return { frame: { type: 'counts:binned', sessionId: g.sessionId, seq: p.seq, startMs, binWidthMs, nBins: counts.length / g.C, counts } };
     }
     case 'counts:trial': {
+      const bad = checkChannelIds(g, p.channelIds);
+      if (bad) return bad;
       if (g.start.countsMode !== 'trial') return err('invalid', 'this session was started with countsMode "binned"; send counts:binned');
       const trial = p.trial as number;
       if (!g.awaitingCounts.has(trial)) return err('bad-trial-state', `counts:trial for trial ${trial}, which is not closed by a stim:offset and waiting for counts`);
@@ -99,6 +103,17 @@ export function checkEvent(g: GuardState, event: Exclude<RigEventName, 'session:
     case 'session:end':
       return { frame: { type: 'session:end', sessionId: g.sessionId, seq: p.seq } };
   }
+}
+
+/** An optional channelIds list must name the session's channels in the session's order. */
+function checkChannelIds(g: GuardState, ids: unknown): { error: AckError } | null {
+  if (ids === undefined) return null;
+  const list = ids as string[];
+  const known = new Set(g.start.channels.map((c) => c.id));
+  const unknown = list.filter((c) => !known.has(c));
+  if (unknown.length) return err('unknown-channel', `unknown channel ids: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ` and ${unknown.length - 10} more` : ''}`);
+  if (list.length !== g.C || list.some((c, i) => c !== g.start.channels[i].id)) return err('wrong-size', `channelIds must list the session's ${g.C} channels in session order`);
+  return null;
 }
 
 /** Advances the guard by an accepted (recorded) frame; also used to rebuild it from a log. */

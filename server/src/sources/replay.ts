@@ -1,4 +1,4 @@
-import { BehaviorSubject, EMPTY, defer, expand, first, map, of, switchMap, timer, type Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
+import { BehaviorSubject, EMPTY, defer, expand, first, map, switchMap, timer, type Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import type { Frame } from '@sharedlens/shared';
 import type { LogRecord } from '../storage/frame-record.ts';
 
@@ -25,27 +25,20 @@ export function replayRecords(
   fromIndex = 0,
   scheduler: SchedulerLike = asyncScheduler,
 ): Observable<{ index: number; frame: Frame }> {
-  const waitFor = (i: number): Observable<number> =>
-    ctl.paused$.pipe(
-      first((p) => !p),
-      switchMap(() => {
-        const speed = ctl.speed$.value;
-        if (!Number.isFinite(speed)) return i % FAST_BATCH === 0 ? timer(0, scheduler).pipe(map(() => i)) : of(i);
-        const dt = Math.min(MAX_GAP_MS, Math.max(0, records[i].atMs - records[i - 1].atMs)) / speed;
-        return timer(dt, scheduler).pipe(map(() => i));
-      }),
-    );
+  // a record is emitted once its delay has passed and the replay is not paused
+  const unpaused = (i: number) => ctl.paused$.pipe(first((p) => !p), map(() => i));
+  const waitFor = (i: number): Observable<number> => {
+    const speed = ctl.speed$.value;
+    if (!Number.isFinite(speed)) return i % FAST_BATCH === 0 ? timer(0, scheduler).pipe(switchMap(() => unpaused(i))) : unpaused(i);
+    const dt = Math.min(MAX_GAP_MS, Math.max(0, records[i].atMs - records[i - 1].atMs)) / speed;
+    return timer(dt, scheduler).pipe(switchMap(() => unpaused(i)));
+  };
   return defer(() =>
     fromIndex >= records.length
       ? EMPTY
-      : waitFirst(ctl).pipe(
-          switchMap(() => of(fromIndex)),
+      : unpaused(fromIndex).pipe(
           expand((i) => (i + 1 < records.length ? waitFor(i + 1) : EMPTY)),
           map((i) => ({ index: i, frame: records[i].frame })),
         ),
   );
-}
-
-function waitFirst(ctl: ReplayControls): Observable<boolean> {
-  return ctl.paused$.pipe(first((p) => !p));
 }

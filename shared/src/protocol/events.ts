@@ -46,6 +46,7 @@ export type RejectionCode =
   | 'invalid'
   | 'unknown-session'
   | 'unknown-stimulus'
+  | 'unknown-channel'
   | 'wrong-size'
   | 'bad-sequence'
   | 'bad-trial-state'

@@ -62,6 +62,8 @@ export const countsBinnedSchema = z.object({
   /** Rig time of the start of the first bin. */
   startMs: rigMs,
   binWidthMs: finite.pipe(z.number().positive()),
+  /** Optional check: the channel ids in the order of the columns; must be the session's channel list. */
+  channelIds: z.array(id).max(8192).optional(),
   /** bins x channels, row-major (all channels of bin 0 first), little-endian uint16. */
   counts: z.union([z.instanceof(Uint8Array), z.instanceof(Uint16Array), z.array(z.number())]),
 });
@@ -69,6 +71,8 @@ export const countsBinnedSchema = z.object({
 export const countsTrialSchema = z.object({
   ...sessionRef,
   trial: trialNumber,
+  /** Optional check: the channel ids in the order of the vectors; must be the session's channel list. */
+  channelIds: z.array(id).max(8192).optional(),
   /** Spike count per channel in the response window (onset + latency, responseWindowMs long). */
   responseCounts: countVector,
   /** Spike count per channel in the baseline window; omitted means no baseline subtraction. */

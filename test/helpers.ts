@@ -1,0 +1,84 @@
+/** Shared test support: an app on port 0 with a temporary data folder, captured log lines, raw rig sockets. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { io, type Socket } from 'socket.io-client';
+import { encodePayload, type Ack, type SessionStartInput, type Stimulus } from '@sharedlens/shared';
+import { createApp, type App } from '../server/src/app.ts';
+import { loadConfig, type Config } from '../server/src/config.ts';
+import { loadStimulusSets } from '../server/src/stimulus-sets.ts';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const TOKEN = 'test-rig-token';
+
+export function tmpDir(prefix = 'sharedlens-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function testConfig(over: Partial<Config> = {}): Config {
+  const base = loadConfig(root, { RIG_TOKENS: TOKEN, LOG_LEVEL: 'warn', DEMO: '0' });
+  return { ...base, dataDir: tmpDir(), ...over };
+}
+
+export interface TestApp {
+  app: App;
+  url: string;
+  config: Config;
+  logs: Record<string, unknown>[];
+  close(): Promise<void>;
+}
+
+/** createApp on 127.0.0.1 port 0 with log lines captured as objects. */
+export async function startApp(over: Partial<Config> = {}): Promise<TestApp> {
+  const config = testConfig(over);
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  const app = createApp({ config, logger });
+  const port = await app.listen(0, '127.0.0.1');
+  return { app, url: `http://127.0.0.1:${port}`, config, logs, close: () => app.close() };
+}
+
+export const demoStimuli: Stimulus[] = loadStimulusSets(path.join(root, 'stimuli')).sets.get('demo')!.manifest.stimuli;
+
+export function sessionStart(channels = 4, over: Partial<SessionStartInput> = {}): SessionStartInput {
+  return {
+    rigId: 'test-rig',
+    subject: 'M1',
+    channels: Array.from({ length: channels }, (_, i) => ({ id: `c${i}`, label: `channel ${i}` })),
+    stimulusSetId: 'demo',
+    timing: { responseWindowMs: 100, latencyMs: 50, baselineWindowMs: 50, binWidthMs: 1 },
+    ...over,
+  };
+}
+
+/** A raw socket on /rig, for sending what a correct client never would. */
+export async function rawRig(url: string, token = TOKEN): Promise<Socket> {
+  const s = io(`${url}/rig`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('connect_error', reject);
+  });
+  return s;
+}
+
+/** Emits one event with a msgpack payload (or the raw value given) and returns the acknowledgement. */
+export function send(s: Socket, event: string, body: unknown, raw = false): Promise<Ack<any>> {
+  return s.timeout(5000).emitWithAck(event, raw ? body : encodePayload(body));
+}
+
+/** Polls until `fn` returns a truthy value (state reached through sockets arrives asynchronously). */
+export async function until<T>(fn: () => T | Promise<T>, what: string, tries = 400): Promise<NonNullable<Awaited<T>>> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v) return v as NonNullable<Awaited<T>>;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export async function getJson(url: string): Promise<any> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
