@@ -54,7 +54,7 @@ export function createApp(deps: AppDeps): App {
   const httpServer = http.createServer(app);
   const io = new Server(httpServer, {
     // above maxPayloadBytes so oversized payloads get an acknowledged error, not a dropped connection
-    maxHttpBufferSize: config.limits.maxPayloadBytes * 2,
+    maxHttpBufferSize: config.limits.maxPayloadBytes * 4 + 1024 * 1024,
     serveClient: false,
   });
 
