@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { io, type Socket } from 'socket.io-client';
-import { encodePayload, type Ack, type SessionStartInput, type Stimulus } from '@sharedlens/shared';
+import { encodePayload, type SessionStartInput, type Stimulus } from '@sharedlens/shared';
 import { createApp, type App } from '../server/src/app.ts';
 import { loadConfig, type Config } from '../server/src/config.ts';
 import { loadStimulusSets } from '../server/src/stimulus-sets.ts';
@@ -64,7 +64,7 @@ export async function rawRig(url: string, token = TOKEN): Promise<Socket> {
 }
 
 /** Emits one event with a msgpack payload (or the raw value given) and returns the acknowledgement. */
-export function send(s: Socket, event: string, body: unknown, raw = false): Promise<Ack<any>> {
+export function send(s: Socket, event: string, body: unknown, raw = false): Promise<any> {
   return s.timeout(5000).emitWithAck(event, raw ? body : encodePayload(body));
 }
 

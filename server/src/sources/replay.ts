@@ -1,4 +1,4 @@
-import { BehaviorSubject, EMPTY, defer, expand, first, map, switchMap, timer, type Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
+import { BehaviorSubject, Observable, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
 import type { Frame } from '@sharedlens/shared';
 import type { LogRecord } from '../storage/frame-record.ts';
 
@@ -15,7 +15,9 @@ const MAX_GAP_MS = 10_000;
 
 /**
  * Replays recorded frames from index `fromIndex`, paced by their recorded arrival times divided by the
- * speed, honouring pause. Time goes through `scheduler`, so tests run it in virtual time.
+ * speed; a record due while paused comes out at the resume. Waits go through `scheduler`, so tests run
+ * in virtual time. A loop rather than `expand`: thousands of synchronous records at full speed would
+ * otherwise recurse once per record.
  *
  * @example replayRecords(records, { speed$: new BehaviorSubject(4), paused$: new BehaviorSubject(false) })
  */
@@ -25,20 +27,43 @@ export function replayRecords(
   fromIndex = 0,
   scheduler: SchedulerLike = asyncScheduler,
 ): Observable<{ index: number; frame: Frame }> {
-  // a record is emitted once its delay has passed and the replay is not paused
-  const unpaused = (i: number) => ctl.paused$.pipe(first((p) => !p), map(() => i));
-  const waitFor = (i: number): Observable<number> => {
-    const speed = ctl.speed$.value;
-    if (!Number.isFinite(speed)) return i % FAST_BATCH === 0 ? timer(0, scheduler).pipe(switchMap(() => unpaused(i))) : unpaused(i);
-    const dt = Math.min(MAX_GAP_MS, Math.max(0, records[i].atMs - records[i - 1].atMs)) / speed;
-    return timer(dt, scheduler).pipe(switchMap(() => unpaused(i)));
-  };
-  return defer(() =>
-    fromIndex >= records.length
-      ? EMPTY
-      : unpaused(fromIndex).pipe(
-          expand((i) => (i + 1 < records.length ? waitFor(i + 1) : EMPTY)),
-          map((i) => ({ index: i, frame: records[i].frame })),
-        ),
-  );
+  return new Observable((subscriber) => {
+    let i = fromIndex;
+    let paused = false;
+    let waitingForResume = false;
+    let pending: Subscription | null = null;
+    const run = () => {
+      pending = null;
+      while (i < records.length && !subscriber.closed) {
+        if (paused) {
+          waitingForResume = true;
+          return;
+        }
+        subscriber.next({ index: i, frame: records[i].frame });
+        i++;
+        if (i >= records.length) break;
+        const speed = ctl.speed$.value;
+        const fast = !Number.isFinite(speed);
+        const dt = fast ? 0 : Math.min(MAX_GAP_MS, Math.max(0, records[i].atMs - records[i - 1].atMs)) / speed;
+        if (dt > 0 || (fast && i % FAST_BATCH === 0)) {
+          pending = scheduler.schedule(run, dt);
+          return;
+        }
+      }
+      subscriber.complete();
+    };
+    const pauseSub = ctl.paused$.subscribe((p) => {
+      paused = p;
+      if (!p && waitingForResume) {
+        waitingForResume = false;
+        run();
+      }
+    });
+    if (!paused) run();
+    else waitingForResume = true;
+    return () => {
+      pauseSub.unsubscribe();
+      (pending as Subscription | null)?.unsubscribe();
+    };
+  });
 }
