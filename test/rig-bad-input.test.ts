@@ -57,8 +57,19 @@ test('malformed msgpack bytes', async () => {
   await rejects('stim:onset', Buffer.from([0xc1, 0xff, 0x00]), 'malformed', /not valid msgpack/, { raw: true });
 });
 
-test('a payload that is not msgpack bytes at all', async () => {
+test('a payload that is neither msgpack bytes nor JSON text', async () => {
   await rejects('stim:onset', { sessionId, seq: 99, trial: 1 }, 'malformed', /msgpack-encoded binary/, { raw: true });
+  await rejects('stim:onset', 12, 'malformed', /msgpack-encoded binary/, { raw: true });
+});
+
+test('malformed JSON text', async () => {
+  await rejects('stim:onset', '{"sessionId": ', 'malformed', /not valid JSON/, { raw: true });
+});
+
+test('JSON text payloads are accepted like msgpack ones', async () => {
+  const ack = await send(s, 'stim:onset', JSON.stringify({ sessionId, seq: ++seq, trial: 77, stimulusId: stimA, tMs: 5000 }), true);
+  assert.deepEqual(ack, { data: { seq, duplicate: false } });
+  await ok('trial:abort', { trial: 77, reason: 'fixation break' });
 });
 
 test('wrong types are listed field by field', async () => {

@@ -88,13 +88,16 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     const ack = typeof rawAck === 'function' ? (rawAck as AckFn) : null;
     if (!bucket.take()) return reject(socket, event, ack, undefined, { code: 'rate-limited', message: `more than ${deps.limits.eventsPerSec} events/s (burst ${deps.limits.burstEvents}); slow down or batch bins` });
     if (!ack) return reject(socket, event, null, undefined, { code: 'invalid', message: `${event} needs an acknowledgement callback` });
-    if (!(payload instanceof Uint8Array)) return reject(socket, event, ack, undefined, { code: 'malformed', message: 'payload must be one msgpack-encoded binary argument' });
-    if (payload.byteLength > deps.limits.maxPayloadBytes) return reject(socket, event, ack, undefined, { code: 'too-large', message: `payload of ${payload.byteLength} bytes exceeds maxPayloadBytes ${deps.limits.maxPayloadBytes}` });
+    // msgpack bytes are the protocol; JSON text is accepted too, for clients without msgpack (docs/protocol.md)
+    const isText = typeof payload === 'string';
+    if (!(payload instanceof Uint8Array) && !isText) return reject(socket, event, ack, undefined, { code: 'malformed', message: 'payload must be one msgpack-encoded binary argument (or one JSON text argument)' });
+    const size = isText ? Buffer.byteLength(payload) : payload.byteLength;
+    if (size > deps.limits.maxPayloadBytes) return reject(socket, event, ack, undefined, { code: 'too-large', message: `payload of ${size} bytes exceeds maxPayloadBytes ${deps.limits.maxPayloadBytes}` });
     let decoded: unknown;
     try {
-      decoded = decodePayload(payload);
+      decoded = isText ? JSON.parse(payload) : decodePayload(payload);
     } catch (e) {
-      return reject(socket, event, ack, undefined, { code: 'malformed', message: `payload is not valid msgpack: ${(e as Error).message}` });
+      return reject(socket, event, ack, undefined, { code: 'malformed', message: `payload is not valid ${isText ? 'JSON' : 'msgpack'}: ${(e as Error).message}` });
     }
     const parsed = rigEventSchemas[event].safeParse(decoded);
     if (!parsed.success) {
