@@ -120,3 +120,23 @@ test('bad dashboard commands get clear errors', async () => {
   const d = await dash.timeout(5000).emitWithAck(dashboardEvents.sessionWatch, { sessionId: 42 });
   assert.equal(d.error.code, 'invalid');
 });
+
+test('the replay CLI reproduces the same statistics offline', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const { root } = await import('./helpers.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/replay-cli.ts'), sim.sessionId, '--json'], {
+    cwd: root,
+    env: { ...process.env, DATA_DIR: t.config.dataDir },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const offline: SessionSnapshot = JSON.parse(r.stdout);
+  const live: SessionSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats?detail=1`)).body;
+  assert.deepEqual(offline.channels, live.channels);
+  assert.deepEqual(offline.stimuli, live.stimuli);
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/replay-cli.ts'), '../../etc'], { cwd: root, env: { ...process.env, DATA_DIR: t.config.dataDir }, encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /no recorded session/);
+});

@@ -1,0 +1,62 @@
+/**
+ * `npm run replay -- SESSION_ID [--speed N|max] [--json]`: replays a recorded session through the same
+ * pipeline, offline, and prints its statistics (`--json`: the full snapshot). `npm run replay` alone lists
+ * the recorded sessions. A running server replays through the dashboard or POST /api/sessions/:id/replay.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { BehaviorSubject, last, map, tap } from 'rxjs';
+import { loadConfig } from './config.ts';
+import { buildSnapshot } from './compute/session-snapshot.ts';
+import { sessionPipeline } from './pipeline/session-pipeline.ts';
+import { Recorder } from './sinks/recorder.ts';
+import { replayRecords } from './sources/replay.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const config = loadConfig(root);
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { speed: { type: 'string', default: 'max' }, json: { type: 'boolean', default: false } } });
+const recorder = new Recorder({ dataDir: config.dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+const id = positionals[0];
+if (!id) {
+  const list = recorder.list();
+  if (!list.length) console.log(`no recorded sessions in ${recorder.root}`);
+  for (const s of list) console.log(`${s.sessionId}  ${s.state.padEnd(11)} ${s.channels} channels  rig ${s.rigId}  subject ${s.subject}  started ${s.startedAt}`);
+  process.exit(0);
+}
+if (!Recorder.isSessionId(id) || !recorder.meta(id)) {
+  console.error(`replay: no recorded session "${id}" in ${recorder.root} (npm run replay lists them)`);
+  process.exit(2);
+}
+const speed = values.speed === 'max' ? Infinity : Number(values.speed);
+if (!(speed > 0)) {
+  console.error(`replay: --speed must be a positive number or "max", got ${values.speed}`);
+  process.exit(2);
+}
+const { records, tornBytes, invalid } = recorder.load(id);
+if (tornBytes) console.error(`replay: the log ends in a torn record of ${tornBytes} bytes; it is skipped`);
+if (invalid) console.error(`replay: invalid record, replay stops there: ${invalid}`);
+const meta = recorder.meta(id)!;
+replayRecords(records, { speed$: new BehaviorSubject(speed), paused$: new BehaviorSubject(false) })
+  .pipe(
+    tap(({ index }) => {
+      if (!values.json && Number.isFinite(speed) && index % 500 === 0) console.log(`replay: record ${index + 1}/${records.length}`);
+    }),
+    map(({ frame }) => frame),
+    sessionPipeline(config.pipeline),
+    last(),
+  )
+  .subscribe({
+    next: (u) => {
+      const snap = buildSnapshot(u.state, { sessionId: id, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps: 0, rejected: {} }, values.json);
+      if (values.json) return console.log(JSON.stringify(snap, null, 2));
+      console.log(`session ${id}: ${snap.trialsCompleted} trials, ${snap.trialsAborted} aborted, categories ${snap.categories.join(', ')}`);
+      const f = (v: number | null) => (v === null ? '    -' : v.toFixed(2).padStart(5));
+      console.log('channel        trials preferred   SI    d\'  ceiling');
+      for (const c of snap.channels) console.log(`${c.label.slice(0, 14).padEnd(14)} ${String(c.nTrials).padStart(6)} ${(c.preferredCategory ?? '-').padEnd(9)} ${f(c.selectivityIndex)} ${f(c.dPrime)} ${f(c.noiseCeiling)}`);
+    },
+    error: (e: Error) => {
+      console.error(`replay: ${e.message}`);
+      process.exit(1);
+    },
+  });
