@@ -8,6 +8,7 @@ import { root } from './support.ts';
 
 const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<string, unknown>> }>> = {
   ingest: () => import('./ingest.ts'),
+  ridge: () => import('./ridge.ts'),
 };
 
 const wanted = process.argv.slice(2);
