@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, recomputeLoss, updateRow } from '../server/src/compute/ridge.ts';
+import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, recomputeResiduals, updateRow } from '../server/src/compute/ridge.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { root } from './helpers.ts';
 
@@ -57,9 +57,9 @@ test('ridge refreshed trial by trial equals scikit-learn RidgeCV refitted on the
     }
   }
   assert.ok(maxRel < 1e-4, `max relative difference of predictions ${maxRel}`);
-  // the incremental losses equal an exact recomputation
+  // the incremental losses equal an exact recomputation from the responses
   const inc = Float64Array.from(state.loss);
-  recomputeLoss(state);
+  recomputeResiduals(state);
   inc.forEach((v, i) => assert.ok(Math.abs(v - state.loss[i]) <= 1e-8 * Math.abs(state.loss[i]), `drift at ${i}`));
 });
 

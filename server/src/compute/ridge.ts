@@ -1,17 +1,16 @@
 /**
  * Per-neuron ridge regression from stimulus features to mean responses, with the regularisation chosen per
- * neuron by exact leave-one-stimulus-out error (a stimulus never scores a model fitted on it), and an
- * O(alphas x (S^2 + N x S)) refresh after each trial instead of a refit.
+ * neuron by exact leave-one-stimulus-out error (a stimulus never scores a model fitted on it), refreshed
+ * after each trial in O(alphas x neurons x stimuli) instead of refitted.
  *
  * The formulation is scikit-learn's RidgeCV(alphas, alpha_per_target=True, fit_intercept=True) in its
- * "gram" mode (n_samples <= n_features): with centred features Xc (S x D),
- *   K = Xc Xc^T + 1 1^T = Q diag(lambda) Q^T,   w_a = 1 / (lambda + a), with w_a = 0 on the intercept
- *   direction (the unpenalised intercept), z = Q^T y_c,
- *   dual coefficients c = Q (w_a * z),  G^-1 diagonal g_i = sum_j Q_ij^2 w_aj,
- *   leave-one-out residuals e_i = c_i / g_i,  loss_a = sum_i e_i^2 = z^T M_a z  with  M_a = B_a^T B_a,
- *   B_a = diag(1/g) Q diag(w_a).
- * A trial changes one stimulus mean per neuron, so z moves along one known vector u and each loss is
- * updated with M_a u (S^2 per alpha, shared by all neurons) and one dot product per neuron.
+ * "gram" mode: with centred features Xc (S x D),
+ *   K = Xc Xc^T + 1 1^T = Q diag(lambda) Q^T,  w_a = 1 / (lambda + a), and w_a = 0 on the intercept
+ *   direction (the unpenalised intercept);  H_a = Q diag(w_a) Q^T,  g_a = diag(H_a),
+ *   dual coefficients c = H_a y_c,  leave-one-out residuals r = c / g_a,  loss_a = |r|^2.
+ * A trial moves one stimulus mean y_p by delta; then y_c moves by delta (e_p - 1/S) and r by
+ * delta k_ap with k_ap = (H_a[:, p] - mean of H_a's columns) / g_a, precomputed per (alpha, stimulus).
+ * So each neuron's residuals and loss are updated with one dot product and one axpy per alpha.
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 
@@ -24,13 +23,13 @@ export interface RidgeBasis {
   /** Centred features, n x D row-major, and the feature means. */
   xc: Float64Array;
   xMean: Float64Array;
-  /** Eigenvectors, n x n row-major (column j is eigenvector j). */
-  q: Float64Array;
-  /** Per alpha: w (n), and M (n x n). */
-  w: Float64Array[];
-  m: Float64Array[];
-  /** Per row i: Q[i, :] - mean over rows of Q (the direction z moves when y_i changes). */
-  u: Float64Array[];
+  /** Per alpha: diag(H_a) (n) and k_a (n x n, row p = k_ap). */
+  g: Float64Array[];
+  k: Float64Array[];
+  /** Per alpha: |k_ap|^2 per row p. */
+  kk: Float64Array[];
+  /** Per alpha: H_a (n x n), for rebuilding residuals from responses. */
+  h: Float64Array[];
 }
 
 export interface RidgeState {
@@ -39,13 +38,13 @@ export interface RidgeState {
   N: number;
   /** Mean response per (neuron, basis row): N x n. */
   y: Float64Array;
-  /** z = Q^T y_c per neuron: N x n. */
-  z: Float64Array;
+  /** Leave-one-out residuals per alpha: A arrays of N x n. */
+  r: Float64Array[];
   /** Leave-one-out squared-error sums per (alpha, neuron): A x N. */
   loss: Float64Array;
 }
 
-/** Ridge basis on the feature rows `rows` of `features` (S x D row-major). O(n^3 + alphas x n^3 / 2). */
+/** Ridge basis on the feature rows `rows` of `features` (S x D row-major). O(n^2 D + n^3 + alphas x n^3 / 2). */
 export function buildBasis(features: Float64Array | Float32Array, D: number, rows: number[], alphas: number[]): RidgeBasis {
   const n = rows.length;
   const xMean = new Float64Array(D);
@@ -54,144 +53,158 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
   rows.forEach((r, i) => {
     for (let d = 0; d < D; d++) xc[i * D + d] = features[r * D + d] - xMean[d];
   });
-  const k = new Matrix(n, n);
+  const km = new Matrix(n, n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {
       let s = 1; // the 1 1^T term: the intercept direction
-      for (let d = 0; d < D; d++) s += xc[i * D + d] * xc[j * D + d];
-      k.set(i, j, s);
-      k.set(j, i, s);
+      const oi = i * D;
+      const oj = j * D;
+      for (let d = 0; d < D; d++) s += xc[oi + d] * xc[oj + d];
+      km.set(i, j, s);
+      km.set(j, i, s);
     }
   }
-  const eig = new EigenvalueDecomposition(k, { assumeSymmetric: true });
+  const eig = new EigenvalueDecomposition(km, { assumeSymmetric: true });
   const lambda = eig.realEigenvalues;
   const qm = eig.eigenvectorMatrix;
-  const q = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) q[i * n + j] = qm.get(i, j);
   // the intercept direction: the eigenvector closest to the normalised ones vector (as scikit-learn does)
   let interceptDim = 0;
   let best = -1;
   for (let j = 0; j < n; j++) {
     let s = 0;
-    for (let i = 0; i < n; i++) s += q[i * n + j];
+    for (let i = 0; i < n; i++) s += qm.get(i, j);
     if (Math.abs(s) > best) {
       best = Math.abs(s);
       interceptDim = j;
     }
   }
-  const colMean = new Float64Array(n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) colMean[j] += q[i * n + j] / n;
-  const u = rows.map((_, i) => Float64Array.from({ length: n }, (_, j) => q[i * n + j] - colMean[j]));
-  const w: Float64Array[] = [];
-  const m: Float64Array[] = [];
+  const g: Float64Array[] = [];
+  const k: Float64Array[] = [];
+  const kk: Float64Array[] = [];
+  const h: Float64Array[] = [];
+  const qs = new Float64Array(n * n);
   for (const a of alphas) {
-    const wa = Float64Array.from(lambda, (l) => 1 / (l + a));
-    wa[interceptDim] = 0;
-    const b = new Float64Array(n * n);
+    // H = (Q sqrt(W)) (Q sqrt(W))^T
     for (let i = 0; i < n; i++) {
-      let g = 0;
-      for (let j = 0; j < n; j++) g += q[i * n + j] * q[i * n + j] * wa[j];
-      for (let j = 0; j < n; j++) b[i * n + j] = (q[i * n + j] * wa[j]) / g;
+      for (let j = 0; j < n; j++) qs[i * n + j] = j === interceptDim ? 0 : qm.get(i, j) / Math.sqrt(lambda[j] + a);
     }
-    w.push(wa);
-    m.push(gram(b, n));
+    const ha = rowGram(qs, n);
+    const ga = Float64Array.from({ length: n }, (_, i) => ha[i * n + i]);
+    const mean = new Float64Array(n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) mean[i] += ha[i * n + j] / n;
+    const ka = new Float64Array(n * n);
+    const kka = new Float64Array(n);
+    for (let p = 0; p < n; p++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) {
+        const v = (ha[i * n + p] - mean[i]) / ga[i];
+        ka[p * n + i] = v;
+        s += v * v;
+      }
+      kka[p] = s;
+    }
+    g.push(ga);
+    k.push(ka);
+    kk.push(kka);
+    h.push(ha);
   }
-  return { rows, n, D, alphas, xc, xMean, q, w, m, u };
+  return { rows, n, D, alphas, xc, xMean, g, k, kk, h };
 }
 
-/** B^T B for a square n x n row-major B (symmetric result, computed once per half). */
-function gram(b: Float64Array, n: number): Float64Array {
+/** A A^T for a square n x n row-major A (dot products of rows; symmetric, computed once per half). */
+function rowGram(a: Float64Array, n: number): Float64Array {
   const out = new Float64Array(n * n);
-  for (let k = 0; k < n; k++) {
-    const row = k * n;
-    for (let i = 0; i < n; i++) {
-      const bi = b[row + i];
-      if (bi === 0) continue;
-      const o = i * n;
-      for (let j = i; j < n; j++) out[o + j] += bi * b[row + j];
+  for (let i = 0; i < n; i++) {
+    const oi = i * n;
+    for (let j = 0; j <= i; j++) {
+      const oj = j * n;
+      let s = 0;
+      for (let l = 0; l < n; l++) s += a[oi + l] * a[oj + l];
+      out[oi + j] = s;
+      out[oj + i] = s;
     }
   }
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) out[i * n + j] = out[j * n + i];
   return out;
 }
 
-/** Fresh state for N neurons with mean responses y (N x n, basis row order). O(N n^2 + A N n^2). */
+/** Fresh state for N neurons with mean responses y (N x n, basis row order). O(alphas x N x n^2). */
 export function createRidgeState(basis: RidgeBasis, N: number, y: Float64Array): RidgeState {
-  const { n } = basis;
-  const z = new Float64Array(N * n);
-  for (let t = 0; t < N; t++) {
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += y[t * n + i] / n;
-    for (let i = 0; i < n; i++) {
-      const yc = y[t * n + i] - mean;
-      if (yc === 0) continue;
-      for (let j = 0; j < n; j++) z[t * n + j] += basis.q[i * n + j] * yc;
-    }
-  }
-  const state: RidgeState = { basis, N, y: Float64Array.from(y), z, loss: new Float64Array(basis.alphas.length * N) };
-  recomputeLoss(state);
+  const state: RidgeState = {
+    basis,
+    N,
+    y: Float64Array.from(y),
+    r: basis.alphas.map(() => new Float64Array(N * basis.n)),
+    loss: new Float64Array(basis.alphas.length * N),
+  };
+  recomputeResiduals(state);
   return state;
 }
 
-/** Exact loss z^T M z for every (alpha, neuron); also used to clear accumulated rounding. */
-export function recomputeLoss(state: RidgeState): void {
-  const { n, m } = state.basis;
-  const tmp = new Float64Array(n);
-  m.forEach((ma, a) => {
-    for (let t = 0; t < state.N; t++) {
-      const zt = state.z.subarray(t * n, (t + 1) * n);
-      tmp.fill(0);
+/** Rebuilds every residual and loss exactly from the responses (clears accumulated rounding). */
+export function recomputeResiduals(state: RidgeState): void {
+  const { n, h, g } = state.basis;
+  const yc = new Float64Array(n);
+  for (let t = 0; t < state.N; t++) {
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += state.y[t * n + i] / n;
+    for (let i = 0; i < n; i++) yc[i] = state.y[t * n + i] - mean;
+    h.forEach((ha, a) => {
+      const r = state.r[a];
+      let loss = 0;
       for (let i = 0; i < n; i++) {
-        const zi = zt[i];
-        if (zi === 0) continue;
-        for (let j = 0; j < n; j++) tmp[j] += ma[i * n + j] * zi;
+        let s = 0;
+        const o = i * n;
+        for (let j = 0; j < n; j++) s += ha[o + j] * yc[j];
+        const ri = s / g[a][i];
+        r[t * n + i] = ri;
+        loss += ri * ri;
       }
+      state.loss[a * state.N + t] = loss;
+    });
+  }
+}
+
+/** Recomputes the losses from the residuals. */
+export function recomputeLoss(state: RidgeState): void {
+  const { n } = state.basis;
+  state.r.forEach((r, a) => {
+    for (let t = 0; t < state.N; t++) {
       let s = 0;
-      for (let j = 0; j < n; j++) s += tmp[j] * zt[j];
+      for (let i = 0; i < n; i++) s += r[t * n + i] * r[t * n + i];
       state.loss[a * state.N + t] = s;
     }
   });
 }
 
 /**
- * Refresh after one trial: the mean response of basis row `row` moved to `yNew` (length N). Updates z and
- * every loss exactly (up to rounding). Mutates and returns `state`.
+ * Refresh after one trial: the mean response of basis row `row` moved to `yNew` (length N). Updates every
+ * residual and loss exactly (up to rounding). Mutates and returns `state`.
  */
 export function updateRow(state: RidgeState, row: number, yNew: ArrayLike<number>): RidgeState {
-  const { n, m, u: us } = state.basis;
-  const u = us[row];
+  const { n, k, kk } = state.basis;
   const N = state.N;
   const delta = new Float64Array(N);
   for (let t = 0; t < N; t++) {
     delta[t] = yNew[t] - state.y[t * n + row];
     state.y[t * n + row] = yNew[t];
   }
-  const mu = new Float64Array(n);
-  m.forEach((ma, a) => {
-    mu.fill(0);
-    for (let i = 0; i < n; i++) {
-      const ui = u[i];
-      const o = i * n;
-      for (let j = 0; j < n; j++) mu[j] += ma[o + j] * ui;
-    }
-    let umu = 0;
-    for (let j = 0; j < n; j++) umu += u[j] * mu[j];
-    const loss = state.loss.subarray(a * N, (a + 1) * N);
+  k.forEach((ka, a) => {
+    const kp = ka.subarray(row * n, (row + 1) * n);
+    const kkp = kk[a][row];
+    const r = state.r[a];
+    const loss = state.loss;
     for (let t = 0; t < N; t++) {
       const d = delta[t];
       if (d === 0) continue;
-      const zt = state.z.subarray(t * n, (t + 1) * n);
-      let s = 0;
-      for (let j = 0; j < n; j++) s += mu[j] * zt[j];
-      loss[t] += 2 * d * s + d * d * umu;
+      const o = t * n;
+      let dot = 0;
+      for (let i = 0; i < n; i++) {
+        dot += r[o + i] * kp[i];
+        r[o + i] += d * kp[i];
+      }
+      loss[a * N + t] += 2 * d * dot + d * d * kkp;
     }
   });
-  for (let t = 0; t < N; t++) {
-    const d = delta[t];
-    if (d === 0) continue;
-    const o = t * n;
-    for (let j = 0; j < n; j++) state.z[o + j] += d * u[j];
-  }
   return state;
 }
 
@@ -216,33 +229,22 @@ export interface NeuronModel {
   looPredictions: Float64Array;
 }
 
-/** Weights, intercept and leave-one-out predictions of neuron `t` at its chosen (or a given) alpha. O(n^2 + n D). */
+/** Weights, intercept and leave-one-out predictions of neuron `t` at its chosen (or a given) alpha. O(n D). */
 export function neuronModel(state: RidgeState, t: number, alphaIndex = chosenAlphas(state)[t]): NeuronModel {
-  const { n, D, q, xc, xMean } = state.basis;
-  const wa = state.basis.w[alphaIndex];
-  const zt = state.z.subarray(t * n, (t + 1) * n);
-  const c = new Float64Array(n);
-  const g = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    let gi = 0;
-    for (let j = 0; j < n; j++) {
-      s += q[i * n + j] * wa[j] * zt[j];
-      gi += q[i * n + j] * q[i * n + j] * wa[j];
-    }
-    c[i] = s;
-    g[i] = gi;
-  }
+  const { n, D, xc, xMean, g } = state.basis;
+  const r = state.r[alphaIndex].subarray(t * n, (t + 1) * n);
   const weights = new Float64Array(D);
   for (let i = 0; i < n; i++) {
-    const ci = c[i];
-    for (let d = 0; d < D; d++) weights[d] += ci * xc[i * D + d];
+    const ci = r[i] * g[alphaIndex][i]; // dual coefficient
+    if (ci === 0) continue;
+    const o = i * D;
+    for (let d = 0; d < D; d++) weights[d] += ci * xc[o + d];
   }
   let yMean = 0;
   for (let i = 0; i < n; i++) yMean += state.y[t * n + i] / n;
   let xw = 0;
   for (let d = 0; d < D; d++) xw += xMean[d] * weights[d];
-  const looPredictions = Float64Array.from({ length: n }, (_, i) => state.y[t * n + i] - c[i] / g[i]);
+  const looPredictions = Float64Array.from({ length: n }, (_, i) => state.y[t * n + i] - r[i]);
   return { alpha: state.basis.alphas[alphaIndex], weights, intercept: yMean - xw, looPredictions };
 }
 
