@@ -19,7 +19,8 @@ export function tmpDir(prefix = 'sharedlens-test-'): string {
 
 export function testConfig(over: Partial<Config> = {}): Config {
   const base = loadConfig(root, { RIG_TOKENS: TOKEN, LOG_LEVEL: 'warn', DEMO: '0' });
-  return { ...base, dataDir: tmpDir(), ...over };
+  // encoding models are off unless a test asks for them (the CNN features take seconds to compute)
+  return { ...base, dataDir: tmpDir(), compute: { ...base.compute, features: false, cacheDir: path.join(os.tmpdir(), 'sharedlens-test-features') }, ...over };
 }
 
 export interface TestApp {

@@ -19,6 +19,9 @@ import { logRejections } from './sinks/rejection-log.ts';
 import { SessionStore } from './sinks/session-store.ts';
 import { attachRigGateway } from './sources/rig-gateway.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
+import { stimulusFeatures } from './sources/stimulus-features.ts';
+import { ComputeClient } from './workers/compute-client.ts';
+import { dashboardEvents } from '@sharedlens/shared';
 
 export interface AppDeps {
   config: Config;
@@ -48,11 +51,39 @@ export function createApp(deps: AppDeps): App {
   const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs });
   const interrupted = recorder.markInterrupted();
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
-  const store = new SessionStore({ psthBinMs: config.pipeline.psthBinMs, ...(deps.scheduler ? { scheduler: deps.scheduler } : {}) });
+  const compute = config.compute.features ? new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend }) : null;
+  const computeStatus: { backend: string | null; features: Record<string, string> } = { backend: null, features: {} };
+  let io: Server;
+  const featuresFor = compute
+    ? stimulusFeatures({
+        client: compute,
+        sets: stimulusSets,
+        onProgress: (setId, p) => {
+          computeStatus.features[setId] = `${p.done}/${p.total}`;
+          io?.of('/dashboard').volatile.emit(dashboardEvents.featuresProgress, { stimulusSetId: setId, ...p });
+          if (p.done === p.total || p.done % 25 === 0) logger.info({ stimulusSetId: setId, ...p }, 'stimulus features');
+        },
+        onReady: (setId, f) => {
+          computeStatus.backend = f.backend;
+          computeStatus.features[setId] = 'ready';
+          logger.info({ stimulusSetId: setId, backend: f.backend, model: f.modelId, dim: f.dim }, 'stimulus features ready; compute backend in use');
+        },
+        onError: (setId, message) => {
+          computeStatus.features[setId] = `failed: ${message}`;
+          logger.error({ stimulusSetId: setId }, `stimulus features failed, encoding models are off for this set: ${message}`);
+        },
+      })
+    : null;
+  const { alphas, refitEveryTrials, minStimuli, driverMinRepeats, driverZ } = config.compute;
+  const store = new SessionStore({
+    psthBinMs: config.pipeline.psthBinMs,
+    ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { minRepeats: driverMinRepeats, z: driverZ } } } : {}),
+  });
 
   const app = express();
   const httpServer = http.createServer(app);
-  const io = new Server(httpServer, {
+  io = new Server(httpServer, {
     // above maxPayloadBytes so oversized payloads get an acknowledged error, not a dropped connection
     maxHttpBufferSize: config.limits.maxPayloadBytes * 4 + 1024 * 1024,
     serveClient: false,
@@ -78,7 +109,7 @@ export function createApp(deps: AppDeps): App {
 
   app.use(express.json({ limit: '64kb' }));
   app.get('/api/health', (_req, res) => {
-    res.json({ status: 'ok', uptimeS: Math.round(process.uptime()), sessions: store.all().length, rejectedInputs: rejected.counts.total });
+    res.json({ status: 'ok', uptimeS: Math.round(process.uptime()), sessions: store.all().length, rejectedInputs: rejected.counts.total, compute: computeStatus });
   });
   app.get('/api/status', (_req, res) => {
     res.json({
@@ -113,6 +144,14 @@ export function createApp(deps: AppDeps): App {
     } catch (e) {
       next(e);
     }
+  });
+  app.get('/api/sessions/:id/models', (req, res) => {
+    const rt = store.get(req.params.id);
+    if (!rt) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
+    if (!compute) return apiError(res, 409, 'no-models', 'encoding models are off (compute.features is false)');
+    const models = store.models(rt);
+    if (!models) return apiError(res, 409, 'no-models', `no models yet: features ${computeStatus.features[rt.start.stimulusSetId] ?? 'pending'}, or fewer than ${minStimuli} stimuli seen`);
+    res.json(models);
   });
   app.post('/api/sessions/:id/replay', (req, res) => {
     const result = startReplay(commandDeps, { ...(req.body ?? {}), sessionId: req.params.id });
@@ -162,6 +201,7 @@ export function createApp(deps: AppDeps): App {
       await new Promise<void>((resolve) => io.close(() => resolve()));
       store.close();
       recorder.close();
+      await compute?.close();
     },
   };
 }

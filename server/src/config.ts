@@ -1,6 +1,7 @@
 /**
  * Configuration: config/default.json, then an optional file named by SHAREDLENS_CONFIG, then environment
- * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, LOG_LEVEL, FSYNC). Validated at start;
+ * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, LOG_LEVEL, FSYNC, FEATURES,
+ * COMPUTE_BACKEND). Validated at start;
  * every problem is reported with the key that holds it.
  */
 import fs from 'node:fs';
@@ -24,6 +25,18 @@ export const configSchema = z.object({
   }),
   pipeline: z.object({ psthBinMs: z.number().positive().max(1000) }),
   dashboard: z.object({ deltaThrottleMs: z.number().int().min(50), snapshotThrottleMs: z.number().int().min(100) }),
+  compute: z.object({
+    /** Compute CNN features and encoding models (off: statistics only). */
+    features: z.boolean(),
+    backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']),
+    /** Feature cache folder; empty: <dataDir>/features. */
+    cacheDir: z.string(),
+    alphas: z.array(z.number().positive()).min(1).max(32),
+    refitEveryTrials: z.number().int().min(1),
+    minStimuli: z.number().int().min(3),
+    driverMinRepeats: z.number().int().min(1),
+    driverZ: z.number().min(0),
+  }),
   sim: z.object({
     channels: z.number().int().min(1).max(8192),
     onMs: z.number().positive(),
@@ -66,11 +79,14 @@ export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env): 
   if (env.STIMULUS_DIR) raw.stimulusDir = env.STIMULUS_DIR;
   if (env.RIG_TOKENS) raw.rigTokens = env.RIG_TOKENS.split(',').map((t) => t.trim()).filter(Boolean);
   if (env.LOG_LEVEL) raw.logLevel = env.LOG_LEVEL;
+  if (env.FEATURES !== undefined && env.FEATURES !== '') raw.compute = { ...(raw.compute as object), features: boolEnv(env.FEATURES, 'FEATURES') };
+  if (env.COMPUTE_BACKEND) raw.compute = { ...(raw.compute as object), backend: env.COMPUTE_BACKEND };
   if (env.FSYNC) raw.recording = { ...(raw.recording as object), fsync: env.FSYNC };
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n  ${fieldErrors(parsed.error).join('\n  ')}`);
   const cfg = parsed.data;
   cfg.dataDir = path.resolve(root, cfg.dataDir);
   cfg.stimulusDir = path.resolve(root, cfg.stimulusDir);
+  cfg.compute.cacheDir = cfg.compute.cacheDir ? path.resolve(root, cfg.compute.cacheDir) : path.join(cfg.dataDir, 'features');
   return cfg;
 }

@@ -7,6 +7,8 @@ export interface StatsUpdate {
   state: NeuronStatsState;
   cause: 'start' | 'trial' | 'abort' | 'end';
   trial?: number;
+  /** Stimulus of the completed or aborted trial. */
+  stimulusId?: string;
   /** Sequence number of the rig frame that caused the update. */
   seq?: number;
 }
@@ -33,9 +35,9 @@ export function neuronStatistics(): OperatorFunction<SessionEvent, StatsUpdate> 
           if (!acc.state) return { state: null, update: null };
           switch (ev.kind) {
             case 'completed':
-              return { state: acc.state, update: { state: addTrial(acc.state, ev), cause: 'trial', trial: ev.trial, seq: ev.seq } };
+              return { state: acc.state, update: { state: addTrial(acc.state, ev), cause: 'trial', trial: ev.trial, stimulusId: ev.stimulusId, seq: ev.seq } };
             case 'aborted':
-              return { state: acc.state, update: { state: addAbort(acc.state), cause: 'abort', trial: ev.trial, seq: ev.seq } };
+              return { state: acc.state, update: { state: addAbort(acc.state), cause: 'abort', trial: ev.trial, stimulusId: ev.stimulusId, seq: ev.seq } };
             case 'end':
               return { state: acc.state, update: { state: acc.state, cause: 'end', seq: ev.seq } };
           }

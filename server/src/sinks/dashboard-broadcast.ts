@@ -58,6 +58,8 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
   const snapshots = perSession(opts.snapshotThrottleMs).subscribe((rt) => {
     const snap = store.snapshot(rt, true);
     if (snap) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.statsSnapshot, snap);
+    const models = store.models(rt);
+    if (models) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.modelsUpdated, models);
   });
   const lists = merge(store.changed$)
     .pipe(throttleTime(opts.deltaThrottleMs, scheduler, { leading: true, trailing: true }))

@@ -2,9 +2,13 @@
  * The session store: the sink that runs each session's pipeline (live or replay), keeps its latest
  * statistics for the status endpoint and the dashboard, and republishes every update on `updates$`.
  */
-import { BehaviorSubject, Subject, concat, from, map, startWith, switchMap, tap, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
-import type { Frame, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
-import type { NeuronStatsState } from '../compute/neuron-stats.ts';
+import { BehaviorSubject, Subject, concat, from, ignoreElements, map, of, startWith, switchMap, take, tap, type Observable, type OperatorFunction, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
+import type { Frame, ModelSnapshot, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
+import { channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts';
+import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
+import type { DriverRule } from '../compute/drivers.ts';
+import { modelReport } from '../compute/model-report.ts';
+import { encodingModels, type ModelUpdate } from '../pipeline/encoding-models.ts';
 import { buildSnapshot } from '../compute/session-snapshot.ts';
 import { sessionPipeline } from '../pipeline/session-pipeline.ts';
 import type { StatsUpdate } from '../pipeline/neuron-statistics.ts';
@@ -30,6 +34,7 @@ export interface Runtime {
   guard: GuardState | null;
   frames$: Subject<Frame> | null;
   latest: NeuronStatsState | null;
+  encoding: EncodingState | null;
   rejected: Record<string, number>;
   replay: ReplayState | null;
   sub: Subscription | null;
@@ -38,6 +43,8 @@ export interface Runtime {
 export interface SessionStoreOptions {
   psthBinMs: number;
   scheduler?: SchedulerLike;
+  /** Encoding models: the features of a stimulus set, and how models and drivers are fitted. */
+  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: DriverRule };
 }
 
 let replayCounter = 0;
@@ -62,12 +69,13 @@ export class SessionStore {
       guard,
       frames$,
       latest: null,
+      encoding: null,
       rejected: {},
       replay: null,
       sub: null,
     };
     this.runtimes.set(rt.id, rt);
-    rt.sub = concat(from([start, ...backlog]), frames$).pipe(sessionPipeline(this.opts)).subscribe((u) => this.publish(rt, u));
+    rt.sub = concat(from([start, ...backlog]), frames$).pipe(this.pipeline(start.start.stimulusSetId)).subscribe((u) => this.publish(rt, u));
     this.changed$.next(rt);
     return rt;
   }
@@ -93,6 +101,7 @@ export class SessionStore {
       guard: null,
       frames$: null,
       latest: null,
+      encoding: null,
       rejected: {},
       replay,
       sub: null,
@@ -107,10 +116,12 @@ export class SessionStore {
           replay.done = false;
           const before = from(records.slice(0, target).map((r, index) => ({ index, frame: r.frame })));
           const rest = replayRecords(records, controls, target, scheduler);
-          return concat(before, rest).pipe(
+          // wait for the stimulus features, so a replay fits its models like the live session did
+          const ready = this.opts.models ? this.opts.models.featuresFor(first.start.stimulusSetId).pipe(take(1), ignoreElements()) : of();
+          return concat(ready, before, rest).pipe(
             tap(({ index }) => (replay.position = index + 1)),
             map(({ frame }) => frame),
-            sessionPipeline(this.opts),
+            this.pipeline(first.start.stimulusSetId),
             tap({
               complete: () => {
                 replay.done = true;
@@ -123,6 +134,21 @@ export class SessionStore {
       .subscribe((u) => this.publish(rt, u));
     this.changed$.next(rt);
     return rt;
+  }
+
+  /** Frames -> statistics (-> encoding models when configured). */
+  private pipeline(stimulusSetId: string): OperatorFunction<Frame, ModelUpdate> {
+    const m = this.opts.models;
+    return (frames$) => {
+      const stats$ = frames$.pipe(sessionPipeline(this.opts));
+      return m ? stats$.pipe(encodingModels({ features$: m.featuresFor(stimulusSetId), config: m.encoding })) : stats$.pipe(map((stats) => ({ stats, encoding: null })));
+    };
+  }
+
+  /** Scores and drivers of every channel, or null before the models exist. */
+  models(rt: Runtime): ModelSnapshot | null {
+    if (!rt.latest || !rt.encoding || !this.opts.models) return null;
+    return modelReport(rt.id, rt.latest, rt.encoding, channelStats(rt.latest), this.opts.models.encoding, this.opts.models.drivers);
   }
 
   get(id: string): Runtime | undefined {
@@ -185,8 +211,9 @@ export class SessionStore {
     this.changed$.complete();
   }
 
-  private publish(rt: Runtime, update: StatsUpdate): void {
-    rt.latest = update.state;
-    this.updates$.next({ runtime: rt, update });
+  private publish(rt: Runtime, mu: ModelUpdate): void {
+    rt.latest = mu.stats.state;
+    rt.encoding = mu.encoding;
+    this.updates$.next({ runtime: rt, update: mu.stats });
   }
 }

@@ -91,6 +91,10 @@ export const dashboardEvents = {
   inputRejected: 'input:rejected',
   /** Progress of a replay (position, speed, paused). */
   replayProgress: 'replay:progress',
+  /** Progress of the CNN features of a stimulus set. */
+  featuresProgress: 'features:progress',
+  /** Encoding-model scores and drivers of a watched session (throttled). */
+  modelsUpdated: 'models:updated',
   /** Command: start a replay of a recorded session. */
   sessionReplay: 'session:replay',
   /** Command: pause, resume, seek, change speed or stop a replay. */

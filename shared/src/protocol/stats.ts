@@ -78,3 +78,45 @@ export interface StatsDelta {
   trialsPerSec: number;
   channels: ChannelStats[];
 }
+
+/** Encoding-model scores of one channel (ridge from CNN features to mean responses). */
+export interface ModelScores {
+  alpha: number;
+  /** Leave-one-stimulus-out correlation of predicted and measured mean responses. */
+  looR: number | null;
+  /** looR divided by the channel's noise ceiling. */
+  looROverCeiling: number | null;
+  nStimuli: number;
+  /** Fitted on the preferred category only, correlation on out-of-category stimuli (the paper's test). */
+  generalisationR: number | null;
+  generalisationStimuli: number;
+}
+
+/** An out-of-category driver of a channel and its reference image. */
+export interface DriverInfo {
+  stimulusId: string;
+  category: string;
+  meanResponse: number;
+  nTrials: number;
+  preferredMean: number;
+  referenceId: string | null;
+  /** Readout-weighted cosine similarity of driver and reference features. */
+  similarity: number | null;
+  referenceResponse: number | null;
+}
+
+export interface ChannelModel {
+  id: string;
+  scores: ModelScores | null;
+  drivers: DriverInfo[];
+}
+
+export interface ModelSnapshot {
+  sessionId: string;
+  /** Increments with every change of the models. */
+  version: number;
+  featureModel: string;
+  backend: string;
+  refits: number;
+  channels: ChannelModel[];
+}
