@@ -1,0 +1,101 @@
+/** The TensorFlow.js compute path: wasm gradients (with the kernels we provide) against finite differences, and the feature worker. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { lastValueFrom, toArray } from 'rxjs';
+import { initBackend, inputGradientOnly, tf } from '../server/src/compute/backend.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { demoStimuli, root, tmpDir } from './helpers.ts';
+
+/** A small network of MobileNetV2's op types: fused conv + relu6, depthwise conv, 1x1 conv, spatial mean. */
+function smallNet(seed: number) {
+  const r = mulberry32(seed);
+  const rnd = (shape: number[], scale: number) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (r() - 0.5) * scale), shape);
+  const w1 = rnd([3, 3, 3, 8], 1);
+  const b1 = rnd([8], 0.2);
+  const dw = rnd([3, 3, 8, 1], 1);
+  const w2 = rnd([1, 1, 8, 16], 1);
+  const b2 = rnd([16], 0.2);
+  return (x: tf.Tensor4D) =>
+    tf.tidy(() => {
+      const h1 = tf.fused.conv2d({ x, filter: w1 as tf.Tensor4D, strides: 2, pad: 'same', bias: b1, activation: 'relu6' });
+      const h2 = tf.relu6(tf.depthwiseConv2d(h1, dw as tf.Tensor4D, 1, 'same'));
+      const h3 = tf.fused.conv2d({ x: h2, filter: w2 as tf.Tensor4D, strides: 1, pad: 'same', bias: b2, activation: 'relu6' });
+      return tf.mean(h3, [1, 2]) as tf.Tensor2D;
+    });
+}
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  test(`${backend}: input gradient of <v, phi(x)> equals central finite differences (filter gradients skipped)`, async () => {
+    assert.equal(await initBackend(backend), backend);
+    const phi = smallNet(1);
+    const r = mulberry32(2);
+    const x = tf.tensor4d(Float32Array.from({ length: 16 * 16 * 3 }, () => r()), [1, 16, 16, 3]);
+    const v = tf.tensor1d(Float32Array.from({ length: 16 }, () => r() - 0.5));
+    const f = (inp: tf.Tensor) => tf.sum(tf.mul(phi(inp as tf.Tensor4D), v));
+    const grad = inputGradientOnly(() => tf.grad(f)(x)).dataSync();
+    const full = tf.grad(f)(x).dataSync();
+    assert.deepEqual(Array.from(grad), Array.from(full), 'skipping filter gradients leaves the input gradient unchanged');
+    const xv = x.dataSync();
+    const at = (vals: Float32Array) => f(tf.tensor4d(vals, [1, 16, 16, 3])).dataSync()[0];
+    const f0 = at(Float32Array.from(xv));
+    const eps = 2e-3;
+    let num = 0;
+    let den = 0;
+    let compared = 0;
+    for (let k = 0; k < 80 && compared < 30; k++) {
+      const i = Math.floor(r() * xv.length);
+      const plus = Float32Array.from(xv);
+      const minus = Float32Array.from(xv);
+      plus[i] += eps;
+      minus[i] -= eps;
+      const fwd = (at(plus) - f0) / eps;
+      const bwd = (f0 - at(minus)) / eps;
+      // a ReLU6 kink inside [x - eps, x + eps] makes the two one-sided slopes differ: no derivative to compare
+      if (Math.abs(fwd - bwd) > 0.1 * Math.max(Math.abs(fwd), Math.abs(bwd), 1e-3)) continue;
+      const fd = (fwd + bwd) / 2;
+      num += (fd - grad[i]) ** 2;
+      den += fd ** 2;
+      compared++;
+    }
+    assert.ok(compared >= 20, `${compared} pixels compared`);
+    assert.ok(den > 0);
+    assert.ok(Math.sqrt(num / den) < 0.02, `relative error ${Math.sqrt(num / den)}`);
+  });
+}
+
+test('the compute worker returns cached 1792-d MobileNetV2 features of the demo images', async () => {
+  const files = demoStimuli.slice(0, 3).map((s) => path.join(root, 'stimuli', 'demo', s.file));
+  const client = new ComputeClient({ cacheDir: tmpDir(), dataDir: path.join(root, 'data'), backend: 'auto' });
+  try {
+    const first = await lastValueFrom(client.features$(files).pipe(toArray()));
+    const progress = first.filter((e) => e.type === 'progress');
+    assert.equal(progress.length, 3);
+    const result = first.at(-1)!;
+    assert.equal(result.type, 'features');
+    if (result.type !== 'features') return;
+    assert.equal(result.dim, 1792);
+    assert.equal(result.backend, 'wasm');
+    assert.ok(result.features.every((x) => Number.isFinite(x) && x >= 0 && x <= 6), 'pooled ReLU6 activations');
+    const a = result.features.subarray(0, 1792);
+    const b = result.features.subarray(1792, 3584);
+    assert.ok(a.some((x, i) => Math.abs(x - b[i]) > 1e-3), 'different images, different features');
+    const again = await lastValueFrom(client.features$(files).pipe(toArray()));
+    const p = again.filter((e) => e.type === 'progress').at(-1)!;
+    assert.equal(p.type === 'progress' && p.cached, 3, 'second request served from the cache');
+    const second = again.at(-1)!;
+    assert.deepEqual(second.type === 'features' && Array.from(second.features), Array.from(result.features));
+  } finally {
+    await client.close();
+  }
+});
+
+test('the compute worker reports an unreadable image as an error', async () => {
+  const client = new ComputeClient({ cacheDir: tmpDir(), dataDir: path.join(root, 'data'), backend: 'auto' });
+  try {
+    await assert.rejects(lastValueFrom(client.features$([path.join(root, 'README.md')])), /unsupported image format|Input file/i);
+  } finally {
+    await client.close();
+  }
+});

@@ -1,0 +1,106 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BehaviorSubject, NEVER, map, of } from 'rxjs';
+import { TestScheduler } from 'rxjs/testing';
+import type { SessionStart, Stimulus } from '@sharedlens/shared';
+import { addTrial, createNeuronStats } from '../server/src/compute/neuron-stats.ts';
+import { createEncoding, refit, stepEncoding, type FeatureSet } from '../server/src/compute/encoding.ts';
+import { findDrivers, referenceImage, weightedCosine } from '../server/src/compute/drivers.ts';
+import { neuronModel, predict } from '../server/src/compute/ridge.ts';
+import { encodingModels } from '../server/src/pipeline/encoding-models.ts';
+import type { StatsUpdate } from '../server/src/pipeline/neuron-statistics.ts';
+import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+
+const C = 3;
+const D = 40;
+const S = 30;
+const stimuli: Stimulus[] = Array.from({ length: S }, (_, i) => ({ id: `s${i}`, file: 'x.png', category: i < 10 ? 'body' : i < 20 ? 'face' : 'object' }));
+const start: SessionStart = {
+  rigId: 'r',
+  subject: 's',
+  channels: Array.from({ length: C }, (_, i) => ({ id: `c${i}`, label: `c${i}` })),
+  stimulusSetId: 'x',
+  timing: { responseWindowMs: 100, latencyMs: 50, baselineWindowMs: 50, binWidthMs: 1 },
+  countsMode: 'binned',
+};
+const cfg = { alphas: [0.1, 1, 10, 100, 1000], refitEveryTrials: 5, minStimuli: 6 };
+const r = mulberry32(4);
+const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+const featureSet: FeatureSet = { features: Float32Array.from({ length: S * D }, () => Math.max(0, gauss())), dim: D, modelId: 'test', backend: 'cpu' };
+const trueW = Array.from({ length: C }, () => Float64Array.from({ length: D }, gauss));
+const respond = (s: number) => Float64Array.from({ length: C }, (_, c) => trueW[c].reduce((a, w, d) => a + w * featureSet.features[s * D + d], 0) + gauss());
+
+test('models refreshed trial by trial (with stimuli appearing on the way) equal an exact refit on the final data', () => {
+  const stats = createNeuronStats(start, stimuli, null);
+  const enc = createEncoding(featureSet, S);
+  for (let k = 0; k < 400; k++) {
+    const s = Math.floor(r() * (k < 100 ? 15 : S)); // half the set appears later
+    addTrial(stats, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: k * 400, seq: k, responses: respond(s) });
+    stepEncoding(enc, stats, s, cfg);
+  }
+  stepEncoding(enc, stats, undefined, cfg, true);
+  assert.ok(enc.refits >= 2, `refits ${enc.refits}`);
+  assert.equal(enc.ridge!.basis.n, S);
+  const exact = refit(createEncoding(featureSet, S), stats, cfg);
+  for (let c = 0; c < C; c++) {
+    const a = neuronModel(enc.ridge!, c);
+    const b = neuronModel(exact.ridge!, c);
+    assert.equal(a.alpha, b.alpha);
+    for (let s = 0; s < S; s++) {
+      const x = featureSet.features.subarray(s * D, (s + 1) * D);
+      assert.ok(Math.abs(predict(a, x) - predict(b, x)) <= 1e-6 * (1 + Math.abs(predict(b, x))));
+    }
+  }
+});
+
+test('drivers: out-of-category stimuli reliably above the preferred-category mean, strongest first', () => {
+  const stats = createNeuronStats(start, stimuli, null);
+  const add = (s: number, v: number) => addTrial(stats, { kind: 'completed', trial: 0, stimulusId: `s${s}`, onsetMs: 0, seq: 0, responses: Float64Array.of(v, 0, 0) });
+  for (let rep = 0; rep < 4; rep++) {
+    for (let s = 0; s < 10; s++) add(s, 10 + (rep % 2)); // body: mean 10.5
+    add(12, 20 + rep); // face driver, clearly above
+    add(25, 14 + (rep % 2)); // object driver, above
+    add(21, 10.6 + 3 * (rep % 2 ? 1 : -1)); // above on average but not reliably
+  }
+  add(27, 50); // one trial only: not enough repeats
+  const d = findDrivers(stats, 0, stats.categories.indexOf('body'), { minRepeats: 3, z: 1 });
+  assert.deepEqual(d.map((x) => x.stimulus), [12, 25]);
+  assert.ok(Math.abs(d[0].preferredMean - 10.5) < 1e-9);
+  assert.deepEqual(findDrivers(stats, 0, -1, { minRepeats: 3, z: 1 }), []);
+});
+
+test('reference image: highest readout-weighted cosine similarity', () => {
+  const w = Float64Array.of(1, 1, 0, 0);
+  // the driver shares dimensions 0 and 1 with candidate 2; candidate 1 matches only on unweighted dimensions
+  const features = Float32Array.from([1, 0, 5, 5, /* driver */ 0, 1, 1, 1, /* 1 */ 2, 0.1, 0, 0, /* 2 */ 0, 0, 5, 5 /* 3 */]);
+  const ref = referenceImage(w, features, 4, 0, [1, 2, 3]);
+  assert.equal(ref!.stimulus, 2);
+  assert.ok(Math.abs(ref!.similarity - weightedCosine(w, [1, 0, 5, 5], [2, 0.1, 0, 0])) < 1e-6);
+  assert.equal(weightedCosine(w, [1, 0, 0, 0], [0, 0, 3, 3]), 0, 'no weighted overlap');
+});
+
+const view = (m: { stats: StatsUpdate; encoding: { refits: number } | null }) => `${m.stats.cause}:${m.encoding ? m.encoding.refits : '-'}`;
+
+test('encodingModels: late features fit the models on arrival, even with no trial after', () => {
+  const stats = createNeuronStats(start, stimuli, null);
+  for (let s = 0; s < 12; s++) addTrial(stats, { kind: 'completed', trial: s, stimulusId: `s${s}`, onsetMs: 0, seq: s, responses: respond(s) });
+  new TestScheduler((a, b) => assert.deepStrictEqual(a, b)).run(({ cold, expectObservable }) => {
+    const u = { s: { state: stats, cause: 'start' } as StatsUpdate, t: { state: stats, cause: 'trial', stimulusId: 's3' } as StatsUpdate, e: { state: stats, cause: 'end' } as StatsUpdate };
+    const features$ = cold('-----f', { f: featureSet });
+    const out = cold('s-t-e--', u).pipe(encodingModels({ features$, config: cfg }), map(view));
+    expectObservable(out).toBe('s-t-ef-', { s: 'start:-', t: 'trial:-', e: 'end:-', f: 'end:1' });
+  });
+});
+
+test('encodingModels: empty, error, null features, early unsubscribe', () => {
+  new TestScheduler((a, b) => assert.deepStrictEqual(a, b)).run(({ cold, expectObservable, expectSubscriptions }) => {
+    const stats = createNeuronStats(start, stimuli, null);
+    const u = { s: { state: stats, cause: 'start' } as StatsUpdate };
+    expectObservable(cold<StatsUpdate>('|').pipe(encodingModels({ features$: NEVER, config: cfg }))).toBe('|');
+    expectObservable(cold('s-#', u).pipe(encodingModels({ features$: NEVER, config: cfg }), map(view))).toBe('s-#', { s: 'start:-' });
+    expectObservable(cold('s-s|', u).pipe(encodingModels({ features$: of(null), config: cfg }), map(view))).toBe('s-s|', { s: 'start:-' });
+    const src = cold('s-s-s|', u);
+    expectObservable(src.pipe(encodingModels({ features$: new BehaviorSubject<FeatureSet | null>(null), config: cfg }), map(view)), '^-!').toBe('s-', { s: 'start:-' });
+    expectSubscriptions(src.subscriptions).toBe('^-!');
+  });
+});
