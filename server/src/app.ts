@@ -21,6 +21,8 @@ import { attachRigGateway } from './sources/rig-gateway.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { ComputeClient } from './workers/compute-client.ts';
+import { scheduleExplanations } from './sinks/explain-jobs.ts';
+import { watchRoom } from './sinks/dashboard-broadcast.ts';
 import { dashboardEvents } from '@sharedlens/shared';
 
 export interface AppDeps {
@@ -107,6 +109,26 @@ export function createApp(deps: AppDeps): App {
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
   });
 
+  const mapsCfg = config.compute.maps;
+  const explanations =
+    compute && mapsCfg.enabled
+      ? scheduleExplanations({
+          store,
+          client: compute,
+          imageFile: (setId, stimulusId) => {
+            const set = stimulusSets.get(setId);
+            return set ? stimulusFile(set, stimulusId) : null;
+          },
+          emit: (e) => dashboard.to(watchRoom(e.sessionId)).emit(dashboardEvents.explainReady, e),
+          log: (level, msg, fields) => logger[level](fields, msg),
+          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx },
+          intervalMs: mapsCfg.intervalMs,
+          minWeightCosine: mapsCfg.minWeightCosine,
+          maxQueue: mapsCfg.maxQueue,
+          ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
+        })
+      : null;
+
   app.use(express.json({ limit: '64kb' }));
   app.get('/api/health', (_req, res) => {
     res.json({ status: 'ok', uptimeS: Math.round(process.uptime()), sessions: store.all().length, rejectedInputs: rejected.counts.total, compute: computeStatus });
@@ -153,6 +175,14 @@ export function createApp(deps: AppDeps): App {
     if (!models) return apiError(res, 409, 'no-models', `no models yet: features ${computeStatus.features[rt.start.stimulusSetId] ?? 'pending'}, or fewer than ${minStimuli} stimuli seen`);
     res.json(models);
   });
+  app.get('/api/sessions/:id/explanations', (req, res) => {
+    if (!store.get(req.params.id)) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
+    const list = [...(explanations?.results.get(req.params.id)?.values() ?? [])];
+    res.json({
+      queued: explanations?.queued() ?? 0,
+      explanations: list.map((e) => ({ ...e, driverMap: Buffer.from(e.driverMap).toString('base64'), referenceMap: Buffer.from(e.referenceMap).toString('base64') })),
+    });
+  });
   app.post('/api/sessions/:id/replay', (req, res) => {
     const result = startReplay(commandDeps, { ...(req.body ?? {}), sessionId: req.params.id });
     if ('error' in result) return res.status(result.error.code === 'unknown-session' ? 404 : 400).json(result);
@@ -197,6 +227,7 @@ export function createApp(deps: AppDeps): App {
       }),
     close: async () => {
       broadcast.unsubscribe();
+      explanations?.sub.unsubscribe();
       rejected.sub.unsubscribe();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       store.close();

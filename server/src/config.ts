@@ -36,6 +36,15 @@ export const configSchema = z.object({
     minStimuli: z.number().int().min(3),
     driverMinRepeats: z.number().int().min(1),
     driverZ: z.number().min(0),
+    maps: z.object({
+      enabled: z.boolean(),
+      intervalMs: z.number().int().min(100),
+      positiveOnly: z.boolean(),
+      integratedSteps: z.number().int().min(0).max(256),
+      smoothSigmaPx: z.number().min(0).max(32),
+      minWeightCosine: z.number().min(0).max(1),
+      maxQueue: z.number().int().min(1),
+    }),
   }),
   sim: z.object({
     channels: z.number().int().min(1).max(8192),

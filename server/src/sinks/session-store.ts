@@ -8,6 +8,7 @@ import { channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts'
 import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
 import type { DriverRule } from '../compute/drivers.ts';
 import { modelReport } from '../compute/model-report.ts';
+import { neuronModel } from '../compute/ridge.ts';
 import { encodingModels, type ModelUpdate } from '../pipeline/encoding-models.ts';
 import { buildSnapshot } from '../compute/session-snapshot.ts';
 import { sessionPipeline } from '../pipeline/session-pipeline.ts';
@@ -149,6 +150,12 @@ export class SessionStore {
   models(rt: Runtime): ModelSnapshot | null {
     if (!rt.latest || !rt.encoding || !this.opts.models) return null;
     return modelReport(rt.id, rt.latest, rt.encoding, channelStats(rt.latest), this.opts.models.encoding, this.opts.models.drivers);
+  }
+
+  /** Readout weights (length D) of channel `c` at its chosen regularisation, or null without a model. */
+  readout(rt: Runtime, c: number): Float32Array | null {
+    const ridge = rt.encoding?.ridge;
+    return ridge ? Float32Array.from(neuronModel(ridge, c).weights) : null;
   }
 
   get(id: string): Runtime | undefined {

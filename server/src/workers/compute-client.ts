@@ -6,10 +6,23 @@ import { Observable } from 'rxjs';
 import type { BackendChoice } from '../compute/backend.ts';
 import type { FeatureProgress } from '../compute/feature-cache.ts';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
+import type { MapOptions } from '../compute/shared-feature-maps.ts';
 
 export type FeatureEvent =
   | ({ type: 'progress' } & FeatureProgress)
   | { type: 'features'; features: Float32Array; dim: number; backend: string; modelId: string };
+
+export interface ExplainResult {
+  /** Display maps, size x size bytes (0-255 on the pair's common scale). */
+  driverMap: Uint8Array;
+  referenceMap: Uint8Array;
+  size: number;
+  similarity: number;
+  driverMass: number;
+  referenceMass: number;
+  ms: number;
+  backend: string;
+}
 
 export interface ComputeClientOptions {
   cacheDir: string;
@@ -40,11 +53,20 @@ export class ComputeClient {
 
   /** Features of image files (cached on disk), with progress; errors end the stream with the reason. */
   features$(files: string[]): Observable<FeatureEvent> {
-    return new Observable<FeatureEvent>((sub) => {
+    return this.request$<FeatureEvent>({ type: 'features', files }, 'features');
+  }
+
+  /** Both shared-feature maps of a (driver, reference) pair for readout weights `weights`. */
+  explain$(driverFile: string, referenceFile: string, weights: Float32Array, options: MapOptions): Observable<ExplainResult> {
+    return this.request$<ExplainResult & { type: string }>({ type: 'explain', driverFile, referenceFile, weights, options }, 'explained');
+  }
+
+  private request$<T>(body: Record<string, unknown>, finalType: string): Observable<T> {
+    return new Observable<T>((sub) => {
       const id = this.nextId++;
       this.handlers.set(id, (msg) => {
         if (msg.type === 'progress') sub.next(msg);
-        else if (msg.type === 'features') {
+        else if (msg.type === finalType) {
           this.handlers.delete(id);
           sub.next(msg);
           sub.complete();
@@ -54,7 +76,7 @@ export class ComputeClient {
         }
       });
       this.w.ref(); // keep the process alive while a request is pending
-      this.w.postMessage({ id, type: 'features', files, cacheDir: this.opts.cacheDir, dataDir: this.opts.dataDir, backend: this.opts.backend, model: this.opts.model });
+      this.w.postMessage({ id, ...body, cacheDir: this.opts.cacheDir, dataDir: this.opts.dataDir, backend: this.opts.backend, model: this.opts.model });
       return () => {
         this.handlers.delete(id);
         if (!this.handlers.size) this.worker?.unref();

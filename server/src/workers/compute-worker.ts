@@ -8,7 +8,10 @@ import { parentPort } from 'node:worker_threads';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { initBackend, type BackendChoice, type BackendName } from '../compute/backend.ts';
 import { computeFeatures } from '../compute/feature-cache.ts';
-import { ensureDefaultModel, loadModel, type FeatureModelSpec } from '../compute/feature-model.ts';
+import { ensureDefaultModel, featuresOf, loadModel, type FeatureModelSpec } from '../compute/feature-model.ts';
+import { loadImage } from '../compute/image-input.ts';
+import { sharedFeatureMaps, type MapOptions } from '../compute/shared-feature-maps.ts';
+import { tf } from '../compute/backend.ts';
 
 export interface FeaturesRequest {
   id: number;
@@ -20,9 +23,22 @@ export interface FeaturesRequest {
   model?: FeatureModelSpec;
 }
 
+export interface ExplainRequest {
+  id: number;
+  type: 'explain';
+  driverFile: string;
+  referenceFile: string;
+  weights: Float32Array;
+  options: MapOptions;
+  cacheDir: string;
+  dataDir: string;
+  backend: BackendChoice;
+  model?: FeatureModelSpec;
+}
+
 let ready: Promise<{ model: GraphModel; spec: FeatureModelSpec; backend: BackendName }> | null = null;
 
-function init(req: FeaturesRequest) {
+function init(req: FeaturesRequest | ExplainRequest) {
   ready ??= (async () => {
     const backend = await initBackend(req.backend);
     const spec = req.model ?? ensureDefaultModel(req.dataDir);
@@ -31,9 +47,25 @@ function init(req: FeaturesRequest) {
   return ready;
 }
 
-parentPort!.on('message', async (req: FeaturesRequest) => {
+/** Map values in [0, 1] to bytes for transport. */
+const toBytes = (m: Float32Array) => Uint8Array.from(m, (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
+
+parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
   try {
     const { model, spec, backend } = await init(req);
+    if (req.type === 'explain') {
+      const t0 = performance.now();
+      const size = spec.inputSize;
+      const [o, r] = await Promise.all([loadImage(req.driverFile, size), loadImage(req.referenceFile, size)]);
+      const xO = tf.tensor4d(o, [1, size, size, 3]);
+      const xR = tf.tensor4d(r, [1, size, size, 3]);
+      const maps = sharedFeatureMaps((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options);
+      tf.dispose([xO, xR]);
+      const driverMap = toBytes(maps.driverMap);
+      const referenceMap = toBytes(maps.referenceMap);
+      parentPort!.postMessage({ id: req.id, type: 'explained', driverMap, referenceMap, size: maps.size, similarity: maps.similarity, driverMass: maps.driverMass, referenceMass: maps.referenceMass, ms: performance.now() - t0, backend }, [driverMap.buffer, referenceMap.buffer]);
+      return;
+    }
     const { features, dim } = await computeFeatures(model, spec, req.files, req.cacheDir, (p) => parentPort!.postMessage({ id: req.id, type: 'progress', ...p }));
     parentPort!.postMessage({ id: req.id, type: 'features', features, dim, backend, modelId: spec.id }, [features.buffer as ArrayBuffer]);
   } catch (e) {

@@ -95,6 +95,8 @@ export const dashboardEvents = {
   featuresProgress: 'features:progress',
   /** Encoding-model scores and drivers of a watched session (throttled). */
   modelsUpdated: 'models:updated',
+  /** Both shared-feature maps of a driver and its reference image are ready. */
+  explainReady: 'explain:ready',
   /** Command: start a replay of a recorded session. */
   sessionReplay: 'session:replay',
   /** Command: pause, resume, seek, change speed or stop a replay. */

@@ -120,3 +120,25 @@ export interface ModelSnapshot {
   refits: number;
   channels: ChannelModel[];
 }
+
+/** Shared-feature maps of one driver of one channel (METHOD.md step 5), as streamed in `explain:ready`. */
+export interface Explanation {
+  sessionId: string;
+  channelId: string;
+  stimulusSetId: string;
+  driverId: string;
+  referenceId: string;
+  /** Readout-weighted cosine similarity of the two images' features. */
+  similarity: number;
+  driverResponse: number;
+  referenceResponse: number | null;
+  /** Model version the readout weights came from. */
+  modelVersion: number;
+  computedAt: string;
+  computeMs: number;
+  backend: string;
+  /** Display maps, size x size, bytes 0-255 on one colour scale shared by both. */
+  size: number;
+  driverMap: Uint8Array;
+  referenceMap: Uint8Array;
+}

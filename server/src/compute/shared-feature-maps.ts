@@ -1,0 +1,122 @@
+/**
+ * Parallel backpropagation for shared-feature maps (METHOD.md step 5; Lappe et al., NeurIPS 2024, in the
+ * formulation this product commits to, since the paper's exact equations were not available to us):
+ *   v = w (.) phi(x_o) (.) phi(x_ref)        dimensions active in both images and weighted by the neuron
+ *   S_o = J_phi(x_o)^T v,  S_ref = J_phi(x_ref)^T v
+ * Each map is ONE vector-Jacobian product: the gradient of the scalar <stop_gradient(v), phi(x)>.
+ * Options: keep only positive contributions of v; integrated gradients from a grey baseline instead of
+ * the plain gradient. Display: |S| summed over colour channels, Gaussian-smoothed, both maps normalised
+ * by their common maximum so they share one colour scale.
+ */
+import { inputGradientOnly, tf } from './backend.ts';
+
+export interface MapOptions {
+  positiveOnly: boolean;
+  /** 0: plain gradient; n > 0: integrated gradients with n steps from a grey baseline. */
+  integratedSteps: number;
+  /** Gaussian smoothing of the display maps, in pixels (0: none). */
+  smoothSigmaPx: number;
+}
+
+export const defaultMapOptions: MapOptions = { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 };
+
+/** phi: images (1 x H x W x 3 in [0, 1]) to feature vectors (1 x D). */
+export type FeatureFn = (x: tf.Tensor4D) => tf.Tensor2D;
+
+export interface SharedFeatureMaps {
+  /** Display maps, H x W, in [0, 1] on a common scale. */
+  driverMap: Float32Array;
+  referenceMap: Float32Array;
+  size: number;
+  /** Raw attribution totals before normalisation (sum of |S| over pixels). */
+  driverMass: number;
+  referenceMass: number;
+  /** Shared-feature similarity: sum of v over cosine normaliser, i.e. cos(w (.) phi_o, w (.) phi_ref). */
+  similarity: number;
+}
+
+/** The vector v = w (.) phi(x_o) (.) phi(x_ref), optionally clipped at zero. */
+export function sharedVector(w: ArrayLike<number>, phiO: ArrayLike<number>, phiRef: ArrayLike<number>, positiveOnly: boolean): Float32Array {
+  return Float32Array.from({ length: w.length }, (_, d) => {
+    const v = w[d] * phiO[d] * phiRef[d];
+    return positiveOnly ? Math.max(0, v) : v;
+  });
+}
+
+/** Gradient of <v, phi(x)> with respect to the pixels (plain or integrated), 1 x H x W x 3. */
+export function attribution(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, integratedSteps: number): tf.Tensor4D {
+  const g = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(phi(inp as tf.Tensor4D), v)));
+  return inputGradientOnly(() => {
+    if (integratedSteps <= 0) return g(x) as tf.Tensor4D;
+    return tf.tidy(() => {
+      const baseline = tf.fill(x.shape, 0.5);
+      let sum: tf.Tensor4D = tf.zerosLike(x);
+      for (let k = 1; k <= integratedSteps; k++) {
+        const xk = tf.add(baseline, tf.mul(tf.sub(x, baseline), k / integratedSteps));
+        const next = tf.add(sum, g(xk));
+        sum.dispose();
+        sum = next as tf.Tensor4D;
+      }
+      return tf.mul(tf.div(sum, integratedSteps), tf.sub(x, baseline)) as tf.Tensor4D;
+    });
+  });
+}
+
+/** |S| summed over colour channels, optionally Gaussian-smoothed: H x W. */
+export function displayMap(s: tf.Tensor4D, sigmaPx: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    let m = tf.sum(tf.abs(s), 3, true) as tf.Tensor4D; // 1 x H x W x 1
+    if (sigmaPx > 0) {
+      const r = Math.ceil(3 * sigmaPx);
+      const k1 = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigmaPx * sigmaPx)));
+      const total = k1.reduce((a, b) => a + b, 0);
+      const k = tf.tensor1d(k1.map((x) => x / total));
+      m = tf.conv2d(m, k.reshape([2 * r + 1, 1, 1, 1]) as tf.Tensor4D, 1, 'same');
+      m = tf.conv2d(m, k.reshape([1, 2 * r + 1, 1, 1]) as tf.Tensor4D, 1, 'same');
+    }
+    return m.squeeze([0, 3]) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Both maps of one (driver, reference) pair for a neuron with readout weights w (length D).
+ * Two forward passes and two vector-Jacobian products (times the integrated-gradient steps).
+ */
+export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions = defaultMapOptions): SharedFeatureMaps {
+  const phiO = tf.tidy(() => phi(xO)).dataSync() as Float32Array;
+  const phiRef = tf.tidy(() => phi(xRef)).dataSync() as Float32Array;
+  const vArr = sharedVector(w, phiO, phiRef, opts.positiveOnly);
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let d = 0; d < w.length; d++) {
+    ab += w[d] * phiO[d] * w[d] * phiRef[d];
+    aa += (w[d] * phiO[d]) ** 2;
+    bb += (w[d] * phiRef[d]) ** 2;
+  }
+  const v = tf.tensor1d(vArr);
+  try {
+    const sO = attribution(phi, xO, v, opts.integratedSteps);
+    const sRef = attribution(phi, xRef, v, opts.integratedSteps);
+    const mO = displayMap(sO, opts.smoothSigmaPx);
+    const mRef = displayMap(sRef, opts.smoothSigmaPx);
+    const driverMass = tf.tidy(() => tf.sum(tf.abs(sO)).dataSync()[0]);
+    const referenceMass = tf.tidy(() => tf.sum(tf.abs(sRef)).dataSync()[0]);
+    const a = mO.dataSync() as Float32Array;
+    const b = mRef.dataSync() as Float32Array;
+    tf.dispose([sO, sRef, mO, mRef]);
+    let max = 0;
+    for (let i = 0; i < a.length; i++) max = Math.max(max, a[i], b[i]);
+    const scale = max > 0 ? 1 / max : 0;
+    return {
+      driverMap: a.map((x) => x * scale),
+      referenceMap: b.map((x) => x * scale),
+      size: xO.shape[1],
+      driverMass,
+      referenceMass,
+      similarity: aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0,
+    };
+  } finally {
+    v.dispose();
+  }
+}
