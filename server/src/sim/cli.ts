@@ -20,6 +20,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: String(config.sim.seed) },
     set: { type: 'string', default: 'demo' },
     fast: { type: 'boolean', default: false },
+    'category-only': { type: 'boolean', default: false },
   },
 });
 const set = loadStimulusSets(config.stimulusDir).sets.get(values.set);
@@ -31,6 +32,17 @@ const channels = Number(values.channels);
 if (!Number.isInteger(channels) || channels < 1 || channels > 8192) {
   console.error(`sim: --channels must be an integer 1..8192, got ${values.channels}`);
   process.exit(2);
+}
+// neurons driven by CNN features (the ground truth of the encoding models) unless --category-only
+let features: { features: Float32Array; dim: number } | undefined;
+if (!values['category-only'] && config.compute.features) {
+  const { ComputeClient } = await import('../workers/compute-client.ts');
+  const { lastValueFrom } = await import('rxjs');
+  const client = new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend });
+  console.log('sim: computing the CNN features of the stimuli (cached after the first run)...');
+  const last = await lastValueFrom(client.features$(set.manifest.stimuli.map((s) => path.join(set.dir, s.file))));
+  await client.close();
+  if (last.type === 'features') features = { features: last.features, dim: last.dim };
 }
 const stop = new AbortController();
 process.on('SIGINT', () => stop.abort());
@@ -50,6 +62,7 @@ runSimRig({
   reconnectAfterTrials: config.sim.reconnectAfterTrials,
   fast: values.fast,
   signal: stop.signal,
+  ...(features ? { features } : {}),
   onTrial: (t, id) => {
     if ((t + 1) % 25 === 0) console.log(`sim: session ${id}: ${t + 1} trials in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   },

@@ -4,7 +4,7 @@
  * time it follows the on/off schedule; `fast` sends as quickly as acknowledgements come back.
  */
 import { RigClient, type Stimulus, type Timing } from '@sharedlens/shared';
-import { createNeurons, mulberry32, poisson, type SyntheticNeuron } from './synthetic-neurons.ts';
+import { createFeatureNeurons, createNeurons, mulberry32, poisson, type SyntheticNeuron } from './synthetic-neurons.ts';
 
 export interface SimOptions {
   url: string;
@@ -26,6 +26,8 @@ export interface SimOptions {
   chunkBins?: number;
   rigId?: string;
   signal?: AbortSignal;
+  /** CNN features of the stimuli (S x dim): neurons respond through known readout weights on them. */
+  features?: { features: Float32Array; dim: number };
   onTrial?: (trial: number, sessionId: string) => void;
 }
 
@@ -45,7 +47,7 @@ export async function runSimRig(o: SimOptions): Promise<SimResult> {
   const bw = timing.binWidthMs;
   const chunkBins = o.chunkBins ?? Math.max(1, Math.round(50 / bw));
   const rand = mulberry32(o.seed + 17);
-  const neurons = createNeurons(o.channels, o.stimuli, o.seed);
+  const neurons = o.features ? createFeatureNeurons(o.channels, o.stimuli, o.features.features, o.features.dim, o.seed) : createNeurons(o.channels, o.stimuli, o.seed);
   const client = new RigClient({ url: o.url, token: o.token });
   await client.connect();
   const sessionId = await client.startSession({

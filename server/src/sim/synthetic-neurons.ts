@@ -64,3 +64,60 @@ export function createNeurons(n: number, stimuli: Stimulus[], seed: number, body
     return { preferredCategory: pref, baselineHz: 5 + 15 * rand(), evokedHz, drivers };
   });
 }
+
+/** Ground truth of a feature-driven neuron: its readout weights on the CNN features. */
+export interface FeatureNeuron extends SyntheticNeuron {
+  /** Readout weights (length D) that generate its responses. */
+  weights: Float32Array;
+  /** Noise-free evoked rate per stimulus, Hz. */
+  trueRateHz: Float64Array;
+}
+
+/**
+ * Neurons that respond through known readout weights on CNN features (the ground truth for the encoding
+ * models, drivers and maps): w = category direction (mean features of the preferred category minus the
+ * mean of all) + a sparse random part + for planted drivers the direction of one out-of-category
+ * stimulus. The evoked rate is a softplus of the standardised drive, scaled to a peak rate.
+ */
+export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: Float32Array, dim: number, seed: number, bodyCategory = 'body'): FeatureNeuron[] {
+  const rand = mulberry32(seed);
+  const S = stimuli.length;
+  const cats = [...new Set(stimuli.map((s) => s.category))].sort();
+  const others = cats.filter((c) => c !== bodyCategory);
+  const mean = new Float64Array(dim);
+  for (let s = 0; s < S; s++) for (let d = 0; d < dim; d++) mean[d] += features[s * dim + d] / S;
+  const catMean = (cat: string) => {
+    const idx = stimuli.map((s, i) => (s.category === cat ? i : -1)).filter((i) => i >= 0);
+    const m = new Float64Array(dim);
+    for (const s of idx) for (let d = 0; d < dim; d++) m[d] += features[s * dim + d] / idx.length;
+    return m;
+  };
+  const dirs = new Map(cats.map((c) => [c, catMean(c).map((v, d) => v - mean[d])]));
+  return Array.from({ length: n }, () => {
+    const pref = cats.includes(bodyCategory) && rand() < 0.6 ? bodyCategory : others[Math.floor(rand() * others.length)] ?? cats[0];
+    const w = new Float32Array(dim);
+    const dir = dirs.get(pref)!;
+    for (let d = 0; d < dim; d++) w[d] = dir[d];
+    for (let k = 0; k < 40; k++) w[Math.floor(rand() * dim)] += (rand() - 0.5) * 0.5;
+    const outside = stimuli.map((s, i) => (s.category !== pref ? i : -1)).filter((i) => i >= 0);
+    const planted = rand() < 0.7 ? [outside[Math.floor(rand() * outside.length)]] : [];
+    for (const o of planted) for (let d = 0; d < dim; d++) w[d] += 1.2 * (features[o * dim + d] - mean[d]);
+    const drive = Float64Array.from({ length: S }, (_, s) => {
+      let x = 0;
+      for (let d = 0; d < dim; d++) x += w[d] * features[s * dim + d];
+      return x;
+    });
+    const mu = drive.reduce((a, b) => a + b, 0) / S;
+    const sd = Math.sqrt(drive.reduce((a, b) => a + (b - mu) ** 2, 0) / S) || 1;
+    const peak = 30 + 40 * rand();
+    const soft = Float64Array.from(drive, (x) => Math.log1p(Math.exp(1.5 * ((x - mu) / sd) - 0.5)));
+    const top = Math.max(...soft);
+    const trueRateHz = Float64Array.from(soft, (x) => (peak * x) / top);
+    // ground truth from the rates themselves: the category with the highest mean rate, and the stimuli outside it above that mean
+    const catRate = (cat: string) => stimuli.reduce((a, s, i) => (s.category === cat ? a + trueRateHz[i] : a), 0) / stimuli.filter((s) => s.category === cat).length;
+    const truePref = cats.reduce((best, c) => (catRate(c) > catRate(best) ? c : best), cats[0]);
+    const prefMean = catRate(truePref);
+    const drivers = stimuli.map((s, i) => (s.category !== truePref && trueRateHz[i] > prefMean ? i : -1)).filter((i) => i >= 0);
+    return { preferredCategory: truePref, baselineHz: 5 + 10 * rand(), evokedHz: trueRateHz, drivers, weights: w, trueRateHz };
+  });
+}

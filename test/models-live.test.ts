@@ -1,0 +1,97 @@
+/** The scientific core end to end: simulated neurons with known readout weights, live models, drivers, maps over real sockets. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { lastValueFrom } from 'rxjs';
+import { io, type Socket } from 'socket.io-client';
+import { dashboardEvents, type Explanation, type ModelSnapshot, type SessionSnapshot } from '@sharedlens/shared';
+import { pearson } from '../server/src/compute/neuron-stats.ts';
+import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
+import type { FeatureNeuron } from '../server/src/sim/synthetic-neurons.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
+
+let t: TestApp;
+let sim: SimResult;
+let dash: Socket;
+const explained: Explanation[] = [];
+const C = 12;
+
+before(async () => {
+  const base = testConfig();
+  t = await startApp({ compute: { ...base.compute, features: true, maps: { ...base.compute.maps, intervalMs: 300 } } });
+  const client = new ComputeClient({ cacheDir: t.config.compute.cacheDir, dataDir: t.config.dataDir, backend: 'auto' });
+  const f = await lastValueFrom(client.features$(demoStimuli.map((s) => path.join(root, 'stimuli/demo', s.file))));
+  await client.close();
+  assert.equal(f.type, 'features');
+  if (f.type !== 'features') return;
+  dash = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+  dash.on(dashboardEvents.explainReady, (e: Explanation) => explained.push(e));
+  dash.on(dashboardEvents.sessionsUpdated, (list: { sessionId: string }[]) => {
+    if (list[0]) dash.emit(dashboardEvents.sessionWatch, { sessionId: list[0].sessionId }, () => {});
+  });
+  sim = await runSimRig({ url: t.url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: C, trials: 720, onMs: 200, offMs: 200, abortRate: 0.02, seed: 11, reconnectAfterTrials: 0, fast: true, features: { features: f.features, dim: f.dim } });
+  await until(async () => (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).status === 200, 'models', 1200);
+});
+after(async () => {
+  sim?.client.close();
+  dash?.close();
+  await t.close();
+});
+
+test('models approach the noise ceiling and predict the true tuning of the simulated neurons', async () => {
+  const models: ModelSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).body;
+  const stats: SessionSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats?detail=1`)).body;
+  assert.equal(models.channels.length, C);
+  assert.equal(models.featureModel, 'nsfwjs-4.4.0-mobilenet_v2_140_224');
+  const ratios = models.channels.map((c) => c.scores!.looROverCeiling ?? 0).sort((a, b) => a - b);
+  const median = ratios[Math.floor(C / 2)];
+  // the model's leave-one-out predictions against the noise-free rates that generated the data
+  const truthR = models.channels.map((_, c) => {
+    const neuron = sim.neurons[c] as FeatureNeuron;
+    const measured = stats.stimuli!.map((s) => s.mean[c] ?? 0);
+    return pearson(measured, Array.from(neuron.trueRateHz)) ?? 0;
+  });
+  assert.ok(median > 0.7, `median out-of-sample r / noise ceiling ${median.toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+  assert.ok(truthR.every((r) => r > 0.8), `measured means against the true tuning: ${truthR.map((r) => r.toFixed(2)).join(' ')}`);
+  assert.ok(models.channels.every((c) => c.scores!.nStimuli === demoStimuli.length && c.scores!.generalisationStimuli > 0));
+});
+
+test('drivers found are the true out-of-category drivers of the simulated neurons', async () => {
+  const models: ModelSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).body;
+  const stats: SessionSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats`)).body;
+  let agree = 0;
+  let found = 0;
+  let correct = 0;
+  let truth = 0;
+  models.channels.forEach((ch, c) => {
+    const neuron = sim.neurons[c] as FeatureNeuron;
+    // drivers are defined relative to the preferred category; compare where data and truth agree on it
+    if (stats.channels[c].preferredCategory !== neuron.preferredCategory) return;
+    agree++;
+    const trueIds = new Set(neuron.drivers.map((i) => demoStimuli[i].id));
+    truth += trueIds.size;
+    for (const d of ch.drivers) {
+      found++;
+      if (trueIds.has(d.stimulusId)) correct++;
+      assert.notEqual(d.category, neuron.preferredCategory);
+      assert.equal(demoStimuli.find((s) => s.id === d.referenceId)!.category, neuron.preferredCategory, 'reference from the preferred category');
+    }
+  });
+  assert.ok(agree >= 0.75 * C, `preferred category recovered for ${agree}/${C} channels`);
+  assert.ok(found > 0 && correct / found >= 0.8, `precision ${correct}/${found}`);
+  assert.ok(correct / truth >= 0.3, `recall ${correct}/${truth} (stimuli just above the bar need more repeats)`);
+});
+
+test('driver pairs arrive on the dashboard namespace with both maps', async () => {
+  await until(() => explained.length > 0, 'explain:ready', 1600);
+  const e = explained[0];
+  assert.equal(e.sessionId, sim.sessionId);
+  assert.equal(e.size, 224);
+  assert.equal(e.driverMap.byteLength, 224 * 224);
+  assert.equal(e.referenceMap.byteLength, 224 * 224);
+  assert.ok(Math.max(...new Uint8Array(e.driverMap), ...new Uint8Array(e.referenceMap)) === 255, 'common colour scale reaches its maximum');
+  assert.ok(e.similarity > 0 && e.modelVersion > 0 && e.backend === 'wasm');
+  const listed = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/explanations`)).body;
+  assert.ok(listed.explanations.some((x: { driverId: string }) => x.driverId === e.driverId));
+});
