@@ -41,7 +41,7 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
   const dataDir = tmpDir();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/main.ts')], {
     cwd: root,
-    env: { ...process.env, PORT: '0', DEMO: '0', DATA_DIR: dataDir, RIG_TOKENS: TOKEN, LOG_LEVEL: 'warn', FSYNC: 'never' },
+    env: { ...process.env, PORT: '0', DEMO: '0', DATA_DIR: dataDir, RIG_TOKENS: TOKEN, LOG_LEVEL: 'warn', FSYNC: 'never', FEATURES: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -63,8 +63,8 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
     track(rig.offset(trial, stim, tMs + 300));
     tMs += 400;
     if (trial === 120) {
-      // kill while events are in flight
-      await new Promise((r) => setTimeout(r, 5));
+      // kill once a good part is acknowledged, while later events are still in flight
+      await until(() => acked.size >= 200, 'acknowledgements before the kill');
       child.kill('SIGKILL');
     }
     await new Promise((r) => setImmediate(r));
