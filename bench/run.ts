@@ -9,6 +9,7 @@ import { root } from './support.ts';
 const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<string, unknown>> }>> = {
   ingest: () => import('./ingest.ts'),
   ridge: () => import('./ridge.ts'),
+  maps: () => import('./maps.ts'),
 };
 
 const wanted = process.argv.slice(2);

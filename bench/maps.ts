@@ -1,0 +1,61 @@
+/**
+ * Maps benchmark: latency of one shared-feature pair (two forward passes and two vector-Jacobian products
+ * through MobileNetV2 1.4 at 224) on the compute backend, against PyTorch CPU autograd on the same
+ * architecture and input size in the same run; and the naive per-dimension Jacobian against the single
+ * vector-Jacobian product.
+ */
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { initBackend, inputGradientOnly, tf } from '../server/src/compute/backend.ts';
+import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
+import { loadImage } from '../server/src/compute/image-input.ts';
+import { sharedFeatureMaps } from '../server/src/compute/shared-feature-maps.ts';
+import { demoStimuli, root, tmpDir } from './support.ts';
+
+const REPEATS = Number(process.env.BENCH_MAPS_REPEATS ?? 5);
+
+export async function run(): Promise<Record<string, unknown>> {
+  const backend = await initBackend((process.env.COMPUTE_BACKEND as 'auto') ?? 'auto');
+  const spec = ensureDefaultModel(tmpDir());
+  const model = await loadModel(spec);
+  const phi = (x: tf.Tensor4D) => featuresOf(model, spec, x);
+  const image = async (i: number) => tf.tensor4d(await loadImage(path.join(root, 'stimuli/demo', demoStimuli[i].file), 224), [1, 224, 224, 3]);
+  const w = Float32Array.from({ length: 1792 }, (_, d) => ((d * 7919) % 13) / 13);
+  const times: number[] = [];
+  for (let k = 0; k <= REPEATS; k++) {
+    const [a, b] = await Promise.all([image(k), image(k + 30)]);
+    const t0 = performance.now();
+    sharedFeatureMaps(phi, a, b, w);
+    if (k > 0) times.push((performance.now() - t0) / 1000); // the first pair warms up the kernels
+    tf.dispose([a, b]);
+  }
+  times.sort((x, y) => x - y);
+  const pairSeconds = times[Math.floor(times.length / 2)];
+  // the naive way: one backward pass per latent dimension (a few timed, scaled to all 1792)
+  const x = await image(0);
+  const t1 = performance.now();
+  const NAIVE = 3;
+  for (let d = 0; d < NAIVE; d++) inputGradientOnly(() => tf.grad((inp: tf.Tensor) => tf.slice(phi(inp as tf.Tensor4D), [0, d], [1, 1]).sum())(x)).dispose();
+  const naivePerMapSeconds = ((performance.now() - t1) / 1000 / NAIVE) * 1792;
+  const threads = 2;
+  const py = spawnSync('/usr/bin/python3', [path.join(root, 'bench/reference/torch_maps.py'), String(threads), String(REPEATS)], { encoding: 'utf8' });
+  if (py.status !== 0) throw new Error(`PyTorch baseline failed: ${py.stderr}`);
+  const torch = JSON.parse(py.stdout) as { pairSeconds: number; torch: string; dim: number };
+  const ratio = pairSeconds / torch.pairSeconds;
+  console.log(`  pair (2 maps, MobileNetV2 1.4 @224) on ${backend}, one thread: ${pairSeconds.toFixed(2)} s (median of ${REPEATS}; target < 2 s)`);
+  console.log(`  PyTorch ${torch.torch} CPU autograd, ${threads} threads, same architecture: ${torch.pairSeconds.toFixed(3)} s -> ours / PyTorch = ${ratio.toFixed(2)} (target <= 2)`);
+  console.log(`  naive per-dimension Jacobian: ${naivePerMapSeconds.toFixed(0)} s per map vs ${(pairSeconds / 2).toFixed(2)} s with one vector-Jacobian product (${(naivePerMapSeconds / (pairSeconds / 2)).toFixed(0)}x)`);
+  return {
+    pairSeconds,
+    ratioVsTorch: ratio,
+    backend,
+    torchPairSeconds: torch.pairSeconds,
+    torchThreads: threads,
+    torchVersion: torch.torch,
+    naivePerMapSeconds,
+    vjpGain: naivePerMapSeconds / (pairSeconds / 2),
+    baseline: 'PyTorch CPU autograd (Debian python3-torch, torchvision mobilenet_v2 width 1.4, random weights), same run',
+    targets: { pairSeconds: 2, ratioVsTorch: 2 },
+  };
+}
