@@ -99,3 +99,25 @@ test('the compute worker reports an unreadable image as an error', async () => {
     await client.close();
   }
 });
+
+test('the wasm gradient of the whole MobileNetV2 (with our kernels) equals the cpu reference backend', async () => {
+  const { ensureDefaultModel, featuresOf, loadModel } = await import('../server/src/compute/feature-model.ts');
+  const spec = ensureDefaultModel(tmpDir());
+  const r = mulberry32(9);
+  const x = Float32Array.from({ length: 224 * 224 * 3 }, () => r());
+  const v = Float32Array.from({ length: 1792 }, () => r());
+  const grads: Record<string, Float32Array> = {};
+  for (const be of ['wasm', 'cpu'] as const) {
+    await initBackend(be);
+    const model = await loadModel(spec);
+    grads[be] = inputGradientOnly(() => tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(featuresOf(model, spec, inp as tf.Tensor4D), tf.tensor1d(v))))(tf.tensor4d(x, [1, 224, 224, 3]))).dataSync() as Float32Array;
+    model.dispose();
+  }
+  let num = 0;
+  let den = 0;
+  grads.wasm.forEach((g, i) => {
+    num += (g - grads.cpu[i]) ** 2;
+    den += grads.cpu[i] ** 2;
+  });
+  assert.ok(den > 0 && Math.sqrt(num / den) < 1e-3, `relative difference ${Math.sqrt(num / den)}`);
+});
