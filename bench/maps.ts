@@ -11,6 +11,9 @@ import { initBackend, inputGradientOnly, tf } from '../server/src/compute/backen
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
 import { loadImage } from '../server/src/compute/image-input.ts';
 import { sharedFeatureMaps } from '../server/src/compute/shared-feature-maps.ts';
+import { lastValueFrom } from 'rxjs';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { defaultMapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { demoStimuli, root, tmpDir } from './support.ts';
 
 const REPEATS = Number(process.env.BENCH_MAPS_REPEATS ?? 5);
@@ -38,16 +41,31 @@ export async function run(): Promise<Record<string, unknown>> {
   const NAIVE = 3;
   for (let d = 0; d < NAIVE; d++) inputGradientOnly(() => tf.grad((inp: tf.Tensor) => tf.slice(phi(inp as tf.Tensor4D), [0, d], [1, 1]).sum())(x)).dispose();
   const naivePerMapSeconds = ((performance.now() - t1) / 1000 / NAIVE) * 1792;
+  // the production path: the two sides of a pair on two worker threads (one per core)
+  const dataDir = tmpDir();
+  const client = new ComputeClient({ cacheDir: dataDir, dataDir, backend: 'auto', workers: 2 });
+  const file = (i: number) => path.join(root, 'stimuli/demo', demoStimuli[i].file);
+  const workerTimes: number[] = [];
+  for (let k = 0; k <= REPEATS; k++) {
+    const t0 = performance.now();
+    await lastValueFrom(client.explain$(file(k), file(k + 30), w, defaultMapOptions));
+    if (k > 0) workerTimes.push((performance.now() - t0) / 1000);
+  }
+  await client.close();
+  workerTimes.sort((x, y) => x - y);
+  const workersPairSeconds = workerTimes[Math.floor(workerTimes.length / 2)];
   const threads = 2;
   const py = spawnSync('/usr/bin/python3', [path.join(root, 'bench/reference/torch_maps.py'), String(threads), String(REPEATS)], { encoding: 'utf8' });
   if (py.status !== 0) throw new Error(`PyTorch baseline failed: ${py.stderr}`);
   const torch = JSON.parse(py.stdout) as { pairSeconds: number; torch: string; dim: number };
-  const ratio = pairSeconds / torch.pairSeconds;
-  console.log(`  pair (2 maps, MobileNetV2 1.4 @224) on ${backend}, one thread: ${pairSeconds.toFixed(2)} s (median of ${REPEATS}; target < 2 s)`);
+  const ratio = workersPairSeconds / torch.pairSeconds;
+  console.log(`  pair (2 maps, MobileNetV2 1.4 @224) on ${backend}, one thread: ${pairSeconds.toFixed(2)} s (median of ${REPEATS})`);
+  console.log(`  pair on two worker threads (production path, incl. image decoding and transfer): ${workersPairSeconds.toFixed(2)} s (target < 2 s)`);
   console.log(`  PyTorch ${torch.torch} CPU autograd, ${threads} threads, same architecture: ${torch.pairSeconds.toFixed(3)} s -> ours / PyTorch = ${ratio.toFixed(2)} (target <= 2)`);
   console.log(`  naive per-dimension Jacobian: ${naivePerMapSeconds.toFixed(0)} s per map vs ${(pairSeconds / 2).toFixed(2)} s with one vector-Jacobian product (${(naivePerMapSeconds / (pairSeconds / 2)).toFixed(0)}x)`);
   return {
-    pairSeconds,
+    pairSeconds: workersPairSeconds,
+    pairSecondsOneThread: pairSeconds,
     ratioVsTorch: ratio,
     backend,
     torchPairSeconds: torch.pairSeconds,

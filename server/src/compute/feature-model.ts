@@ -49,7 +49,9 @@ export function ensureDefaultModel(dataDir: string): FeatureModelSpec {
   fs.writeFileSync(tmp, Buffer.concat(shards));
   fs.renameSync(tmp, path.join(dir, 'weights.bin'));
   const json = { ...model, weightsManifest: [{ paths: ['weights.bin'], weights: model.weightsManifest[0].weights }] };
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
+  // model.json last and by rename: a concurrent reader sees both files complete or not at all
+  fs.writeFileSync(path.join(dir, 'model.json.tmp'), JSON.stringify(json));
+  fs.renameSync(path.join(dir, 'model.json.tmp'), path.join(dir, 'model.json'));
   return spec;
 }
 

@@ -78,14 +78,23 @@ export function displayMap(s: tf.Tensor4D, sigmaPx: number): tf.Tensor2D {
   });
 }
 
+export interface SideMap {
+  /** Display map (H x W), not yet normalised. */
+  map: Float32Array;
+  /** Sum of |S| over pixels. */
+  mass: number;
+  /** cos(w (.) phi_o, w (.) phi_ref). */
+  similarity: number;
+}
+
 /**
- * Both maps of one (driver, reference) pair for a neuron with readout weights w (length D).
- * Two forward passes and two vector-Jacobian products (times the integrated-gradient steps).
+ * One side of a pair: the display map of the driver (`side` 'driver') or of the reference image. Both
+ * sides need both forward passes (for v); the vector-Jacobian products of the two sides are independent,
+ * so two workers can compute them at once.
  */
-export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions = defaultMapOptions): SharedFeatureMaps {
+export function sideMap(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions, side: 'driver' | 'reference'): SideMap {
   const phiO = tf.tidy(() => phi(xO)).dataSync() as Float32Array;
   const phiRef = tf.tidy(() => phi(xRef)).dataSync() as Float32Array;
-  const vArr = sharedVector(w, phiO, phiRef, opts.positiveOnly);
   let ab = 0;
   let aa = 0;
   let bb = 0;
@@ -94,29 +103,35 @@ export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tens
     aa += (w[d] * phiO[d]) ** 2;
     bb += (w[d] * phiRef[d]) ** 2;
   }
-  const v = tf.tensor1d(vArr);
+  const v = tf.tensor1d(sharedVector(w, phiO, phiRef, opts.positiveOnly));
   try {
-    const sO = attribution(phi, xO, v, opts.integratedSteps);
-    const sRef = attribution(phi, xRef, v, opts.integratedSteps);
-    const mO = displayMap(sO, opts.smoothSigmaPx);
-    const mRef = displayMap(sRef, opts.smoothSigmaPx);
-    const driverMass = tf.tidy(() => tf.sum(tf.abs(sO)).dataSync()[0]);
-    const referenceMass = tf.tidy(() => tf.sum(tf.abs(sRef)).dataSync()[0]);
-    const a = mO.dataSync() as Float32Array;
-    const b = mRef.dataSync() as Float32Array;
-    tf.dispose([sO, sRef, mO, mRef]);
-    let max = 0;
-    for (let i = 0; i < a.length; i++) max = Math.max(max, a[i], b[i]);
-    const scale = max > 0 ? 1 / max : 0;
-    return {
-      driverMap: a.map((x) => x * scale),
-      referenceMap: b.map((x) => x * scale),
-      size: xO.shape[1],
-      driverMass,
-      referenceMass,
-      similarity: aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0,
-    };
+    const s = attribution(phi, side === 'driver' ? xO : xRef, v, opts.integratedSteps);
+    const m = displayMap(s, opts.smoothSigmaPx);
+    const mass = tf.tidy(() => tf.sum(tf.abs(s)).dataSync()[0]);
+    const map = m.dataSync() as Float32Array;
+    tf.dispose([s, m]);
+    return { map, mass, similarity: aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0 };
   } finally {
     v.dispose();
   }
+}
+
+/** Both display maps scaled by their common maximum into [0, 1] (one colour scale per pair). */
+export function normalizePair(a: Float32Array, b: Float32Array): [Float32Array, Float32Array] {
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, a[i], b[i]);
+  const scale = max > 0 ? 1 / max : 0;
+  return [a.map((x) => x * scale), b.map((x) => x * scale)];
+}
+
+/**
+ * Both maps of one (driver, reference) pair for a neuron with readout weights w (length D), in this
+ * thread: two forward passes per side and one vector-Jacobian product per side (times the
+ * integrated-gradient steps).
+ */
+export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions = defaultMapOptions): SharedFeatureMaps {
+  const d = sideMap(phi, xO, xRef, w, opts, 'driver');
+  const r = sideMap(phi, xO, xRef, w, opts, 'reference');
+  const [driverMap, referenceMap] = normalizePair(d.map, r.map);
+  return { driverMap, referenceMap, size: xO.shape[1], driverMass: d.mass, referenceMass: r.mass, similarity: d.similarity };
 }

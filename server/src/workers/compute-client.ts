@@ -1,12 +1,13 @@
 /**
- * Main-thread side of the compute worker: requests become Observables of progress and results.
+ * Main-thread side of the compute workers: requests become Observables of progress and results. Features
+ * go to the first worker; the two maps of a pair are computed at once on two workers (one per core).
  */
 import { Worker } from 'node:worker_threads';
-import { Observable } from 'rxjs';
+import { Observable, forkJoin, map } from 'rxjs';
 import type { BackendChoice } from '../compute/backend.ts';
 import type { FeatureProgress } from '../compute/feature-cache.ts';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
-import type { MapOptions } from '../compute/shared-feature-maps.ts';
+import { normalizePair, type MapOptions, type SideMap } from '../compute/shared-feature-maps.ts';
 
 export type FeatureEvent =
   | ({ type: 'progress' } & FeatureProgress)
@@ -20,6 +21,7 @@ export interface ExplainResult {
   similarity: number;
   driverMass: number;
   referenceMass: number;
+  /** Wall time of the slower side. */
   ms: number;
   backend: string;
 }
@@ -29,63 +31,86 @@ export interface ComputeClientOptions {
   dataDir: string;
   backend: BackendChoice;
   model?: FeatureModelSpec;
+  /** Worker threads for map jobs (default 2: the two sides of a pair in parallel). */
+  workers?: number;
 }
 
+interface Slot {
+  worker: Worker | null;
+  handlers: Map<number, (msg: any) => void>;
+}
+
+type SideResult = SideMap & { size: number; ms: number; backend: string };
+
+/** Map values in [0, 1] to bytes for transport. */
+const toBytes = (m: Float32Array) => Uint8Array.from(m, (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
+
 export class ComputeClient {
-  private worker: Worker | null = null;
+  private readonly slots: Slot[];
   private nextId = 1;
-  private readonly handlers = new Map<number, (msg: any) => void>();
 
-  constructor(private readonly opts: ComputeClientOptions) {}
+  constructor(private readonly opts: ComputeClientOptions) {
+    this.slots = Array.from({ length: Math.max(1, opts.workers ?? 2) }, () => ({ worker: null, handlers: new Map() }));
+  }
 
-  private get w(): Worker {
-    if (!this.worker) {
-      this.worker = new Worker(new URL('./compute-worker-entry.mjs', import.meta.url));
-      this.worker.on('message', (msg: { id: number }) => this.handlers.get(msg.id)?.(msg));
-      this.worker.on('error', (e) => {
-        for (const h of this.handlers.values()) h({ type: 'error', message: `compute worker failed: ${e.message}` });
-        this.handlers.clear();
-        this.worker = null;
+  private worker(slot: Slot): Worker {
+    if (!slot.worker) {
+      // worker threads do not inherit --import hooks on Node 20; the entry registers tsx
+      const w = new Worker(new URL('./compute-worker-entry.mjs', import.meta.url));
+      w.on('message', (msg: { id: number }) => slot.handlers.get(msg.id)?.(msg));
+      w.on('error', (e) => {
+        for (const h of slot.handlers.values()) h({ type: 'error', message: `compute worker failed: ${e.message}` });
+        slot.handlers.clear();
+        slot.worker = null;
       });
+      slot.worker = w;
     }
-    return this.worker;
+    return slot.worker;
   }
 
   /** Features of image files (cached on disk), with progress; errors end the stream with the reason. */
   features$(files: string[]): Observable<FeatureEvent> {
-    return this.request$<FeatureEvent>({ type: 'features', files }, 'features');
+    return this.request$<FeatureEvent>(this.slots[0], { type: 'features', files }, 'features');
   }
 
   /** Both shared-feature maps of a (driver, reference) pair for readout weights `weights`. */
   explain$(driverFile: string, referenceFile: string, weights: Float32Array, options: MapOptions): Observable<ExplainResult> {
-    return this.request$<ExplainResult & { type: string }>({ type: 'explain', driverFile, referenceFile, weights, options }, 'explained');
+    const side = (s: 'driver' | 'reference', slot: Slot) =>
+      this.request$<SideResult>(slot, { type: 'explain-side', side: s, driverFile, referenceFile, weights, options }, 'side');
+    return forkJoin([side('driver', this.slots[0]), side('reference', this.slots[this.slots.length - 1])]).pipe(
+      map(([d, r]) => {
+        const [a, b] = normalizePair(d.map, r.map);
+        return { driverMap: toBytes(a), referenceMap: toBytes(b), size: d.size, similarity: d.similarity, driverMass: d.mass, referenceMass: r.mass, ms: Math.max(d.ms, r.ms), backend: d.backend };
+      }),
+    );
   }
 
-  private request$<T>(body: Record<string, unknown>, finalType: string): Observable<T> {
+  private request$<T>(slot: Slot, body: Record<string, unknown>, finalType: string): Observable<T> {
     return new Observable<T>((sub) => {
       const id = this.nextId++;
-      this.handlers.set(id, (msg) => {
+      slot.handlers.set(id, (msg) => {
         if (msg.type === 'progress') sub.next(msg);
         else if (msg.type === finalType) {
-          this.handlers.delete(id);
+          slot.handlers.delete(id);
           sub.next(msg);
           sub.complete();
         } else {
-          this.handlers.delete(id);
+          slot.handlers.delete(id);
           sub.error(new Error(msg.message));
         }
       });
-      this.w.ref(); // keep the process alive while a request is pending
-      this.w.postMessage({ id, ...body, cacheDir: this.opts.cacheDir, dataDir: this.opts.dataDir, backend: this.opts.backend, model: this.opts.model });
+      const w = this.worker(slot);
+      w.ref(); // keep the process alive while a request is pending
+      w.postMessage({ id, ...body, cacheDir: this.opts.cacheDir, dataDir: this.opts.dataDir, backend: this.opts.backend, model: this.opts.model });
       return () => {
-        this.handlers.delete(id);
-        if (!this.handlers.size) this.worker?.unref();
+        slot.handlers.delete(id);
+        if (!slot.handlers.size) slot.worker?.unref();
       };
     });
   }
 
   async close(): Promise<void> {
-    await this.worker?.terminate();
-    this.worker = null;
+    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
+    for (const s of this.slots) s.worker = null;
   }
 }

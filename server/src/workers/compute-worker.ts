@@ -10,7 +10,7 @@ import { initBackend, type BackendChoice, type BackendName } from '../compute/ba
 import { computeFeatures } from '../compute/feature-cache.ts';
 import { ensureDefaultModel, featuresOf, loadModel, type FeatureModelSpec } from '../compute/feature-model.ts';
 import { loadImage } from '../compute/image-input.ts';
-import { sharedFeatureMaps, type MapOptions } from '../compute/shared-feature-maps.ts';
+import { sideMap, type MapOptions } from '../compute/shared-feature-maps.ts';
 import { tf } from '../compute/backend.ts';
 
 export interface FeaturesRequest {
@@ -25,7 +25,8 @@ export interface FeaturesRequest {
 
 export interface ExplainRequest {
   id: number;
-  type: 'explain';
+  type: 'explain-side';
+  side: 'driver' | 'reference';
   driverFile: string;
   referenceFile: string;
   weights: Float32Array;
@@ -47,23 +48,18 @@ function init(req: FeaturesRequest | ExplainRequest) {
   return ready;
 }
 
-/** Map values in [0, 1] to bytes for transport. */
-const toBytes = (m: Float32Array) => Uint8Array.from(m, (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
-
 parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
   try {
     const { model, spec, backend } = await init(req);
-    if (req.type === 'explain') {
+    if (req.type === 'explain-side') {
       const t0 = performance.now();
       const size = spec.inputSize;
       const [o, r] = await Promise.all([loadImage(req.driverFile, size), loadImage(req.referenceFile, size)]);
       const xO = tf.tensor4d(o, [1, size, size, 3]);
       const xR = tf.tensor4d(r, [1, size, size, 3]);
-      const maps = sharedFeatureMaps((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options);
+      const side = sideMap((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options, req.side);
       tf.dispose([xO, xR]);
-      const driverMap = toBytes(maps.driverMap);
-      const referenceMap = toBytes(maps.referenceMap);
-      parentPort!.postMessage({ id: req.id, type: 'explained', driverMap, referenceMap, size: maps.size, similarity: maps.similarity, driverMass: maps.driverMass, referenceMass: maps.referenceMass, ms: performance.now() - t0, backend }, [driverMap.buffer, referenceMap.buffer]);
+      parentPort!.postMessage({ id: req.id, type: 'side', ...side, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer]);
       return;
     }
     const { features, dim } = await computeFeatures(model, spec, req.files, req.cacheDir, (p) => parentPort!.postMessage({ id: req.id, type: 'progress', ...p }));
