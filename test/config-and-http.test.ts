@@ -97,3 +97,12 @@ test('a malformed JSON body gets a 400 with the reason', async () => {
   assert.equal(r2.status, 400);
   assert.match(JSON.stringify(await r2.json()), /speed/);
 });
+
+test('config: a configured feature model must exist; the features CLI names an unknown set', () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, 'over.json'), JSON.stringify({ compute: { ...loadConfig(root, {}).compute, model: { id: 'x', dir, layer: 'a', inputSize: 224 } } }));
+  assert.throws(() => loadConfig(root, { SHAREDLENS_CONFIG: path.join(dir, 'over.json') }), /compute.model.dir: no model.json/);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/features-cli.ts'), '--set', 'nope'], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /unknown stimulus set "nope"/);
+});

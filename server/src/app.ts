@@ -53,7 +53,7 @@ export function createApp(deps: AppDeps): App {
   const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs });
   const interrupted = recorder.markInterrupted();
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
-  const compute = config.compute.features ? new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend }) : null;
+  const compute = config.compute.features ? new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend, workers: config.compute.workers, ...(config.compute.model ? { model: config.compute.model } : {}) }) : null;
   const computeStatus: { backend: string | null; features: Record<string, string> } = { backend: null, features: {} };
   let io: Server;
   const featuresFor = compute

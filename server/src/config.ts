@@ -31,6 +31,11 @@ export const configSchema = z.object({
     backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']),
     /** Feature cache folder; empty: <dataDir>/features. */
     cacheDir: z.string(),
+    /** Another tfjs graph model instead of the default MobileNetV2 (docs/compute.md). */
+    model: z
+      .object({ id: z.string().min(1).max(128), dir: z.string().min(1), layer: z.string().min(1), inputSize: z.number().int().min(16).max(1024) })
+      .optional(),
+    workers: z.number().int().min(1).max(16),
     alphas: z.array(z.number().positive()).min(1).max(32),
     refitEveryTrials: z.number().int().min(1),
     minStimuli: z.number().int().min(3),
@@ -97,5 +102,9 @@ export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env): 
   cfg.dataDir = path.resolve(root, cfg.dataDir);
   cfg.stimulusDir = path.resolve(root, cfg.stimulusDir);
   cfg.compute.cacheDir = cfg.compute.cacheDir ? path.resolve(root, cfg.compute.cacheDir) : path.join(cfg.dataDir, 'features');
+  if (cfg.compute.model) {
+    cfg.compute.model.dir = path.resolve(root, cfg.compute.model.dir);
+    if (!fs.existsSync(path.join(cfg.compute.model.dir, 'model.json'))) throw new ConfigError(`compute.model.dir: no model.json in ${cfg.compute.model.dir}`);
+  }
   return cfg;
 }

@@ -38,7 +38,7 @@ let features: { features: Float32Array; dim: number } | undefined;
 if (!values['category-only'] && config.compute.features) {
   const { ComputeClient } = await import('../workers/compute-client.ts');
   const { lastValueFrom } = await import('rxjs');
-  const client = new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend });
+  const client = new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend, workers: 1, ...(config.compute.model ? { model: config.compute.model } : {}) });
   console.log('sim: computing the CNN features of the stimuli (cached after the first run)...');
   const last = await lastValueFrom(client.features$(set.manifest.stimuli.map((s) => path.join(set.dir, s.file))));
   await client.close();
