@@ -118,3 +118,21 @@ test('one vector-Jacobian product equals the per-dimension Jacobian contracted w
   vjp.forEach((g, i) => assert.ok(Math.abs(g - naive[i]) < 1e-5, `pixel ${i}`));
   assert.equal(displayMap(attribution(small, x, tf.tensor1d(v), 0), 0).shape.join('x'), '12x12');
 });
+
+test('map jobs leave no tensors and no wasm heap growth behind (hours of jobs in one worker)', async () => {
+  const { sideMap } = await import('../server/src/compute/shared-feature-maps.ts');
+  const w = new Float32Array(1792).fill(0.1);
+  const heap = () => ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length);
+  const sizes: number[] = [];
+  const tensors: number[] = [];
+  for (let k = 0; k < 6; k++) {
+    const a = tf.randomUniform([1, SIZE, SIZE, 3]) as tf.Tensor4D;
+    const b = tf.randomUniform([1, SIZE, SIZE, 3]) as tf.Tensor4D;
+    sideMap(phi, a, b, w, { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 }, k % 2 ? 'driver' : 'reference');
+    tf.dispose([a, b]);
+    sizes.push(heap());
+    tensors.push(tf.memory().numTensors);
+  }
+  assert.deepEqual(new Set(tensors.slice(1)).size, 1, `tensors per job: ${tensors}`);
+  assert.equal(sizes[5], sizes[2], `wasm heap after jobs: ${sizes.map((s) => (s / 1e6).toFixed(0)).join(' ')} MB`);
+});

@@ -93,8 +93,14 @@ export interface SideMap {
  * so two workers can compute them at once.
  */
 export function sideMap(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions, side: 'driver' | 'reference'): SideMap {
-  const phiO = tf.tidy(() => phi(xO)).dataSync() as Float32Array;
-  const phiRef = tf.tidy(() => phi(xRef)).dataSync() as Float32Array;
+  const read = (x: tf.Tensor4D) => {
+    const t = phi(x);
+    const out = t.dataSync() as Float32Array;
+    t.dispose();
+    return out;
+  };
+  const phiO = read(xO);
+  const phiRef = read(xRef);
   let ab = 0;
   let aa = 0;
   let bb = 0;
