@@ -92,15 +92,24 @@ export interface SideMap {
  * sides need both forward passes (for v); the vector-Jacobian products of the two sides are independent,
  * so two workers can compute them at once.
  */
-export function sideMap(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions, side: 'driver' | 'reference'): SideMap {
+export function sideMap(
+  phi: FeatureFn,
+  xO: tf.Tensor4D,
+  xRef: tf.Tensor4D,
+  w: ArrayLike<number>,
+  opts: MapOptions,
+  side: 'driver' | 'reference',
+  /** phi(x_o) and phi(x_ref) when already known (the cached stimulus features): saves two forward passes. */
+  known?: { phiO: ArrayLike<number>; phiRef: ArrayLike<number> },
+): SideMap {
   const read = (x: tf.Tensor4D) => {
     const t = phi(x);
     const out = t.dataSync() as Float32Array;
     t.dispose();
     return out;
   };
-  const phiO = read(xO);
-  const phiRef = read(xRef);
+  const phiO = known?.phiO ?? read(xO);
+  const phiRef = known?.phiRef ?? read(xRef);
   let ab = 0;
   let aa = 0;
   let bb = 0;

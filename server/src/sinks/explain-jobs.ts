@@ -65,7 +65,13 @@ export function scheduleExplanations(deps: ExplainDeps): { results: Map<string, 
     const referenceFile = deps.imageFile(setId, job.referenceId);
     if (!driverFile || !referenceFile) return pump();
     busy = true;
-    deps.client.explain$(driverFile, referenceFile, job.weights, deps.options).subscribe({
+    // the stimuli's cached features spare each side two forward passes
+    const fs = job.rt.encoding?.featureSet;
+    const idx = job.rt.latest?.stimIndex;
+    const o = idx?.get(job.driverId);
+    const r = idx?.get(job.referenceId);
+    const known = fs && o !== undefined && r !== undefined ? { phiO: fs.features.slice(o * fs.dim, (o + 1) * fs.dim), phiRef: fs.features.slice(r * fs.dim, (r + 1) * fs.dim) } : undefined;
+    deps.client.explain$(driverFile, referenceFile, job.weights, deps.options, known).subscribe({
       next: (r) => {
         const e: Explanation = {
           sessionId: job.rt.id,

@@ -74,9 +74,9 @@ export class ComputeClient {
   }
 
   /** Both shared-feature maps of a (driver, reference) pair for readout weights `weights`. */
-  explain$(driverFile: string, referenceFile: string, weights: Float32Array, options: MapOptions): Observable<ExplainResult> {
+  explain$(driverFile: string, referenceFile: string, weights: Float32Array, options: MapOptions, known?: { phiO: Float32Array; phiRef: Float32Array }): Observable<ExplainResult> {
     const side = (s: 'driver' | 'reference', slot: Slot) =>
-      this.request$<SideResult>(slot, { type: 'explain-side', side: s, driverFile, referenceFile, weights, options }, 'side');
+      this.request$<SideResult>(slot, { type: 'explain-side', side: s, driverFile, referenceFile, weights, options, ...(known ? { known } : {}) }, 'side');
     return forkJoin([side('driver', this.slots[0]), side('reference', this.slots[this.slots.length - 1])]).pipe(
       map(([d, r]) => {
         const [a, b] = normalizePair(d.map, r.map);

@@ -31,6 +31,8 @@ export interface ExplainRequest {
   referenceFile: string;
   weights: Float32Array;
   options: MapOptions;
+  /** Cached features of the two images, when the caller has them. */
+  known?: { phiO: Float32Array; phiRef: Float32Array };
   cacheDir: string;
   dataDir: string;
   backend: BackendChoice;
@@ -57,7 +59,7 @@ parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
       const [o, r] = await Promise.all([loadImage(req.driverFile, size), loadImage(req.referenceFile, size)]);
       const xO = tf.tensor4d(o, [1, size, size, 3]);
       const xR = tf.tensor4d(r, [1, size, size, 3]);
-      const side = sideMap((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options, req.side);
+      const side = sideMap((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options, req.side, req.known);
       tf.dispose([xO, xR]);
       parentPort!.postMessage({ id: req.id, type: 'side', ...side, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer]);
       return;
