@@ -32,12 +32,12 @@ export interface TestApp {
 }
 
 /** createApp on 127.0.0.1 port 0 with log lines captured as objects. */
-export async function startApp(over: Partial<Config> = {}): Promise<TestApp> {
+export async function startApp(over: Partial<Config> = {}, port = 0): Promise<TestApp> {
   const config = testConfig(over);
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-  const app = createApp({ config, logger });
-  const port = await app.listen(0, '127.0.0.1');
+  const app = createApp({ config, logger, clientDir: path.join(root, 'client', 'dist') });
+  port = await app.listen(port, '127.0.0.1');
   return { app, url: `http://127.0.0.1:${port}`, config, logs, close: () => app.close() };
 }
 

@@ -150,12 +150,15 @@ test('dashboard broadcast: per-session deltas throttled, and volatile', () => {
     cold('a 9ms '.repeat(50) + '|', { a: 0 }).subscribe(() => updates$.next({ runtime: rt('A') }));
     cold('b 9ms b 9ms b|', { b: 0 }).subscribe(() => updates$.next({ runtime: rt('B') }));
     flush();
-    const deltasA = emitted.filter((e) => e.event === 'stats:delta' && e.room === 'watch:A');
-    const deltasB = emitted.filter((e) => e.event === 'stats:delta' && e.room === 'watch:B');
+    const deltasA = emitted.filter((e) => e.event === 'stats:delta' && e.room === 'watch:A' && e.volatile);
+    const deltasB = emitted.filter((e) => e.event === 'stats:delta' && e.room === 'watch:B' && e.volatile);
     assert.ok(deltasA.length >= 5 && deltasA.length <= 7, `A got ${deltasA.length} deltas for 50 updates over 500 ms`);
     assert.equal(deltasB.length, 2, 'leading and trailing');
-    assert.ok(deltasA.every((e) => e.volatile));
-    const snapsA = emitted.filter((e) => e.event === 'stats:snapshot' && e.room === 'watch:A');
+    // once quiet, the last state once more, reliably (a volatile frame may have been dropped)
+    const settleA = emitted.filter((e) => e.event === 'stats:delta' && e.room === 'watch:A' && !e.volatile);
+    assert.equal(settleA.length, 1);
+    assert.equal(settleA[0].t, 490 + 1000, 'one second after the last update');
+    const snapsA = emitted.filter((e) => e.event === 'stats:snapshot' && e.room === 'watch:A' && e.volatile);
     assert.ok(snapsA.length <= 2, `${snapsA.length} snapshots`);
   });
 });

@@ -175,6 +175,13 @@ export function createApp(deps: AppDeps): App {
     if (!models) return apiError(res, 409, 'no-models', `no models yet: features ${computeStatus.features[rt.start.stimulusSetId] ?? 'pending'}, or fewer than ${minStimuli} stimuli seen`);
     res.json(models);
   });
+  app.get('/api/sessions/:id/channels/:channelId', (req, res) => {
+    const rt = store.get(req.params.id);
+    if (!rt?.latest) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}" with statistics`);
+    const detail = store.channelDetail(rt, req.params.channelId);
+    if (!detail) return apiError(res, 404, 'unknown-channel', `no channel "${req.params.channelId}" in session ${rt.id}`);
+    res.json(detail);
+  });
   app.get('/api/sessions/:id/explanations', (req, res) => {
     if (!store.get(req.params.id)) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
     const list = [...(explanations?.results.get(req.params.id)?.values() ?? [])];

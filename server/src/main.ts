@@ -20,7 +20,8 @@ try {
 const logger = pino({ level: config.logLevel });
 import fs from 'node:fs';
 const built = path.join(root, 'client', 'dist');
-const clientDir = fs.existsSync(path.join(built, 'index.html')) ? built : path.join(root, 'client', 'placeholder');
+if (!fs.existsSync(path.join(built, 'index.html'))) console.error('sharedlens: the dashboard is not built (npm run build); serving the API only');
+const clientDir = built;
 const app = createApp({ config, logger, clientDir });
 const port = await app.listen(config.port, config.host).catch((e: Error) => {
   console.error(`sharedlens: cannot listen on ${config.host}:${config.port}: ${e.message}`);

@@ -6,7 +6,7 @@
  * Each map is ONE vector-Jacobian product: the gradient of the scalar <stop_gradient(v), phi(x)>.
  * Options: keep only positive contributions of v; integrated gradients from a grey baseline instead of
  * the plain gradient. Display: |S| summed over colour channels, Gaussian-smoothed, both maps normalised
- * by their common maximum so they share one colour scale.
+ * by one robust maximum of the pair (99.5th percentile) so they share one colour scale.
  */
 import { inputGradientOnly, tf } from './backend.ts';
 
@@ -131,12 +131,19 @@ export function sideMap(
   }
 }
 
-/** Both display maps scaled by their common maximum into [0, 1] (one colour scale per pair). */
+/**
+ * Both display maps on one colour scale in [0, 1]: divided by the 99.5th percentile of the pair's values
+ * and clipped, because raw gradient maps are dominated by a few pixels (with the plain maximum most of a
+ * map rounded to 0 of 255 on screen).
+ */
 export function normalizePair(a: Float32Array, b: Float32Array): [Float32Array, Float32Array] {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, a[i], b[i]);
-  const scale = max > 0 ? 1 / max : 0;
-  return [a.map((x) => x * scale), b.map((x) => x * scale)];
+  const all = new Float32Array(a.length + b.length);
+  all.set(a);
+  all.set(b, a.length);
+  all.sort();
+  const top = all[Math.min(all.length - 1, Math.floor(0.995 * all.length))] || all[all.length - 1];
+  const scale = top > 0 ? 1 / top : 0;
+  return [a.map((x) => Math.min(1, x * scale)), b.map((x) => Math.min(1, x * scale))];
 }
 
 /**

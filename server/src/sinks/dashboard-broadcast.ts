@@ -1,4 +1,4 @@
-import { groupBy, mergeMap, throttleTime, type Observable, type SchedulerLike, type Subscription, asyncScheduler, merge, map } from 'rxjs';
+import { debounceTime, groupBy, mergeMap, throttleTime, type Observable, type SchedulerLike, type Subscription, asyncScheduler, merge, map } from 'rxjs';
 import type { Namespace } from 'socket.io';
 import { dashboardEvents, type ReplayProgress, type StatsDelta } from '@sharedlens/shared';
 import { channelStats, trialsPerSec } from '../compute/neuron-stats.ts';
@@ -10,6 +10,9 @@ export interface BroadcastOptions {
   snapshotThrottleMs: number;
   scheduler?: SchedulerLike;
 }
+
+/** Quiet time after which the latest state of a session is sent once more, reliably. */
+const SETTLE_MS = 1000;
 
 /** Room of the dashboards watching one session. */
 export const watchRoom = (sessionId: string) => `watch:${sessionId}`;
@@ -36,13 +39,23 @@ export function replayProgress(rt: Runtime): ReplayProgress | null {
  */
 export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejections$: Observable<Rejection>, opts: BroadcastOptions): Subscription {
   const scheduler = opts.scheduler ?? asyncScheduler;
+  /**
+   * Per session: throttled volatile emissions (a slow client drops stale frames), plus one reliable
+   * emission once the session goes quiet, so the last state is never the frame that was dropped.
+   */
   const perSession = (ms: number) =>
     store.updates$.pipe(
       map((u) => u.runtime),
       groupBy((rt) => rt.id),
-      mergeMap((g) => g.pipe(throttleTime(ms, scheduler, { leading: true, trailing: true }))),
+      mergeMap((g) =>
+        merge(
+          g.pipe(throttleTime(ms, scheduler, { leading: true, trailing: true }), map((rt) => ({ rt, volatile: true }))),
+          g.pipe(debounceTime(Math.max(ms, SETTLE_MS), scheduler), map((rt) => ({ rt, volatile: false }))),
+        ),
+      ),
     );
-  const deltas = perSession(opts.deltaThrottleMs).subscribe((rt) => {
+  const to = (id: string, volatile: boolean) => (volatile ? nsp.to(watchRoom(id)).volatile : nsp.to(watchRoom(id)));
+  const deltas = perSession(opts.deltaThrottleMs).subscribe(({ rt, volatile }) => {
     if (!rt.latest) return;
     const delta: StatsDelta = {
       sessionId: rt.id,
@@ -51,15 +64,15 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
       trialsPerSec: trialsPerSec(rt.latest),
       channels: channelStats(rt.latest),
     };
-    nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.statsDelta, delta);
+    to(rt.id, volatile).emit(dashboardEvents.statsDelta, delta);
     const progress = replayProgress(rt);
-    if (progress) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.replayProgress, progress);
+    if (progress) to(rt.id, volatile).emit(dashboardEvents.replayProgress, progress);
   });
-  const snapshots = perSession(opts.snapshotThrottleMs).subscribe((rt) => {
-    const snap = store.snapshot(rt, true);
-    if (snap) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.statsSnapshot, snap);
+  const snapshots = perSession(opts.snapshotThrottleMs).subscribe(({ rt, volatile }) => {
     const models = store.models(rt);
-    if (models) nsp.to(watchRoom(rt.id)).volatile.emit(dashboardEvents.modelsUpdated, models);
+    if (models) to(rt.id, volatile).emit(dashboardEvents.modelsUpdated, models);
+    const snap = store.snapshot(rt, true);
+    if (snap) to(rt.id, volatile).emit(dashboardEvents.statsSnapshot, snap);
   });
   const lists = merge(store.changed$)
     .pipe(throttleTime(opts.deltaThrottleMs, scheduler, { leading: true, trailing: true }))

@@ -3,8 +3,8 @@
  * statistics for the status endpoint and the dashboard, and republishes every update on `updates$`.
  */
 import { BehaviorSubject, Subject, concat, from, ignoreElements, map, of, startWith, switchMap, take, tap, type Observable, type OperatorFunction, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
-import type { Frame, ModelSnapshot, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
-import { channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts';
+import type { ChannelDetail, Frame, ModelSnapshot, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
+import { categoryPsth, channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
 import type { DriverRule } from '../compute/drivers.ts';
 import { modelReport } from '../compute/model-report.ts';
@@ -150,6 +150,35 @@ export class SessionStore {
   models(rt: Runtime): ModelSnapshot | null {
     if (!rt.latest || !rt.encoding || !this.opts.models) return null;
     return modelReport(rt.id, rt.latest, rt.encoding, channelStats(rt.latest), this.opts.models.encoding, this.opts.models.drivers);
+  }
+
+  /** Everything the neuron page shows for one channel: statistics, per-stimulus means, PSTH per category, model. */
+  channelDetail(rt: Runtime, channelId: string): ChannelDetail | null {
+    const st = rt.latest;
+    if (!st) return null;
+    const c = st.start.channels.findIndex((ch) => ch.id === channelId);
+    if (c < 0) return null;
+    const stats = channelStats(st)[c];
+    const psth = categoryPsth(st);
+    const ridge = rt.encoding?.ridge;
+    const model = ridge ? neuronModel(ridge, c) : null;
+    const predicted = new Map<number, number>();
+    if (ridge && model) ridge.basis.rows.forEach((s, i) => predicted.set(s, model.looPredictions[i]));
+    const models = this.models(rt);
+    return {
+      sessionId: rt.id,
+      channel: stats,
+      stimuli: st.stimuli.map((s, i) => ({
+        id: s.id,
+        category: s.category,
+        nTrials: st.nStim[i],
+        mean: st.nStim[i] > 0 ? st.mean[i * st.C + c] : null,
+        sem: st.nStim[i] > 1 ? Math.sqrt(st.m2[i * st.C + c] / (st.nStim[i] - 1) / st.nStim[i]) : null,
+        predicted: predicted.get(i) ?? null,
+      })),
+      psth: psth && st.psthLayout ? { binMs: st.psthLayout.binMs, startMs: st.psthLayout.startMs, byCategory: Object.fromEntries(Object.entries(psth).map(([k, v]) => [k, v[c]])) } : null,
+      model: models?.channels[c] ?? null,
+    };
   }
 
   /** Readout weights (length D) of channel `c` at its chosen regularisation, or null without a model. */

@@ -142,3 +142,13 @@ export interface Explanation {
   driverMap: Uint8Array;
   referenceMap: Uint8Array;
 }
+
+/** One channel in detail (GET /api/sessions/:id/channels/:channelId), for the neuron page. */
+export interface ChannelDetail {
+  sessionId: string;
+  channel: ChannelStats;
+  stimuli: { id: string; category: string; nTrials: number; mean: number | null; sem: number | null; predicted: number | null }[];
+  /** Mean spikes per bin per trial, per category; binned sessions only. */
+  psth: { binMs: number; startMs: number; byCategory: Record<string, number[]> } | null;
+  model: ChannelModel | null;
+}

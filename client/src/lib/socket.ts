@@ -1,0 +1,133 @@
+/**
+ * The one socket of the dashboard: connects to /dashboard (reconnecting by itself), watches the selected
+ * session and keeps the stores the views read. Updates arrive throttled by the server; views render from
+ * the latest store values only, so a slow page skips frames instead of queueing them.
+ */
+import { io } from 'socket.io-client';
+import { get, writable } from 'svelte/store';
+import { dashboardEvents } from '@sharedlens/shared/events';
+import type { ChannelStats, Explanation, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
+
+export type Connection = 'connecting' | 'connected' | 'reconnecting';
+
+export const connection = writable<Connection>('connecting');
+export const sessions = writable<SessionSummary[]>([]);
+export const watched = writable<string | null>(null);
+export const snapshot = writable<SessionSnapshot | null>(null);
+export const channels = writable<ChannelStats[]>([]);
+export const progress = writable<{ trialsCompleted: number; trialsAborted: number; trialsPerSec: number }>({ trialsCompleted: 0, trialsAborted: 0, trialsPerSec: 0 });
+export const models = writable<ModelSnapshot | null>(null);
+/** Model score history per channel: [trialsCompleted, looR] (bounded). */
+export const scoreHistory = writable<Record<string, [number, number][]>>({});
+export const explanations = writable<Explanation[]>([]);
+export const replay = writable<{ replayId: string; position: number; total: number; speed: number | 'max'; paused: boolean; done: boolean } | null>(null);
+export const errors = writable<{ id: number; message: string }[]>([]);
+export const featureProgress = writable<{ stimulusSetId: string; done: number; total: number } | null>(null);
+
+const MAX_EXPLANATIONS = 200;
+const MAX_HISTORY = 300;
+let errorId = 0;
+
+/** Shows an error message (server-reported or local) until dismissed. */
+export function reportError(message: string): void {
+  errors.update((e) => [...e.slice(-4), { id: ++errorId, message }]);
+}
+
+export const socket = io('/dashboard', { transports: ['websocket'], reconnectionDelayMax: 3000 });
+
+socket.on('connect', () => {
+  connection.set('connected');
+  const id = get(watched);
+  if (id) watch(id);
+});
+socket.on('disconnect', () => connection.set('reconnecting'));
+socket.on('connect_error', () => connection.set('reconnecting'));
+socket.on(dashboardEvents.sessionsUpdated, (list: SessionSummary[]) => {
+  sessions.set(list);
+  if (!get(watched)) {
+    const live = list.find((s) => s.state === 'live') ?? list[0];
+    if (live) watch(live.sessionId);
+  }
+});
+socket.on(dashboardEvents.statsDelta, (d: StatsDelta) => {
+  if (d.sessionId !== get(watched)) return;
+  channels.set(d.channels);
+  progress.set({ trialsCompleted: d.trialsCompleted, trialsAborted: d.trialsAborted, trialsPerSec: d.trialsPerSec });
+});
+socket.on(dashboardEvents.statsSnapshot, (s: SessionSnapshot) => {
+  if (s.sessionId === get(watched)) snapshot.set(s);
+});
+socket.on(dashboardEvents.modelsUpdated, (m: ModelSnapshot) => {
+  if (m.sessionId !== get(watched)) return;
+  models.set(m);
+  const n = get(progress).trialsCompleted;
+  scoreHistory.update((h) => {
+    for (const c of m.channels) {
+      if (c.scores?.looR == null) continue;
+      const list = (h[c.id] ??= []);
+      if (!list.length || list[list.length - 1][0] !== n) list.push([n, c.scores.looR]);
+      if (list.length > MAX_HISTORY) list.splice(0, list.length - MAX_HISTORY);
+    }
+    return h;
+  });
+});
+socket.on(dashboardEvents.explainReady, (raw: Explanation) => {
+  if (raw.sessionId !== get(watched)) return;
+  // binary attachments arrive as ArrayBuffers in the browser
+  const e = { ...raw, driverMap: new Uint8Array(raw.driverMap as unknown as ArrayBuffer), referenceMap: new Uint8Array(raw.referenceMap as unknown as ArrayBuffer) };
+  explanations.update((list) => [e, ...list.filter((x) => !(x.channelId === e.channelId && x.driverId === e.driverId && x.referenceId === e.referenceId))].slice(0, MAX_EXPLANATIONS));
+});
+socket.on(dashboardEvents.replayProgress, (p) => replay.set(p));
+socket.on(dashboardEvents.featuresProgress, (p) => featureProgress.set(p));
+socket.on(dashboardEvents.inputRejected, (r: { event: string; error: { message: string } }) => reportError(`rig input rejected (${r.event}): ${r.error.message}`));
+
+/** Switches the views to a session (live or replay). */
+export function watch(sessionId: string): void {
+  if (get(watched) !== sessionId) {
+    snapshot.set(null);
+    channels.set([]);
+    models.set(null);
+    explanations.set([]);
+    scoreHistory.set({});
+    progress.set({ trialsCompleted: 0, trialsAborted: 0, trialsPerSec: 0 });
+  }
+  watched.set(sessionId);
+  socket.timeout(5000).emit(dashboardEvents.sessionWatch, { sessionId }, (err: Error | null, ack: { data?: SessionSnapshot | null; error?: { message: string } }) => {
+    if (err) return reportError(`the server did not answer (watch ${sessionId}): ${err.message}`);
+    if (ack.error) return reportError(ack.error.message);
+    if (ack.data) {
+      snapshot.set(ack.data);
+      channels.set(ack.data.channels);
+      progress.set({ trialsCompleted: ack.data.trialsCompleted, trialsAborted: ack.data.trialsAborted, trialsPerSec: ack.data.trialsPerSec });
+    }
+  });
+  fetch(`/api/sessions/${encodeURIComponent(sessionId)}/models`)
+    .then((r) => (r.ok ? r.json() : null))
+    .then((m: ModelSnapshot | null) => m && m.sessionId === get(watched) && models.set(m))
+    .catch(() => {});
+  fetch(`/api/sessions/${encodeURIComponent(sessionId)}/explanations`)
+    .then((r) => (r.ok ? r.json() : null))
+    .then((body) => {
+      if (!body) return;
+      const decode = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      explanations.set(body.explanations.map((e: Explanation & { driverMap: string; referenceMap: string }) => ({ ...e, driverMap: decode(e.driverMap), referenceMap: decode(e.referenceMap) })));
+    })
+    .catch(() => {});
+}
+
+/** Sends a command and reports its error, if any; resolves with the data. */
+export function command<T>(event: string, body: unknown): Promise<T | null> {
+  return new Promise((resolve) => {
+    socket.timeout(5000).emit(event, body, (err: Error | null, ack: { data?: T; error?: { message: string } }) => {
+      if (err) {
+        reportError(`the server did not answer (${event}): ${err.message}`);
+        return resolve(null);
+      }
+      if (ack.error) {
+        reportError(ack.error.message);
+        return resolve(null);
+      }
+      resolve(ack.data ?? null);
+    });
+  });
+}
