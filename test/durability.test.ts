@@ -76,7 +76,7 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
 
   const recorder = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 100 });
   const { records } = recorder.load(sessionId);
-  const recordedSeqs = new Set(records.map((r) => ('seq' in r.frame ? r.frame.seq : 0)));
+  const recordedSeqs = new Set(records.map((r) => ('seq' in r.frame ? (r.frame.seq ?? 0) : 0)));
   for (const seq of acked) assert.ok(recordedSeqs.has(seq), `acknowledged seq ${seq} is in the log`);
   recorder.close();
 

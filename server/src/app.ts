@@ -21,6 +21,7 @@ import { attachRigGateway } from './sources/rig-gateway.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { ComputeClient } from './workers/compute-client.ts';
+import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
 import { dashboardEvents } from '@sharedlens/shared';
@@ -91,7 +92,9 @@ export function createApp(deps: AppDeps): App {
     serveClient: false,
   });
 
-  const { rejections$ } = attachRigGateway(io.of('/rig'), {
+  const followupDeps = { sets: stimulusSets, featuresFor, confirmRepeats: config.compute.confirmRepeats };
+  const { rejections$, pushToRig } = attachRigGateway(io.of('/rig'), {
+    followups: (rt, ask) => suggestFollowups(followupDeps, rt, ask as unknown as FollowupAsk),
     store,
     recorder,
     stimulusSets,
@@ -101,7 +104,26 @@ export function createApp(deps: AppDeps): App {
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
   const rejected = logRejections(rejections$, store, logger);
-  const commandDeps: CommandDeps = { store, recorder, log: (msg, fields) => logger.warn(fields, msg) };
+  const commandDeps: CommandDeps = {
+    store,
+    recorder,
+    log: (msg, fields) => logger.warn(fields, msg),
+    // asked from the dashboard: recorded in a live session's log (replays only show them) and pushed to its rig
+    followups: (rt, body) => {
+      const r = suggestFollowups(followupDeps, rt, body as unknown as FollowupAsk);
+      if ('error' in r) return r;
+      const frame = { type: 'followup:suggested' as const, sessionId: rt.id, origin: 'dashboard' as const, atMs: Date.now(), suggestions: r.suggestions };
+      if (rt.kind === 'live' && recorder.isOpen(rt.id)) recorder.append({ atMs: frame.atMs, frame });
+      if (rt.kind === 'live') store.feed(rt, frame);
+      else {
+        rt.followups = frame;
+        store.followups$.next(rt);
+      }
+      const sentToRig = rt.kind === 'live' ? pushToRig(rt.id, dashboardEvents.followupSuggested, { sessionId: rt.id, suggestions: r.suggestions }) : 0;
+      logger.info({ sessionId: rt.id, count: r.suggestions.length, sentToRig }, 'follow-up suggestions from the dashboard');
+      return { data: { suggestions: r.suggestions, sentToRig } };
+    },
+  };
   const dashboard = io.of('/dashboard');
   attachDashboardCommands(dashboard, commandDeps);
   const broadcast = broadcastToDashboards(dashboard, store, rejections$, {

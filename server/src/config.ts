@@ -41,6 +41,8 @@ export const configSchema = z.object({
     minStimuli: z.number().int().min(3),
     driverMinRepeats: z.number().int().min(1),
     driverZ: z.number().min(0),
+    /** Follow-ups, strategy confirm: drivers with fewer presentations than this get repeats suggested. */
+    confirmRepeats: z.number().int().min(2),
     maps: z.object({
       enabled: z.boolean(),
       intervalMs: z.number().int().min(100),

@@ -3,23 +3,31 @@
  * session, start a replay, control it. Payloads are validated; answers are `{ data } | { error }`.
  */
 import type { Namespace, Socket } from 'socket.io';
+import { z } from 'zod';
 import {
   dashboardEvents,
   fieldErrors,
   replayControlSchema,
   sessionReplaySchema,
   sessionWatchSchema,
+  strategySchema,
   type Ack,
   type ReplayControl,
   type ReplayProgress,
+  type Suggestion,
 } from '@sharedlens/shared';
 import { replayProgress, watchRoom } from './sinks/dashboard-broadcast.ts';
 import { Recorder } from './sinks/recorder.ts';
-import type { SessionStore } from './sinks/session-store.ts';
+import type { Runtime, SessionStore } from './sinks/session-store.ts';
+
+/** A follow-up request from the dashboard: the rig request without seq. */
+const followupAskSchema = z.object({ sessionId: z.string().min(1).max(128), count: z.number().int().min(1).max(200), strategy: strategySchema.optional(), mix: z.partialRecord(strategySchema, z.number().min(0)).optional(), neurons: z.array(z.string()).max(8192).optional(), poolSetIds: z.array(z.string()).max(32).optional() });
 
 export interface CommandDeps {
   store: SessionStore;
   recorder: Recorder;
+  /** Computes, records and delivers follow-up suggestions asked for from the dashboard. */
+  followups?: (rt: Runtime, body: Record<string, unknown>) => Result<{ suggestions: Suggestion[]; sentToRig: number }>;
   log: (msg: string, fields: Record<string, unknown>) => void;
 }
 
@@ -91,6 +99,14 @@ export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void
       return { data: deps.store.snapshot(rt, true) };
     });
     on(dashboardEvents.sessionReplay, (body) => startReplay(deps, body));
+    on(dashboardEvents.followupRequest, (body) => {
+      const p = followupAskSchema.safeParse(body);
+      if (!p.success) return fail('invalid', 'followup:request needs { sessionId, count, strategy | mix, neurons? }', fieldErrors(p.error));
+      const rt = deps.store.get(p.data.sessionId);
+      if (!rt) return fail('unknown-session', `no live session or replay "${p.data.sessionId}"`);
+      if (!deps.followups) return fail('invalid', 'follow-ups are not available on this server');
+      return deps.followups(rt, p.data);
+    });
     on(dashboardEvents.replayControl, (body) => controlReplay(deps, body));
   });
 }

@@ -11,7 +11,7 @@
  */
 import { io, type Socket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import { encodePayload } from './protocol/codec.ts';
-import type { Ack, AckError, RigAckData, SessionStartInput } from './protocol/events.ts';
+import type { Ack, AckError, RigAckData, SessionStartInput, Suggestion } from './protocol/events.ts';
 
 export interface RigClientOptions {
   url: string;
@@ -119,6 +119,15 @@ export class RigClient {
   }
   end() {
     return this.send('session:end', {});
+  }
+  /** Asks for follow-up stimuli; resolves with the ranked suggestions (each with its reason). */
+  async followups(count: number, opts: { strategy?: 'probe' | 'improve' | 'confirm'; mix?: Partial<Record<'probe' | 'improve' | 'confirm', number>>; neurons?: string[]; poolSetIds?: string[] } = {}): Promise<Suggestion[]> {
+    const ack = (await this.send('followup:request', { count, ...opts })) as RigAckData['followup:request'];
+    return ack.suggestions ?? [];
+  }
+  /** Suggestions the experimenter sends from the dashboard. */
+  onFollowups(handler: (suggestions: Suggestion[]) => void): void {
+    this.socket.on('followup:suggested', (msg: { suggestions: Suggestion[] }) => handler(msg.suggestions));
   }
 
   /** Unacknowledged events. */

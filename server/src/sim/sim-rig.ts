@@ -26,6 +26,8 @@ export interface SimOptions {
   chunkBins?: number;
   rigId?: string;
   signal?: AbortSignal;
+  /** Leave the session open at the end (the caller ends it). */
+  keepOpen?: boolean;
   /** CNN features of the stimuli (S x dim): neurons respond through known readout weights on them. */
   features?: { features: Float32Array; dim: number };
   onTrial?: (trial: number, sessionId: string) => void;
@@ -114,7 +116,7 @@ export async function runSimRig(o: SimOptions): Promise<SimResult> {
     }
   }
   await Promise.all(window.splice(0));
-  await client.end();
+  if (!o.keepOpen) await client.end();
   return { sessionId, trials: trial, aborted, neurons, client };
 }
 

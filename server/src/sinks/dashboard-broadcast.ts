@@ -77,6 +77,8 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
   const lists = merge(store.changed$)
     .pipe(throttleTime(opts.deltaThrottleMs, scheduler, { leading: true, trailing: true }))
     .subscribe(() => nsp.emit(dashboardEvents.sessionsUpdated, store.all().map((rt) => store.summary(rt))));
+  const followups = store.followups$.subscribe((rt) => rt.followups && nsp.to(watchRoom(rt.id)).emit(dashboardEvents.followupSuggested, rt.followups));
+  deltas.add(followups);
   const rejected = rejections$.subscribe((r) => nsp.volatile.emit(dashboardEvents.inputRejected, { sessionId: r.sessionId, event: r.event, error: r.error }));
   deltas.add(snapshots);
   deltas.add(lists);

@@ -36,6 +36,8 @@ export interface Runtime {
   frames$: Subject<Frame> | null;
   latest: NeuronStatsState | null;
   encoding: EncodingState | null;
+  /** The latest follow-up suggestions given (from the session's frames: live and replayed alike). */
+  followups: Extract<Frame, { type: 'followup:suggested' }> | null;
   rejected: Record<string, number>;
   replay: ReplayState | null;
   sub: Subscription | null;
@@ -54,6 +56,8 @@ export class SessionStore {
   readonly updates$ = new Subject<{ runtime: Runtime; update: StatsUpdate }>();
   /** Fires when a session appears, changes state or goes away. */
   readonly changed$ = new Subject<Runtime>();
+  /** Follow-up suggestions as they pass through a session's frames. */
+  readonly followups$ = new Subject<Runtime>();
   private readonly runtimes = new Map<string, Runtime>();
 
   constructor(private readonly opts: SessionStoreOptions) {}
@@ -71,12 +75,13 @@ export class SessionStore {
       frames$,
       latest: null,
       encoding: null,
+      followups: null,
       rejected: {},
       replay: null,
       sub: null,
     };
     this.runtimes.set(rt.id, rt);
-    rt.sub = concat(from([start, ...backlog]), frames$).pipe(this.pipeline(start.start.stimulusSetId)).subscribe((u) => this.publish(rt, u));
+    rt.sub = concat(from([start, ...backlog]), frames$).pipe(this.noteFollowups(rt), this.pipeline(start.start.stimulusSetId)).subscribe((u) => this.publish(rt, u));
     this.changed$.next(rt);
     return rt;
   }
@@ -103,6 +108,7 @@ export class SessionStore {
       frames$: null,
       latest: null,
       encoding: null,
+      followups: null,
       rejected: {},
       replay,
       sub: null,
@@ -122,6 +128,7 @@ export class SessionStore {
           return concat(ready, before, rest).pipe(
             tap(({ index }) => (replay.position = index + 1)),
             map(({ frame }) => frame),
+            this.noteFollowups(rt),
             this.pipeline(first.start.stimulusSetId),
             tap({
               complete: () => {
@@ -135,6 +142,15 @@ export class SessionStore {
       .subscribe((u) => this.publish(rt, u));
     this.changed$.next(rt);
     return rt;
+  }
+
+  /** Keeps the latest follow-up suggestions of a session as its frames pass. */
+  private noteFollowups(rt: Runtime): OperatorFunction<Frame, Frame> {
+    return tap((f) => {
+      if (f.type !== 'followup:suggested') return;
+      rt.followups = f;
+      this.followups$.next(rt);
+    });
   }
 
   /** Frames -> statistics (-> encoding models when configured). */
@@ -245,6 +261,7 @@ export class SessionStore {
     this.runtimes.clear();
     this.updates$.complete();
     this.changed$.complete();
+    this.followups$.complete();
   }
 
   private publish(rt: Runtime, mu: ModelUpdate): void {

@@ -48,7 +48,7 @@ type Parsed = Record<string, unknown> & { sessionId: string; seq: number };
 const err = (code: AckError['code'], message: string): { error: AckError } => ({ error: { code, message } });
 
 /** Checks one schema-valid event of an existing session; returns the Frame to record or the rejection. */
-export function checkEvent(g: GuardState, event: Exclude<RigEventName, 'session:start' | 'session:resume'>, p: Parsed): { frame: Frame } | { error: AckError } {
+export function checkEvent(g: GuardState, event: Exclude<RigEventName, 'session:start' | 'session:resume' | 'followup:request'>, p: Parsed): { frame: Frame } | { error: AckError } {
   if (g.ended) return err('session-ended', `session ${g.sessionId} has ended; start a new session`);
   switch (event) {
     case 'stim:onset': {
@@ -118,7 +118,7 @@ function checkChannelIds(g: GuardState, ids: unknown): { error: AckError } | nul
 
 /** Advances the guard by an accepted (recorded) frame; also used to rebuild it from a log. */
 export function applyFrame(g: GuardState, f: Frame): void {
-  if ('seq' in f) g.lastAcceptedSeq = Math.max(g.lastAcceptedSeq, f.seq);
+  if ('seq' in f && f.seq !== undefined) g.lastAcceptedSeq = Math.max(g.lastAcceptedSeq, f.seq);
   g.lastSeq = Math.max(g.lastSeq, g.lastAcceptedSeq);
   switch (f.type) {
     case 'stim:onset':

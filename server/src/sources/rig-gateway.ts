@@ -15,6 +15,7 @@ import {
   type AckError,
   type Frame,
   type RigEventName,
+  type Suggestion,
 } from '@sharedlens/shared';
 import type { Recorder } from '../sinks/recorder.ts';
 import type { Runtime, SessionStore } from '../sinks/session-store.ts';
@@ -37,6 +38,8 @@ export interface RigGatewayDeps {
   rigTokens: string[];
   limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number };
   now?: () => number;
+  /** Follow-up suggestions for a session (followup-service.ts). */
+  followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[] } | { error: AckError };
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
   log: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -44,7 +47,7 @@ export interface RigGatewayDeps {
 type AckFn = (ack: Ack<unknown>) => void;
 
 /** Attaches the rig protocol to a namespace; returns the stream of rejections. */
-export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { rejections$: Subject<Rejection> } {
+export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { rejections$: Subject<Rejection>; pushToRig: (sessionId: string, event: string, payload: unknown) => number } {
   const rejections$ = new Subject<Rejection>();
   const now = deps.now ?? Date.now;
   const owned = new Map<string, Set<string>>(); // socket id -> session ids it drives
@@ -159,6 +162,32 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     return deps.store.startLive(first, guard, backlog);
   }
 
+  /** Sends an event to every rig connection driving the session; returns how many got it. */
+  function pushToRig(sessionId: string, event: string, payload: unknown): number {
+    let n = 0;
+    for (const [socketId, ids] of owned) {
+      if (!ids.has(sessionId)) continue;
+      nsp.sockets.get(socketId)?.emit(event, payload);
+      n++;
+    }
+    return n;
+  }
+
+  /** followup:request: suggestions are computed, recorded as a followup:suggested frame, and acknowledged. */
+  function followupRequest(socket: Socket, ack: AckFn, rt: Runtime, p: Record<string, unknown> & { sessionId: string; seq: number }): void {
+    const g = rt.guard!;
+    const result = deps.followups ? deps.followups(rt, p) : { error: { code: 'invalid' as const, message: 'follow-ups are not available on this server' } };
+    if ('error' in result) {
+      g.lastSeq = p.seq;
+      return reject(socket, 'followup:request', ack, g.sessionId, result.error);
+    }
+    const frame: Frame = { type: 'followup:suggested', sessionId: g.sessionId, seq: p.seq, origin: 'rig', atMs: now(), suggestions: result.suggestions };
+    deps.recorder.append({ atMs: now(), frame });
+    applyFrame(g, frame);
+    ack({ data: { seq: p.seq, duplicate: false, suggestions: result.suggestions } });
+    deps.store.feed(rt, frame);
+  }
+
   function sessionEvent(socket: Socket, ack: AckFn, event: Exclude<RigEventName, 'session:start' | 'session:resume'>, p: Record<string, unknown> & { sessionId: string; seq: number }): void {
     const rt = deps.store.get(p.sessionId);
     if (!rt || !rt.guard) return reject(socket, event, ack, p.sessionId, { code: 'unknown-session', message: `unknown session "${p.sessionId}"; start one or resume it first` });
@@ -169,6 +198,11 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
       g.seqGaps++;
       deps.log('warn', 'sequence gap: events missing from the rig', { sessionId: g.sessionId, ...gap });
     }
+    if (g.ended) {
+      g.lastSeq = p.seq;
+      return reject(socket, event, ack, g.sessionId, { code: 'session-ended', message: `session ${g.sessionId} has ended; start a new session` });
+    }
+    if (event === 'followup:request') return followupRequest(socket, ack, rt, p);
     const checked = checkEvent(g, event, p);
     if ('error' in checked) {
       g.lastSeq = p.seq; // a rejected event consumes its number (docs/protocol.md)
@@ -186,5 +220,5 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     }
   }
 
-  return { rejections$ };
+  return { rejections$, pushToRig };
 }

@@ -14,6 +14,8 @@ import type {
   stimOnsetSchema,
   stimulusManifestSchema,
   stimulusSchema,
+  suggestionSchema,
+  followupRequestSchema,
   timingSchema,
   trialAbortSchema,
 } from './schemas.ts';
@@ -30,6 +32,8 @@ export type TrialAbort = z.infer<typeof trialAbortSchema>;
 export type SessionEnd = z.infer<typeof sessionEndSchema>;
 export type Stimulus = z.infer<typeof stimulusSchema>;
 export type StimulusManifest = z.infer<typeof stimulusManifestSchema>;
+export type Suggestion = z.infer<typeof suggestionSchema>;
+export type FollowupRequest = z.infer<typeof followupRequestSchema>;
 
 /** What the server answers to every state-changing event. */
 export type Ack<T> = { data: T } | { error: AckError };
@@ -62,6 +66,7 @@ export interface RigAckData {
   'session:resume': { sessionId: string; lastSeq: number };
   /** `duplicate`: already accepted earlier, ignored; `gap`: seq numbers skipped before this one. */
   event: { seq: number; duplicate: boolean; gap?: { from: number; to: number } };
+  'followup:request': { seq: number; duplicate: boolean; suggestions: Suggestion[] };
 }
 
 /**
@@ -75,7 +80,9 @@ export type Frame =
   | { type: 'counts:binned'; sessionId: string; seq: number; startMs: number; binWidthMs: number; nBins: number; counts: Uint16Array }
   | { type: 'counts:trial'; sessionId: string; seq: number; trial: number; responseCounts: Float64Array; baselineCounts?: Float64Array }
   | ({ type: 'trial:abort' } & TrialAbort)
-  | ({ type: 'session:end' } & SessionEnd);
+  | ({ type: 'session:end' } & SessionEnd)
+  /** Follow-up suggestions that were given (to the rig, or pushed from the dashboard); recorded and replayed. */
+  | { type: 'followup:suggested'; sessionId: string; seq?: number; origin: 'rig' | 'dashboard'; atMs: number; suggestions: Suggestion[] };
 
 export type FrameType = Frame['type'];
 
@@ -97,6 +104,10 @@ export const dashboardEvents = {
   modelsUpdated: 'models:updated',
   /** Both shared-feature maps of a driver and its reference image are ready. */
   explainReady: 'explain:ready',
+  /** Follow-up suggestions given for a session (also pushed to its rig as `followup:suggested`). */
+  followupSuggested: 'followup:suggested',
+  /** Command: compute follow-up suggestions for a session and send them to its rig. */
+  followupRequest: 'followup:request',
   /** Command: start a replay of a recorded session. */
   sessionReplay: 'session:replay',
   /** Command: pause, resume, seek, change speed or stop a replay. */

@@ -83,6 +83,34 @@ export const trialAbortSchema = z.object({ ...sessionRef, trial: trialNumber, re
 export const sessionEndSchema = z.object({ ...sessionRef });
 export const sessionResumeSchema = z.object({ sessionId: id });
 
+export const strategySchema = z.enum(['probe', 'improve', 'confirm']);
+
+/** One follow-up suggestion with its reason. */
+export const suggestionSchema = z.object({
+  stimulusId: id,
+  setId: id,
+  rank: z.number().int().min(0),
+  strategy: strategySchema,
+  neurons: z.array(id),
+  predicted: z.number().nullable(),
+  uncertainty: z.number().nullable(),
+  reason: z.string(),
+});
+
+/** Ask for follow-up stimuli: one strategy, or a mix with weights; optionally for some neurons only. */
+export const followupRequestSchema = z
+  .object({
+    ...sessionRef,
+    count: z.number().int().min(1).max(200),
+    strategy: strategySchema.optional(),
+    mix: z.partialRecord(strategySchema, z.number().min(0)).optional(),
+    /** Channel ids to serve (default: all). */
+    neurons: z.array(id).max(8192).optional(),
+    /** Registered stimulus sets to draw candidates from besides the session's own. */
+    poolSetIds: z.array(id).max(32).optional(),
+  })
+  .refine((r) => !(r.strategy && r.mix), 'give strategy or mix, not both');
+
 /** Stimulus set manifest (stimuli/<setId>/manifest.json). */
 export const stimulusSchema = z.object({
   id,
@@ -114,6 +142,7 @@ export const rigEventSchemas = {
   'counts:trial': countsTrialSchema,
   'trial:abort': trialAbortSchema,
   'session:end': sessionEndSchema,
+  'followup:request': followupRequestSchema,
 } as const;
 
 export type RigEventName = keyof typeof rigEventSchemas;

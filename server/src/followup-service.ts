@@ -1,0 +1,67 @@
+/**
+ * Follow-up suggestions for a session (compute/followup.ts) from its current statistics and encoding
+ * models; the candidate pool is the session's stimulus set plus any registered sets whose features are
+ * ready. Answers `{ suggestions } | { error }`.
+ */
+import type { Observable } from 'rxjs';
+import type { AckError, Suggestion } from '@sharedlens/shared';
+import type { FeatureSet } from './compute/encoding.ts';
+import { suggest, type Candidate, type FollowupContext, type Strategy } from './compute/followup.ts';
+import { channelStats } from './compute/neuron-stats.ts';
+import type { Runtime } from './sinks/session-store.ts';
+import type { StimulusSet } from './stimulus-sets.ts';
+
+export interface FollowupAsk {
+  count: number;
+  strategy?: Strategy;
+  mix?: Partial<Record<Strategy, number>>;
+  neurons?: string[];
+  poolSetIds?: string[];
+}
+
+export interface FollowupDeps {
+  sets: Map<string, StimulusSet>;
+  featuresFor: ((setId: string) => Observable<FeatureSet | null>) | null;
+  confirmRepeats: number;
+}
+
+/** Latest value of a replaying observable, if it has one now. */
+function current<T>(o: Observable<T>): T | undefined {
+  let v: T | undefined;
+  o.subscribe((x) => (v = x)).unsubscribe();
+  return v;
+}
+
+export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupAsk): { suggestions: Suggestion[] } | { error: AckError } {
+  const fail = (code: AckError['code'], message: string) => ({ error: { code, message } });
+  const stats = rt.latest;
+  const enc = rt.encoding;
+  if (!deps.featuresFor) return fail('invalid', 'follow-ups need the encoding models, which are off (compute.features is false)');
+  if (!stats || !enc?.ridge) return fail('invalid', 'no encoding models yet for this session: they need the stimulus features and a few stimuli with trials');
+  const ids = stats.start.channels.map((c) => c.id);
+  const unknown = (ask.neurons ?? []).filter((n) => !ids.includes(n));
+  if (unknown.length) return fail('unknown-channel', `unknown channel ids: ${unknown.join(', ')}`);
+  const neurons = ask.neurons?.length ? ask.neurons.map((n) => ids.indexOf(n)) : ids.map((_, i) => i);
+  const { features, dim } = enc.featureSet;
+  const pool: Candidate[] = stats.stimuli.map((s, i) => ({ id: s.id, setId: stats.start.stimulusSetId, category: s.category, features: features.subarray(i * dim, (i + 1) * dim) }));
+  for (const setId of ask.poolSetIds ?? []) {
+    if (setId === stats.start.stimulusSetId) continue;
+    const set = deps.sets.get(setId);
+    if (!set) return fail('unknown-stimulus', `unknown stimulus set "${setId}"`);
+    const fs = current(deps.featuresFor(setId));
+    if (!fs) return fail('invalid', `the features of stimulus set "${setId}" are being computed; ask again in a moment`);
+    if (fs.dim !== dim || fs.modelId !== enc.featureSet.modelId) return fail('invalid', `stimulus set "${setId}" has features of another model`);
+    set.manifest.stimuli.forEach((s, i) => pool.push({ id: s.id, setId, category: s.category, features: fs.features.subarray(i * dim, (i + 1) * dim) }));
+  }
+  const cs = channelStats(stats);
+  const ctx: FollowupContext = {
+    stats,
+    enc,
+    preferred: cs.map((c) => (c.preferredCategory ? stats.categories.indexOf(c.preferredCategory) : -1)),
+    pool,
+    neurons,
+    confirmRepeats: deps.confirmRepeats,
+  };
+  const mix = ask.mix ?? { [ask.strategy ?? 'probe']: 1 };
+  return { suggestions: suggest(ctx, ask.count, mix) };
+}

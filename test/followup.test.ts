@@ -1,0 +1,109 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lastValueFrom } from 'rxjs';
+import path from 'node:path';
+import type { SessionStart, Stimulus } from '@sharedlens/shared';
+import { RigClient } from '@sharedlens/shared';
+import { addTrial, createNeuronStats } from '../server/src/compute/neuron-stats.ts';
+import { createEncoding, refit, type FeatureSet } from '../server/src/compute/encoding.ts';
+import { suggest, suggestConfirm, suggestImprove, suggestProbe, type FollowupContext } from '../server/src/compute/followup.ts';
+import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { runSimRig } from '../server/src/sim/sim-rig.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { demoStimuli, root, startApp, testConfig, TOKEN, until } from './helpers.ts';
+import { io } from 'socket.io-client';
+
+const D = 30;
+const S = 24;
+const stimuli: Stimulus[] = Array.from({ length: S }, (_, i) => ({ id: `s${i}`, file: 'x.png', category: i < 8 ? 'body' : i < 16 ? 'face' : 'object' }));
+const start: SessionStart = { rigId: 'r', subject: 's', channels: [{ id: 'a', label: 'a' }, { id: 'b', label: 'b' }], stimulusSetId: 'x', timing: { responseWindowMs: 100, latencyMs: 50, baselineWindowMs: 50, binWidthMs: 1 }, countsMode: 'binned' };
+const r = mulberry32(8);
+const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+const fs: FeatureSet = { features: Float32Array.from({ length: S * D }, () => Math.max(0, gauss())), dim: D, modelId: 't', backend: 'cpu' };
+// neuron a: responds along feature 0 and prefers bodies; stimulus s20 (object) has a huge feature 0
+fs.features[20 * D] = 8;
+for (let i = 0; i < 8; i++) fs.features[i * D] += 2;
+
+function context(): FollowupContext {
+  const stats = createNeuronStats(start, stimuli, null);
+  for (let k = 0; k < 200; k++) {
+    const s = k % 18; // s18..s23 never shown
+    const x = fs.features.subarray(s * D, (s + 1) * D);
+    addTrial(stats, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: 0, seq: k, responses: Float64Array.of(3 * x[0] + 0.3 * gauss(), x[1] + 0.3 * gauss()) });
+  }
+  addTrial(stats, { kind: 'completed', trial: 999, stimulusId: 's20', onsetMs: 0, seq: 999, responses: Float64Array.of(30, 0) });
+  const enc = refit(createEncoding(fs, S), stats, { alphas: [0.1, 1, 10], refitEveryTrials: 5, minStimuli: 6 });
+  const pool = stimuli.map((s, i) => ({ id: s.id, setId: 'x', category: s.category, features: fs.features.subarray(i * D, (i + 1) * D) }));
+  return { stats, enc, preferred: [0, -1], pool, neurons: [0, 1], confirmRepeats: 6 };
+}
+
+test('probe: the out-of-category candidate with the highest predicted response comes first, with its reason', () => {
+  const out = suggestProbe(context(), 3);
+  assert.equal(out[0].stimulusId, 's20');
+  assert.ok(out.every((s) => !['s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7'].includes(s.stimulusId)), 'never the preferred category');
+  assert.deepEqual(out[0].neurons, ['a']);
+  assert.match(out[0].reason, /predicted .* for a, .* SD above its preferred-category mean/);
+});
+
+test('improve: unseen stimuli first, and a duplicate of a pick is not picked again', () => {
+  const ctx = context();
+  // a duplicate of the unseen s21 in the pool
+  ctx.pool.push({ ...ctx.pool[21], id: 's21-copy' });
+  const out = suggestImprove(ctx, 5);
+  assert.ok(out.slice(0, 3).every((s) => ['s18', 's19', 's21', 's22', 's23', 's21-copy'].includes(s.stimulusId)), out.map((s) => s.stimulusId).join());
+  const ids = out.map((s) => s.stimulusId);
+  assert.ok(!(ids.includes('s21') && ids.includes('s21-copy')), `both copies picked: ${ids}`);
+  for (let i = 1; i < out.length; i++) assert.ok(out[i].uncertainty! <= out[i - 1].uncertainty! + 1e-12, 'greedy variance does not increase');
+});
+
+test('confirm: drivers above the preferred mean with too few presentations; mixes fill from the other strategies', () => {
+  const ctx = context();
+  const c = suggestConfirm(ctx, 5);
+  assert.deepEqual(c.map((s) => s.stimulusId), ['s20']);
+  assert.match(c[0].reason, /after only 1 of 6 presentations/);
+  const mixed = suggest(ctx, 6, { confirm: 1, probe: 1, improve: 1 });
+  assert.equal(mixed.length, 6);
+  assert.equal(new Set(mixed.map((s) => s.stimulusId)).size, 6, 'no stimulus twice');
+  assert.deepEqual(mixed.map((s) => s.rank), [0, 1, 2, 3, 4, 5]);
+});
+
+test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the rig; both are recorded', async () => {
+  const base = testConfig();
+  const t = await startApp({ compute: { ...base.compute, features: true, maps: { ...base.compute.maps, enabled: false } } });
+  try {
+    const client = new ComputeClient({ cacheDir: t.config.compute.cacheDir, dataDir: t.config.dataDir, backend: 'auto', workers: 1 });
+    const f = await lastValueFrom(client.features$(demoStimuli.map((s) => path.join(root, 'stimuli/demo', s.file))));
+    await client.close();
+    if (f.type !== 'features') throw new Error('no features');
+    const sim = await runSimRig({ url: t.url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: 8, trials: 300, onMs: 200, offMs: 200, abortRate: 0, seed: 2, reconnectAfterTrials: 0, fast: true, keepOpen: true, features: { features: f.features, dim: f.dim } });
+    await until(() => t.app.store.get(sim.sessionId)?.encoding?.ridge, 'models');
+    // the rig asks
+    const fromRig = await sim.client.followups(5, { mix: { probe: 2, improve: 1, confirm: 1 } });
+    assert.equal(fromRig.length, 5);
+    assert.ok(fromRig.every((s) => s.reason.length > 20 && s.setId === 'demo'));
+    await assert.rejects(sim.client.followups(3, { neurons: ['nope'] }), /unknown-channel/);
+    // the experimenter asks from the dashboard: the rig receives them
+    const pushed = new Promise<unknown[]>((resolve) => sim.client.onFollowups(resolve));
+    const dash = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+    const ack = await dash.timeout(5000).emitWithAck('followup:request', { sessionId: sim.sessionId, count: 4, strategy: 'improve' });
+    assert.equal(ack.data.suggestions.length, 4);
+    assert.equal(ack.data.sentToRig, 1);
+    assert.equal((await pushed).length, 4);
+    const bad = await dash.timeout(5000).emitWithAck('followup:request', { sessionId: sim.sessionId, count: 0 });
+    assert.equal(bad.error.code, 'invalid');
+    dash.close();
+    await sim.client.end();
+    sim.client.close();
+    // both are in the log, so a replay shows them too
+    const given = t.app.recorder.load(sim.sessionId).records.filter((r) => r.frame.type === 'followup:suggested');
+    assert.deepEqual(given.map((r) => (r.frame as { origin: string }).origin), ['rig', 'dashboard']);
+    // a session without models says why
+    const rig = new RigClient({ url: t.url, token: TOKEN });
+    await rig.connect();
+    await rig.startSession({ rigId: 'r2', subject: 's', stimulusSetId: 'demo', channels: [{ id: 'x', label: 'x' }], timing: { responseWindowMs: 100, latencyMs: 0, baselineWindowMs: 0, binWidthMs: 1 } });
+    await assert.rejects(rig.followups(3), /no encoding models yet/);
+    rig.close();
+  } finally {
+    await t.close();
+  }
+});
