@@ -100,6 +100,17 @@ test('driver cards show the driver and its reference with both heatmaps on one s
   await page.screenshot({ path: path.join(OUT, 'drivers.png'), fullPage: true });
 });
 
+test('the follow-up panel asks for suggestions and shows them with thumbnails and reasons', async () => {
+  await page.goto(`${t.url}/#/followup`);
+  await page.waitForSelector('[data-testid="followup-send"]:not([disabled])', { timeout: 30_000 });
+  await page.click('[data-testid="followup-send"]');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="followup-item"]').length === 6, null, { timeout: 20_000 });
+  const first = await page.textContent('[data-testid="followup-item"]');
+  assert.match(first!, /probe|improve|confirm/);
+  assert.match((await page.textContent('[data-testid="followup-panel"]'))!, /sent to 1 rig connection|no rig connected to this session/);
+  await page.screenshot({ path: path.join(OUT, 'followup.png'), fullPage: true });
+});
+
 test('a replay started from the sessions view reproduces the live view', async () => {
   const live = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats`)).body;
   await page.goto(`${t.url}/#/sessions`);

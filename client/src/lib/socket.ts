@@ -7,6 +7,7 @@ import { io } from 'socket.io-client';
 import { get, writable } from 'svelte/store';
 import { dashboardEvents } from '@sharedlens/shared/events';
 import type { ChannelStats, Explanation, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
+import type { Suggestion } from '@sharedlens/shared/events';
 
 export type Connection = 'connecting' | 'connected' | 'reconnecting';
 
@@ -22,6 +23,7 @@ export const scoreHistory = writable<Record<string, [number, number][]>>({});
 export const explanations = writable<Explanation[]>([]);
 export const replay = writable<{ replayId: string; position: number; total: number; speed: number | 'max'; paused: boolean; done: boolean } | null>(null);
 export const errors = writable<{ id: number; message: string }[]>([]);
+export const followups = writable<{ origin: string; atMs: number; suggestions: Suggestion[] } | null>(null);
 export const featureProgress = writable<{ stimulusSetId: string; done: number; total: number } | null>(null);
 
 const MAX_EXPLANATIONS = 200;
@@ -78,6 +80,9 @@ socket.on(dashboardEvents.explainReady, (raw: Explanation) => {
   explanations.update((list) => [e, ...list.filter((x) => !(x.channelId === e.channelId && x.driverId === e.driverId && x.referenceId === e.referenceId))].slice(0, MAX_EXPLANATIONS));
 });
 socket.on(dashboardEvents.replayProgress, (p) => replay.set(p));
+socket.on(dashboardEvents.followupSuggested, (f: { sessionId: string; origin: string; atMs: number; suggestions: Suggestion[] }) => {
+  if (f.sessionId === get(watched)) followups.set(f);
+});
 socket.on(dashboardEvents.featuresProgress, (p) => featureProgress.set(p));
 socket.on(dashboardEvents.inputRejected, (r: { event: string; error: { message: string } }) => reportError(`rig input rejected (${r.event}): ${r.error.message}`));
 
@@ -88,6 +93,7 @@ export function watch(sessionId: string): void {
     channels.set([]);
     models.set(null);
     explanations.set([]);
+    followups.set(null);
     scoreHistory.set({});
     progress.set({ trialsCompleted: 0, trialsAborted: 0, trialsPerSec: 0 });
   }
