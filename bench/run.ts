@@ -11,6 +11,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   ridge: () => import('./ridge.ts'),
   maps: () => import('./maps.ts'),
   dashboard: () => import('./dashboard.ts'),
+  'closed-loop': () => import('./closed-loop.ts'),
 };
 
 const wanted = process.argv.slice(2);

@@ -106,3 +106,25 @@ test('config: a configured feature model must exist; the features CLI names an u
   assert.equal(r.status, 2);
   assert.match(r.stderr, /unknown stimulus set "nope"/);
 });
+
+test('extra stimulus sets are registered by adding a folder and rescanning; bad manifests are reported', async () => {
+  const dir = tmpDir();
+  fs.cpSync(path.join(root, 'stimuli', 'demo'), path.join(dir, 'demo'), { recursive: true });
+  const t2 = await startApp({ stimulusDir: dir });
+  try {
+    fs.mkdirSync(path.join(dir, 'extra'));
+    fs.copyFileSync(path.join(root, 'stimuli/demo/images/monkey.png'), path.join(dir, 'extra', 'm.png'));
+    fs.writeFileSync(path.join(dir, 'extra', 'manifest.json'), JSON.stringify({ id: 'extra', stimuli: [{ id: 'extra-monkey', file: 'm.png', category: 'body' }] }));
+    fs.mkdirSync(path.join(dir, 'broken'));
+    fs.writeFileSync(path.join(dir, 'broken', 'manifest.json'), JSON.stringify({ id: 'broken', stimuli: [{ id: 'x', file: '../../etc/passwd', category: 'y' }] }));
+    const res = await fetch(`${t2.url}/api/stimuli/rescan`, { method: 'POST' });
+    const body = await res.json();
+    assert.deepEqual(body.added, ['extra']);
+    assert.ok(body.problems.some((p: string) => /plain relative path/.test(p)));
+    const list = (await getJson(`${t2.url}/api/stimuli`)).body;
+    assert.deepEqual(list.map((s: { id: string }) => s.id).sort(), ['demo', 'extra']);
+    assert.equal((await fetch(`${t2.url}/api/stimuli/extra/extra-monkey/image`)).status, 200);
+  } finally {
+    await t2.close();
+  }
+});

@@ -217,6 +217,18 @@ export function createApp(deps: AppDeps): App {
     if ('error' in result) return res.status(result.error.code === 'unknown-session' ? 404 : 400).json(result);
     res.json(result);
   });
+  // registering extra images: put a folder with a manifest.json under the stimulus directory, then rescan
+  app.post('/api/stimuli/rescan', (_req, res) => {
+    const fresh = loadStimulusSets(config.stimulusDir);
+    const added = [...fresh.sets.keys()].filter((id) => !stimulusSets.has(id));
+    for (const id of added) stimulusSets.set(id, fresh.sets.get(id)!);
+    for (const p of fresh.problems) logger.error(`stimulus set skipped: ${p}`);
+    if (added.length) logger.info({ added }, 'stimulus sets registered');
+    res.json({ sets: [...stimulusSets.keys()], added, problems: fresh.problems });
+  });
+  app.get('/api/stimuli', (_req, res) => {
+    res.json([...stimulusSets.values()].map((s) => ({ id: s.manifest.id, description: s.manifest.description, stimuli: s.manifest.stimuli.length, categories: [...new Set(s.manifest.stimuli.map((x) => x.category))] })));
+  });
   app.get('/api/stimuli/:setId', (req, res) => {
     const set = stimulusSets.get(req.params.setId);
     if (!set) return apiError(res, 404, 'unknown-stimulus', `no stimulus set "${req.params.setId}"`);

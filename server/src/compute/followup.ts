@@ -36,13 +36,19 @@ export interface FollowupContext {
 
 const channelId = (ctx: FollowupContext, c: number) => ctx.stats.start.channels[c].id;
 
-/** (a) Probe out-of-category drivers. */
+/**
+ * (a) Probe out-of-category drivers: per neuron, the candidates outside its preferred category ranked by
+ * predicted response relative to its preferred-category mean; taken round-robin across the neurons so
+ * every selected neuron gets its best candidates. Stimuli already shown `confirmRepeats` times are known,
+ * not probed.
+ */
 export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] {
   const ridge = ctx.enc.ridge;
   if (!ridge) return [];
   const { stats } = ctx;
   const alphas = chosenAlphas(ridge);
-  const best = new Map<number, { score: number; neurons: { id: string; z: number; predicted: number }[] }>();
+  const shown = new Map(stats.stimuli.map((s, i) => [s.id, stats.nStim[i]]));
+  const perNeuron: { c: number; ranked: { i: number; z: number; predicted: number }[] }[] = [];
   for (const c of ctx.neurons) {
     const k = ctx.preferred[c];
     if (k < 0 || stats.nCat[k] === 0) continue;
@@ -51,31 +57,35 @@ export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] 
     const mean = preds.reduce((a, b) => a + b, 0) / preds.length;
     const sd = Math.sqrt(preds.reduce((a, b) => a + (b - mean) ** 2, 0) / preds.length) || 1;
     const prefMean = stats.catMean[k * stats.C + c];
-    ctx.pool.forEach((cand, i) => {
-      if (cand.category === stats.categories[k]) return;
-      const z = (preds[i] - prefMean) / sd;
-      const entry = best.get(i) ?? { score: -Infinity, neurons: [] };
-      entry.neurons.push({ id: channelId(ctx, c), z, predicted: preds[i] });
-      entry.score = Math.max(entry.score, z);
-      best.set(i, entry);
-    });
+    const ranked = ctx.pool
+      .map((cand, i) => ({ i, z: (preds[i] - prefMean) / sd, predicted: preds[i], cand }))
+      .filter((x) => x.cand.category !== stats.categories[k] && (shown.get(x.cand.id) ?? 0) < ctx.confirmRepeats)
+      .sort((a, b) => b.z - a.z);
+    perNeuron.push({ c, ranked });
   }
-  return [...best.entries()]
-    .sort((a, b) => b[1].score - a[1].score)
-    .slice(0, count)
-    .map(([i, e], rank) => {
-      const top = e.neurons.sort((a, b) => b.z - a.z).slice(0, 3);
-      return {
-        stimulusId: ctx.pool[i].id,
-        setId: ctx.pool[i].setId,
-        rank,
-        strategy: 'probe' as const,
-        neurons: top.map((n) => n.id),
-        predicted: top[0].predicted,
+  perNeuron.sort((a, b) => (b.ranked[0]?.z ?? -Infinity) - (a.ranked[0]?.z ?? -Infinity));
+  const out: Suggestion[] = [];
+  const taken = new Set<number>();
+  for (let depth = 0; out.length < count && perNeuron.some((p) => p.ranked.length > depth); depth++) {
+    for (const { c, ranked } of perNeuron) {
+      if (out.length >= count) break;
+      const pick = ranked.slice(depth).find((x) => !taken.has(x.i));
+      if (!pick) continue;
+      taken.add(pick.i);
+      const id = channelId(ctx, c);
+      out.push({
+        stimulusId: ctx.pool[pick.i].id,
+        setId: ctx.pool[pick.i].setId,
+        rank: out.length,
+        strategy: 'probe',
+        neurons: [id],
+        predicted: pick.predicted,
         uncertainty: null,
-        reason: `predicted ${top[0].predicted.toFixed(2)} for ${top[0].id}, ${Math.abs(top[0].z).toFixed(2)} SD ${top[0].z >= 0 ? 'above' : 'below'} its preferred-category mean; outside its preferred category`,
-      };
-    });
+        reason: `predicted ${pick.predicted.toFixed(2)} for ${id}, ${Math.abs(pick.z).toFixed(2)} SD ${pick.z >= 0 ? 'above' : 'below'} its preferred-category mean; outside its preferred category`,
+      });
+    }
+  }
+  return out;
 }
 
 /** (b) Improve the models: greedy maximal posterior predictive variance (pooled regularisation). */
