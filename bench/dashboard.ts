@@ -1,6 +1,6 @@
 /**
- * Dashboard memory benchmark: the dashboard open in Debian's chromium on a session streaming without
- * pause, with the server's update throttles shortened (50 ms deltas, 250 ms snapshots: 4-5x the default
+ * Dashboard memory and load benchmark: the dashboard open in Debian's chromium on a session of 384
+ * channels (BENCH_DASHBOARD_CHANNELS) streaming without pause, with the server's update throttles shortened (50 ms deltas, 250 ms snapshots: 4-5x the default
  * rates, so a few minutes hold the updates of a much longer session) while the simulated rig runs in fast
  * mode (far more trials per second than a rig). Samples the page's JS heap and the server's heap; the
  * baseline is the same measurement after the first 20% of the run.
@@ -15,6 +15,7 @@ import { runSimRig } from '../server/src/sim/sim-rig.ts';
 import { demoStimuli, root, tmpDir } from './support.ts';
 
 const SECONDS = Number(process.env.BENCH_DASHBOARD_SECONDS ?? 180);
+const CHANNELS = Number(process.env.BENCH_DASHBOARD_CHANNELS ?? 384);
 const TOKEN = 'bench-rig-token';
 
 export async function run(): Promise<Record<string, unknown>> {
@@ -29,8 +30,10 @@ export async function run(): Promise<Record<string, unknown>> {
   await cdp.send('Performance.enable');
   await page.goto(url);
   const stop = new AbortController();
-  const sim = runSimRig({ url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: 128, trials: Infinity, onMs: 200, offMs: 200, abortRate: 0.03, seed: 3, reconnectAfterTrials: 0, fast: true, signal: stop.signal });
-  const samples: { t: number; pageMB: number; serverMB: number; trials: number }[] = [];
+  const sim = runSimRig({ url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: CHANNELS, trials: Infinity, onMs: 200, offMs: 200, abortRate: 0.03, seed: 3, reconnectAfterTrials: 0, fast: true, signal: stop.signal });
+  const samples: { t: number; pageMB: number; serverMB: number; trials: number; busy: number }[] = [];
+  let lastTask = 0;
+  let lastT = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < SECONDS * 1000) {
     await new Promise((r) => setTimeout(r, 5000));
@@ -38,8 +41,14 @@ export async function run(): Promise<Record<string, unknown>> {
     global.gc?.();
     const m = (await cdp.send('Performance.getMetrics')).metrics;
     const heap = m.find((x) => x.name === 'JSHeapUsedSize')!.value / 1e6;
+    // main-thread time of the page (scripts, style, layout, paint) per second of wall time
+    const task = m.find((x) => x.name === 'TaskDuration')!.value;
+    const t = (performance.now() - t0) / 1000;
+    const busy = lastT ? (task - lastTask) / (t - lastT) : 0;
+    lastTask = task;
+    lastT = t;
     const rt = app.store.all()[0];
-    samples.push({ t: (performance.now() - t0) / 1000, pageMB: heap, serverMB: process.memoryUsage().heapUsed / 1e6, trials: rt?.latest?.trialsCompleted ?? 0 });
+    samples.push({ t, pageMB: heap, serverMB: process.memoryUsage().heapUsed / 1e6, trials: rt?.latest?.trialsCompleted ?? 0, busy });
   }
   stop.abort();
   const result = await sim;
@@ -57,11 +66,16 @@ export async function run(): Promise<Record<string, unknown>> {
     const my = ys.reduce((a, b) => a + b, 0) / ys.length;
     return (xs.reduce((a, x, i) => a + (x - mx) * (ys[i] - my), 0) / xs.reduce((a, x) => a + (x - mx) ** 2, 0)) * 3600;
   };
-  console.log(`  ${SECONDS} s of streaming, ${last.trials} trials (${(last.trials / 2.5 / 3600).toFixed(1)} h of a 2.5 trials/s rig), 128 channels, ${tiles} tiles shown`);
+  const busy = samples.slice(1).map((s) => s.busy);
+  const meanBusy = busy.reduce((a, b) => a + b, 0) / busy.length;
+  console.log(`  ${SECONDS} s of streaming, ${last.trials} trials (${(last.trials / 2.5 / 3600).toFixed(1)} h of a 2.5 trials/s rig), ${CHANNELS} channels, ${tiles} tiles shown`);
+  console.log(`  page main thread busy ${(100 * meanBusy).toFixed(0)}% of the time (max ${(100 * Math.max(...busy)).toFixed(0)}%) at 20 deltas/s and 4 snapshots/s`);
   console.log(`  page JS heap: ${early.pageMB.toFixed(1)} MB after ${early.t.toFixed(0)} s (baseline) -> ${last.pageMB.toFixed(1)} MB at the end (${(last.pageMB / early.pageMB).toFixed(2)}x), trend ${slope('pageMB').toFixed(1)} MB/h`);
   console.log(`  server heap:  ${early.serverMB.toFixed(1)} MB -> ${last.serverMB.toFixed(1)} MB (${(last.serverMB / early.serverMB).toFixed(2)}x), trend ${slope('serverMB').toFixed(1)} MB/h`);
   return {
     seconds: SECONDS,
+    channels: CHANNELS,
+    pageBusyFraction: meanBusy,
     trials: last.trials,
     pageHeapBaselineMB: early.pageMB,
     pageHeapEndMB: last.pageMB,

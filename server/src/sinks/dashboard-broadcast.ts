@@ -34,7 +34,8 @@ export function replayProgress(rt: Runtime): ReplayProgress | null {
 
 /**
  * Sends statistics to watching dashboards, throttled per session to what a person can follow: deltas
- * (channel statistics) every `deltaThrottleMs`, full snapshots every `snapshotThrottleMs`. Both are
+ * (channel statistics) every `deltaThrottleMs`, snapshots (session figures, model scores) every
+ * `snapshotThrottleMs`. Both are
  * volatile, so a slow client drops stale frames instead of queueing them.
  */
 export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejections$: Observable<Rejection>, opts: BroadcastOptions): Subscription {
@@ -71,7 +72,9 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
   const snapshots = perSession(opts.snapshotThrottleMs).subscribe(({ rt, volatile }) => {
     const models = store.models(rt);
     if (models) to(rt.id, volatile).emit(dashboardEvents.modelsUpdated, models);
-    const snap = store.snapshot(rt, true);
+    // without per-stimulus detail (channels x stimuli x 2 numbers, about 1 MB at 384 channels): the
+    // neuron page fetches the detail of its one channel
+    const snap = store.snapshot(rt, false);
     if (snap) to(rt.id, volatile).emit(dashboardEvents.statsSnapshot, snap);
   });
   const lists = merge(store.changed$)
