@@ -8,6 +8,8 @@ import type { EncodingConfig, EncodingState } from './encoding.ts';
 import { pearson, type NeuronStatsState } from './neuron-stats.ts';
 import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, type RidgeBasis } from './ridge.ts';
 
+const MIN_CEILING = 0.1;
+
 /** Report of every channel; `channels` are the derived statistics of the same state. */
 export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: DriverRule): ModelSnapshot {
   const base = { sessionId, version: enc.version, featureModel: enc.featureSet.modelId, backend: enc.featureSet.backend, refits: enc.refits };
@@ -60,7 +62,8 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
       scores: {
         alpha: model.alpha,
         looR,
-        looROverCeiling: looR !== null && ch.noiseCeiling !== null && ch.noiseCeiling > 0 ? looR / ch.noiseCeiling : null,
+        // below a ceiling of 0.1 the ratio is noise (seen: 50 for a channel with no reliable tuning)
+        looROverCeiling: looR !== null && ch.noiseCeiling !== null && ch.noiseCeiling >= MIN_CEILING ? looR / ch.noiseCeiling : null,
         nStimuli: rows.length,
         generalisationR,
         generalisationStimuli,
