@@ -3,15 +3,15 @@
  * models. Strategies, mixable:
  *  - probe:   candidates outside a neuron's preferred category with the highest predicted response
  *             (relative to its preferred-category mean), across the selected neurons;
- *  - improve: candidates that most reduce model uncertainty: the Bayesian-ridge posterior predictive
- *             variance in the dual form, s(c) = k(c,c) - k_c^T (K + a I)^-1 k_c, picked greedily with the
- *             exact update after each pick, s'(c) = s(c) - s(c,p)^2 / (s(p) + a);
+ *  - improve: the trials that most reduce the Bayesian-ridge posterior variance of the predictions summed
+ *             over the candidate pool (repeats included), greedy with the exact update;
  *  - confirm: repeats of drivers (above the preferred mean) that have too few presentations.
  * Every suggestion carries its reason.
  */
 import type { Suggestion } from '@sharedlens/shared';
 import type { EncodingState } from './encoding.ts';
 import type { NeuronStatsState } from './neuron-stats.ts';
+import { Matrix, solve } from 'ml-matrix';
 import { chosenAlphas, neuronModel, predict } from './ridge.ts';
 
 export type Strategy = Suggestion['strategy'];
@@ -88,55 +88,81 @@ export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] 
   return out;
 }
 
-/** (b) Improve the models: greedy maximal posterior predictive variance (pooled regularisation). */
+/**
+ * (b) Improve the models: the trials that most reduce the posterior variance of the models' predictions
+ * summed over the whole candidate pool (an integrated-variance, A-optimal-style design). Bayesian ridge
+ * in function space with a pooled regularisation a: prior covariance k(x, y) / a with
+ * k(x, y) = (x - mean) . (y - mean) + 1, unit noise per trial, so a stimulus mean over n trials has noise
+ * 1/n. Posterior covariance over the pool, Sigma = K_PP/a - K_PT/a (K_TT/a + N^-1)^-1 K_TP/a; one more
+ * trial of candidate c removes |Sigma[:, c]|^2 / (Sigma[c, c] + 1) of the summed variance; picks are
+ * greedy with the exact rank-1 update, so repeats are valued as well as unseen images.
+ * O(M^2 D + n^3 + M^2 n) for M candidates and n observed stimuli.
+ */
 export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[] {
   const ridge = ctx.enc.ridge;
   if (!ridge) return [];
-  const { n, D, xc, xMean, h, alphas } = ridge.basis;
+  const { D, xMean, alphas } = ridge.basis;
+  const { stats } = ctx;
   const chosen = chosenAlphas(ridge);
-  const sortedIdx = ctx.neurons.map((c) => chosen[c]).sort((a, b) => a - b);
-  const a = sortedIdx[Math.floor(sortedIdx.length / 2)] ?? 0;
-  const alpha = alphas[a];
-  const H = h[a];
+  const sortedIdx = ctx.neurons.map((c) => chosen[c]).sort((x, y) => x - y);
+  const alpha = alphas[sortedIdx[Math.floor(sortedIdx.length / 2)] ?? 0];
   const M = ctx.pool.length;
-  // centred candidate features, their kernel with the training stimuli, and H k_c
-  const cc = ctx.pool.map((cand) => Float64Array.from({ length: D }, (_, d) => cand.features[d] - xMean[d]));
-  const kc = cc.map((x) => Float64Array.from({ length: n }, (_, i) => {
-    let s = 1;
-    for (let d = 0; d < D; d++) s += x[d] * xc[i * D + d];
-    return s;
-  }));
-  const hk = kc.map((k) => Float64Array.from({ length: n }, (_, i) => {
-    let s = 0;
-    for (let j = 0; j < n; j++) s += H[i * n + j] * k[j];
-    return s;
-  }));
-  const kern = (p: number, q: number) => {
-    let s = 1;
-    for (let d = 0; d < D; d++) s += cc[p][d] * cc[q][d];
-    let t = 0;
-    for (let i = 0; i < n; i++) t += kc[p][i] * hk[q][i];
-    return s - t;
+  const centred = (f: ArrayLike<number>) => Float64Array.from({ length: D }, (_, d) => f[d] - xMean[d]);
+  const cand = ctx.pool.map((c) => centred(c.features));
+  const { features, dim } = ctx.enc.featureSet;
+  const observed: number[] = [];
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) observed.push(s);
+  const train = observed.map((s) => centred(features.subarray(s * dim, (s + 1) * dim)));
+  const n = train.length;
+  const dot = (a: Float64Array, b: Float64Array) => {
+    let v = 1;
+    for (let d = 0; d < D; d++) v += a[d] * b[d];
+    return v / alpha;
   };
-  const s = Float64Array.from({ length: M }, (_, p) => kern(p, p));
-  const picked: number[] = [];
-  const covWithPicked: Float64Array[] = [];
+  const A = new Matrix(n, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      const v = dot(train[i], train[j]) + (i === j ? 1 / stats.nStim[observed[i]] : 0);
+      A.set(i, j, v);
+      A.set(j, i, v);
+    }
+  }
+  const KTP = new Matrix(n, M);
+  for (let i = 0; i < n; i++) for (let p = 0; p < M; p++) KTP.set(i, p, dot(train[i], cand[p]));
+  const W = n ? solve(A, KTP) : new Matrix(0, M); // A^-1 K_TP
+  const sigma = new Float64Array(M * M);
+  for (let p = 0; p < M; p++) {
+    for (let q = 0; q <= p; q++) {
+      let v = dot(cand[p], cand[q]);
+      for (let i = 0; i < n; i++) v -= KTP.get(i, p) * W.get(i, q);
+      sigma[p * M + q] = v;
+      sigma[q * M + p] = v;
+    }
+  }
+  const total = () => {
+    let t = 0;
+    for (let p = 0; p < M; p++) t += sigma[p * M + p];
+    return t;
+  };
+  const before = total();
   const out: Suggestion[] = [];
-  for (let r = 0; r < Math.min(count, M); r++) {
+  for (let r = 0; r < count; r++) {
     let best = -1;
-    for (let p = 0; p < M; p++) if (!picked.includes(p) && (best < 0 || s[p] > s[best])) best = p;
+    let gain = -Infinity;
+    for (let c = 0; c < M; c++) {
+      let g = 0;
+      for (let p = 0; p < M; p++) g += sigma[p * M + c] * sigma[p * M + c];
+      g /= sigma[c * M + c] + 1;
+      if (g > gain) {
+        gain = g;
+        best = c;
+      }
+    }
     if (best < 0) break;
-    const variance = s[best] / alpha;
-    // conditional covariances of every candidate with the pick (given earlier picks), then the update
-    const cov = Float64Array.from({ length: M }, (_, q) => {
-      let v = kern(q, best);
-      picked.forEach((p, j) => (v -= (covWithPicked[j][q] * covWithPicked[j][best]) / (covWithPicked[j][p] + alpha)));
-      return v;
-    });
-    const denom = s[best] + alpha;
-    for (let q = 0; q < M; q++) s[q] -= (cov[q] * cov[q]) / denom;
-    picked.push(best);
-    covWithPicked.push(cov);
+    const col = Float64Array.from({ length: M }, (_, p) => sigma[p * M + best]);
+    const denom = col[best] + 1;
+    for (let p = 0; p < M; p++) for (let q = 0; q < M; q++) sigma[p * M + q] -= (col[p] * col[q]) / denom;
+    const shown = stats.nStim[stats.stimIndex.get(ctx.pool[best].id) ?? -1] ?? 0;
     out.push({
       stimulusId: ctx.pool[best].id,
       setId: ctx.pool[best].setId,
@@ -144,8 +170,8 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
       strategy: 'improve',
       neurons: ctx.neurons.slice(0, 3).map((c) => channelId(ctx, c)),
       predicted: null,
-      uncertainty: variance,
-      reason: `largest remaining posterior variance of the model prediction (${variance.toExponential(2)} in units of the noise variance, regularisation ${alpha}) given the stimuli seen and the suggestions above`,
+      uncertainty: col[best],
+      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates (${shown ? `shown ${shown} times so far` : 'not shown yet'}; regularisation ${alpha}), given the suggestions above`,
     });
   }
   return out;
