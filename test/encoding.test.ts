@@ -10,19 +10,13 @@ import { neuronModel, predict } from '../server/src/compute/ridge.ts';
 import { encodingModels } from '../server/src/pipeline/encoding-models.ts';
 import type { StatsUpdate } from '../server/src/pipeline/neuron-statistics.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { computeStart } from './helpers.ts';
 
 const C = 3;
 const D = 40;
 const S = 30;
 const stimuli: Stimulus[] = Array.from({ length: S }, (_, i) => ({ id: `s${i}`, file: 'x.png', category: i < 10 ? 'body' : i < 20 ? 'face' : 'object' }));
-const start: SessionStart = {
-  rigId: 'r',
-  subject: 's',
-  channels: Array.from({ length: C }, (_, i) => ({ id: `c${i}`, label: `c${i}` })),
-  stimulusSetId: 'x',
-  timing: { responseWindowMs: 100, latencyMs: 50, baselineWindowMs: 50, binWidthMs: 1 },
-  countsMode: 'binned',
-};
+const start: SessionStart = computeStart(C);
 const cfg = { alphas: [0.1, 1, 10, 100, 1000], refitEveryTrials: 5, minStimuli: 6 };
 const r = mulberry32(4);
 const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());

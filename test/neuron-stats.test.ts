@@ -5,18 +5,11 @@ import path from 'node:path';
 import type { SessionStart, Stimulus } from '@sharedlens/shared';
 import { addAbort, addTrial, channelStats, createNeuronStats, pearson, spearmanBrown, stimulusStats, trialsPerSec } from '../server/src/compute/neuron-stats.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
-import { root } from './helpers.ts';
+import { computeStart, root } from './helpers.ts';
 
 const C = 5;
 const stimuli: Stimulus[] = Array.from({ length: 15 }, (_, i) => ({ id: `s${i}`, file: `s${i}.png`, category: ['body', 'face', 'object'][i % 3] }));
-const start: SessionStart = {
-  rigId: 'r',
-  subject: 's',
-  channels: Array.from({ length: C }, (_, i) => ({ id: `c${i}`, label: `c${i}` })),
-  stimulusSetId: 'x',
-  timing: { responseWindowMs: 100, latencyMs: 50, baselineWindowMs: 50, binWidthMs: 1 },
-  countsMode: 'binned',
-};
+const start: SessionStart = computeStart(C);
 
 function randomTrials(seed: number, n: number) {
   const r = mulberry32(seed);
