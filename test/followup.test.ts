@@ -100,6 +100,14 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     // both are in the log, so a replay shows them too
     const given = t.app.recorder.load(sim.sessionId).records.filter((r) => r.frame.type === 'followup:suggested');
     assert.deepEqual(given.map((r) => (r.frame as { origin: string }).origin), ['rig', 'dashboard']);
+    // and a replay shows the suggestions as they were given
+    const dash2 = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+    const rep = await dash2.timeout(5000).emitWithAck('session:replay', { sessionId: sim.sessionId, speed: 'max' });
+    await until(() => t.app.store.get(rep.data.replayId)?.replay?.done, 'replay');
+    const replayed = t.app.store.get(rep.data.replayId)!.followups!;
+    assert.equal(replayed.origin, 'dashboard');
+    assert.deepEqual(replayed.suggestions.map((x) => x.stimulusId), ack.data.suggestions.map((x: { stimulusId: string }) => x.stimulusId));
+    dash2.close();
     // a session without models says why
     const rig = new RigClient({ url: t.url, token: TOKEN });
     await rig.connect();
