@@ -119,8 +119,10 @@ function fastDepthwiseBackpropInput(fallback: KernelFunc, depthwise: KernelFunc)
     const { strides, dilations, pad } = args.attrs as { strides: number | number[]; dilations?: number | number[]; pad: unknown };
     const ones = (v: number | number[] | undefined) => v === undefined || (Array.isArray(v) ? v.every((x) => x === 1) : v === 1);
     const [kh, kw, , mult] = filter.shape;
-    if (!ones(strides) || !ones(dilations) || pad !== 'same' || kh % 2 === 0 || kw % 2 === 0 || mult !== 1) return fallback(args);
+    const stride = Array.isArray(strides) ? strides : [strides, strides];
+    if (!ones(dilations) || pad !== 'same' || kh % 2 === 0 || kw % 2 === 0 || mult !== 1) return fallback(args);
     const backend = args.backend as unknown as WasmLike;
+    if (stride[0] !== 1 || stride[1] !== 1) return stridedDepthwiseBackpropInput(args, depthwise, stride as [number, number]);
     const vals = backend.readSync(filter.dataId);
     const c = filter.shape[2];
     const out = new Float32Array(vals.length);
@@ -132,6 +134,46 @@ function fastDepthwiseBackpropInput(fallback: KernelFunc, depthwise: KernelFunc)
       backend.disposeData(f.dataId);
     }
   };
+}
+
+/**
+ * Strided ('same') depthwise input gradient as a stride-1 'valid' depthwise convolution of the zero-dilated,
+ * padded dy with the flipped filter: dy[o] goes to position (k - 1 - padBefore) + s o of an array of
+ * length in + k - 1 (the stride-2 layers of MobileNetV2 otherwise went through the cpu kernel).
+ */
+function stridedDepthwiseBackpropInput(args: Parameters<KernelFunc>[0], depthwise: KernelFunc, stride: [number, number]): TensorInfo {
+  const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+  const { inputShape } = args.attrs as { inputShape: number[] };
+  const backend = args.backend as unknown as WasmLike;
+  const [kh, kw, c] = filter.shape;
+  const [b, hin, win] = inputShape;
+  const [, hout, wout] = dy.shape;
+  const padTop = Math.floor(Math.max((hout - 1) * stride[0] + kh - hin, 0) / 2);
+  const padLeft = Math.floor(Math.max((wout - 1) * stride[1] + kw - win, 0) / 2);
+  const H = hin + kh - 1;
+  const W = win + kw - 1;
+  const offH = kh - 1 - padTop;
+  const offW = kw - 1 - padLeft;
+  const src = backend.readSync(dy.dataId);
+  const dil = new Float32Array(b * H * W * c);
+  for (let n = 0; n < b; n++)
+    for (let o = 0; o < hout; o++)
+      for (let p = 0; p < wout; p++) {
+        const to = ((n * H + offH + stride[0] * o) * W + offW + stride[1] * p) * c;
+        const from = ((n * hout + o) * wout + p) * c;
+        dil.set(src.subarray(from, from + c), to);
+      }
+  const vals = backend.readSync(filter.dataId);
+  const flippedVals = new Float32Array(vals.length);
+  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let k = 0; k < c; k++) flippedVals[(i * kw + j) * c + k] = vals[((kh - 1 - i) * kw + (kw - 1 - j)) * c + k];
+  const x = writeTensor(args.backend as KernelBackend, [b, H, W, c], dil) as Info;
+  const f = writeTensor(args.backend as KernelBackend, filter.shape, flippedVals) as Info;
+  try {
+    return depthwise({ inputs: { x, filter: f }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap }) as TensorInfo;
+  } finally {
+    backend.disposeData(x.dataId);
+    backend.disposeData(f.dataId);
+  }
 }
 
 let patched = false;
