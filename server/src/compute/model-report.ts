@@ -10,6 +10,9 @@ import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, type 
 
 const MIN_CEILING = 0.1;
 
+type CategoryBasis = { basis: RidgeBasis; out: number[] } | null;
+const categoryBases = new WeakMap<EncodingState, { refits: number; bases: Map<number, CategoryBasis> }>();
+
 /** Report of every channel; `channels` are the derived statistics of the same state. */
 export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: DriverRule): ModelSnapshot {
   const base = { sessionId, version: enc.version, featureModel: enc.featureSet.modelId, backend: enc.featureSet.backend, refits: enc.refits };
@@ -19,7 +22,11 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
   const { features, dim } = enc.featureSet;
   const rows = ridge.basis.rows;
   const alphaIdx = chosenAlphas(ridge);
-  const catBases = new Map<number, { basis: RidgeBasis; out: number[] } | null>();
+  // the per-category bases depend only on the stimuli in the model, so they live until the next refit
+  // (every snapshot and every map job asks for a report; rebuilding them each time repeats eigendecompositions)
+  let cached = categoryBases.get(enc);
+  if (!cached || cached.refits !== enc.refits) categoryBases.set(enc, (cached = { refits: enc.refits, bases: new Map() }));
+  const catBases = cached.bases;
   const categoryBasis = (k: number) => {
     if (!catBases.has(k)) {
       const inCat = rows.filter((s) => stats.catOfStim[s] === k);
