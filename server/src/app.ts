@@ -20,7 +20,7 @@ import { SessionStore } from './sinks/session-store.ts';
 import { attachRigGateway } from './sources/rig-gateway.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
-import { ComputeClient } from './workers/compute-client.ts';
+import { computeClientFor } from './workers/compute-client.ts';
 import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
@@ -54,7 +54,7 @@ export function createApp(deps: AppDeps): App {
   const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs });
   const interrupted = recorder.markInterrupted();
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
-  const compute = config.compute.features ? new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend, workers: config.compute.workers, ...(config.compute.model ? { model: config.compute.model } : {}) }) : null;
+  const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
   const computeStatus: { backend: string | null; features: Record<string, string> } = { backend: null, features: {} };
   let io: Server;
   const featuresFor = compute

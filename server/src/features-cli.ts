@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { lastValueFrom, tap } from 'rxjs';
 import { loadConfig } from './config.ts';
 import { loadStimulusSets } from './stimulus-sets.ts';
-import { ComputeClient } from './workers/compute-client.ts';
+import { computeClientFor } from './workers/compute-client.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig(root);
@@ -19,7 +19,7 @@ if (!set) {
   console.error(`features: unknown stimulus set "${values.set}" in ${config.stimulusDir}`);
   process.exit(2);
 }
-const client = new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend, workers: 1, ...(config.compute.model ? { model: config.compute.model } : {}) });
+const client = computeClientFor(config.compute, config.dataDir, 1);
 const started = Date.now();
 // a progress line rewritten in place (a dozen characters of ANSI; no progress-bar dependency for this)
 const bar = (done: number, total: number) => `[${'#'.repeat(Math.round((30 * done) / total)).padEnd(30)}] ${done}/${total}`;

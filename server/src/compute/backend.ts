@@ -76,6 +76,17 @@ function delegateToCpu(kernelName: string, backendName: string, cpuFunc: KernelF
 }
 
 type Info = TensorInfo & { dataId: object };
+
+/** True when a stride or dilation attribute is 1 in every dimension (or absent). */
+const allOnes = (v: number | number[] | undefined) => v === undefined || (Array.isArray(v) ? v.every((x) => x === 1) : v === 1);
+
+/** A depthwise filter (kh x kw x C x 1) rotated by 180 degrees in space. */
+function flipSpatial(vals: Float32Array, shape: number[]): Float32Array {
+  const [kh, kw, c] = shape;
+  const out = new Float32Array(vals.length);
+  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let k = 0; k < c; k++) out[(i * kw + j) * c + k] = vals[((kh - 1 - i) * kw + (kw - 1 - j)) * c + k];
+  return out;
+}
 interface WasmLike {
   readSync: (id: unknown) => Float32Array;
   disposeData: (id: unknown) => void;
@@ -90,8 +101,7 @@ function fastConv2DBackpropInput(generic: KernelFunc, conv2d: KernelFunc): Kerne
   return (args) => {
     const { dy, filter } = args.inputs as { dy: Info; filter: Info };
     const { strides, dilations, dataFormat } = args.attrs as { strides: number | number[]; dilations?: number | number[]; dataFormat?: string };
-    const ones = (v: number | number[] | undefined) => v === undefined || (Array.isArray(v) ? v.every((x) => x === 1) : v === 1);
-    if (filter.shape[0] !== 1 || filter.shape[1] !== 1 || !ones(strides) || !ones(dilations) || (dataFormat && dataFormat !== 'NHWC')) return generic(args);
+    if (filter.shape[0] !== 1 || filter.shape[1] !== 1 || !allOnes(strides) || !allOnes(dilations) || (dataFormat && dataFormat !== 'NHWC')) return generic(args);
     // transposed per call and freed after: filter tensors under the gradient tape are not stable objects
     // to cache on (caching by dataId leaked about 50 MB of wasm heap per gradient)
     const backend = args.backend as unknown as WasmLike;
@@ -117,17 +127,12 @@ function fastDepthwiseBackpropInput(fallback: KernelFunc, depthwise: KernelFunc)
   return (args) => {
     const { dy, filter } = args.inputs as { dy: Info; filter: Info };
     const { strides, dilations, pad } = args.attrs as { strides: number | number[]; dilations?: number | number[]; pad: unknown };
-    const ones = (v: number | number[] | undefined) => v === undefined || (Array.isArray(v) ? v.every((x) => x === 1) : v === 1);
     const [kh, kw, , mult] = filter.shape;
     const stride = Array.isArray(strides) ? strides : [strides, strides];
-    if (!ones(dilations) || pad !== 'same' || kh % 2 === 0 || kw % 2 === 0 || mult !== 1) return fallback(args);
+    if (!allOnes(dilations) || pad !== 'same' || kh % 2 === 0 || kw % 2 === 0 || mult !== 1) return fallback(args);
     const backend = args.backend as unknown as WasmLike;
     if (stride[0] !== 1 || stride[1] !== 1) return stridedDepthwiseBackpropInput(args, depthwise, stride as [number, number]);
-    const vals = backend.readSync(filter.dataId);
-    const c = filter.shape[2];
-    const out = new Float32Array(vals.length);
-    for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let k = 0; k < c; k++) out[(i * kw + j) * c + k] = vals[((kh - 1 - i) * kw + (kw - 1 - j)) * c + k];
-    const f = writeTensor(args.backend as KernelBackend, filter.shape, out) as Info;
+    const f = writeTensor(args.backend as KernelBackend, filter.shape, flipSpatial(backend.readSync(filter.dataId), filter.shape)) as Info;
     try {
       return depthwise({ inputs: { x: dy, filter: f }, backend: args.backend, attrs: { strides: [1, 1], pad: 'same', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
     } finally {
@@ -163,9 +168,7 @@ function stridedDepthwiseBackpropInput(args: Parameters<KernelFunc>[0], depthwis
         const from = ((n * hout + o) * wout + p) * c;
         dil.set(src.subarray(from, from + c), to);
       }
-  const vals = backend.readSync(filter.dataId);
-  const flippedVals = new Float32Array(vals.length);
-  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let k = 0; k < c; k++) flippedVals[(i * kw + j) * c + k] = vals[((kh - 1 - i) * kw + (kw - 1 - j)) * c + k];
+  const flippedVals = flipSpatial(backend.readSync(filter.dataId), filter.shape);
   const x = writeTensor(args.backend as KernelBackend, [b, H, W, c], dil) as Info;
   const f = writeTensor(args.backend as KernelBackend, filter.shape, flippedVals) as Info;
   try {

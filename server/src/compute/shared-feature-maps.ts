@@ -9,6 +9,7 @@
  * by one robust maximum of the pair (99.5th percentile) so they share one colour scale.
  */
 import { inputGradientOnly, tf } from './backend.ts';
+import { weightedCosine } from './drivers.ts';
 
 export interface MapOptions {
   positiveOnly: boolean;
@@ -110,14 +111,6 @@ export function sideMap(
   };
   const phiO = known?.phiO ?? read(xO);
   const phiRef = known?.phiRef ?? read(xRef);
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let d = 0; d < w.length; d++) {
-    ab += w[d] * phiO[d] * w[d] * phiRef[d];
-    aa += (w[d] * phiO[d]) ** 2;
-    bb += (w[d] * phiRef[d]) ** 2;
-  }
   const v = tf.tensor1d(sharedVector(w, phiO, phiRef, opts.positiveOnly));
   try {
     const s = attribution(phi, side === 'driver' ? xO : xRef, v, opts.integratedSteps);
@@ -125,7 +118,7 @@ export function sideMap(
     const mass = tf.tidy(() => tf.sum(tf.abs(s)).dataSync()[0]);
     const map = m.dataSync() as Float32Array;
     tf.dispose([s, m]);
-    return { map, mass, similarity: aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0 };
+    return { map, mass, similarity: weightedCosine(w, phiO, phiRef) };
   } finally {
     v.dispose();
   }

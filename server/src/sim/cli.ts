@@ -36,9 +36,9 @@ if (!Number.isInteger(channels) || channels < 1 || channels > 8192) {
 // neurons driven by CNN features (the ground truth of the encoding models) unless --category-only
 let features: { features: Float32Array; dim: number } | undefined;
 if (!values['category-only'] && config.compute.features) {
-  const { ComputeClient } = await import('../workers/compute-client.ts');
+  const { computeClientFor } = await import('../workers/compute-client.ts');
   const { lastValueFrom } = await import('rxjs');
-  const client = new ComputeClient({ cacheDir: config.compute.cacheDir, dataDir: config.dataDir, backend: config.compute.backend, workers: 1, ...(config.compute.model ? { model: config.compute.model } : {}) });
+  const client = computeClientFor(config.compute, config.dataDir, 1);
   console.log('sim: computing the CNN features of the stimuli (cached after the first run)...');
   const last = await lastValueFrom(client.features$(set.manifest.stimuli.map((s) => path.join(set.dir, s.file))));
   await client.close();

@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { Observable, forkJoin, map } from 'rxjs';
 import type { BackendChoice } from '../compute/backend.ts';
+import type { Config } from '../config.ts';
 import type { FeatureProgress } from '../compute/feature-cache.ts';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
 import { normalizePair, type MapOptions, type SideMap } from '../compute/shared-feature-maps.ts';
@@ -44,6 +45,11 @@ type SideResult = SideMap & { size: number; ms: number; backend: string };
 
 /** Map values in [0, 1] to bytes for transport. */
 const toBytes = (m: Float32Array) => Uint8Array.from(m, (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
+
+/** A client configured from the `compute` section of the configuration. */
+export function computeClientFor(compute: Config['compute'], dataDir: string, workers = compute.workers): ComputeClient {
+  return new ComputeClient({ cacheDir: compute.cacheDir, dataDir, backend: compute.backend, workers, ...(compute.model ? { model: compute.model } : {}) });
+}
 
 export class ComputeClient {
   private readonly slots: Slot[];
