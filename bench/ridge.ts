@@ -9,6 +9,12 @@ import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { buildBasis, createRidgeState, neuronModel, predict, updateRow } from '../server/src/compute/ridge.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { Subject, of } from 'rxjs';
+import type { SessionStart } from '@sharedlens/shared';
+import { addTrial, createNeuronStats } from '../server/src/compute/neuron-stats.ts';
+import { encodingModels, type EncodingModelsOptions } from '../server/src/pipeline/encoding-models.ts';
+import type { StatsUpdate } from '../server/src/pipeline/neuron-statistics.ts';
+import { RidgeWorker } from '../server/src/workers/ridge-client.ts';
 import { root, tmpDir } from './support.ts';
 
 const S = Number(process.env.BENCH_RIDGE_STIMULI ?? 1000);
@@ -83,7 +89,71 @@ export async function run(): Promise<Record<string, unknown>> {
     out[`maxRelDiffPredictions${N}`] = maxRel;
     out[`alphaAgreement${N}`] = alphaAgree / sample.length;
   }
+  Object.assign(out, await refitStall(features));
   out.maxRelDiffPredictions = Math.max(out.maxRelDiffPredictions384 as number, out.maxRelDiffPredictions4096 as number);
   out.targets = { speedupVsSklearn384: 20, maxRelDiffPredictions: 1e-4 };
   return out;
+}
+
+/**
+ * The exact refit of a whole stimulus set (what a restarted server or late features do at 384 neurons and
+ * S stimuli) while a rig keeps sending 4 trials per second: the longest event-loop stall and the trials
+ * handled during the fit, inline (baseline) against the refit worker thread, same data, same run.
+ */
+async function refitStall(features: Float64Array): Promise<Record<string, number>> {
+  const N = 384;
+  const r = mulberry32(5);
+  const start: SessionStart = {
+    rigId: 'bench', subject: 'bench', stimulusSetId: 'bench', countsMode: 'trial',
+    channels: Array.from({ length: N }, (_, i) => ({ id: `c${i}`, label: `c${i}` })),
+    timing: { responseWindowMs: 200, latencyMs: 50, baselineWindowMs: 0, binWidthMs: 1 },
+  };
+  const stimuli = Array.from({ length: S }, (_, i) => ({ id: `s${i}`, file: 'x.png', category: i % 2 ? 'a' : 'b' }));
+  const featureSet = { features: Float32Array.from(features.subarray(0, S * D)), dim: D, modelId: 'bench', backend: 'none' };
+  const config = { alphas, refitEveryTrials: 10, minStimuli: 6 };
+  const once = async (offload: EncodingModelsOptions['offload'] | undefined) => {
+    const stats = createNeuronStats(start, stimuli, null);
+    let k = 0;
+    const trial = (s: number) => {
+      const responses = Float64Array.from({ length: N }, () => Math.floor(10 * r()));
+      addTrial(stats, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: k * 250, seq: k, responses });
+      k++;
+    };
+    for (let s = 0; s < S; s++) trial(s);
+    const updates = new Subject<StatsUpdate>();
+    let refits = 0;
+    let during = 0;
+    updates.pipe(encodingModels({ features$: of(featureSet), config, ...(offload ? { offload } : {}) })).subscribe((m) => {
+      if (!refits && m.stats.cause === 'trial') during++;
+      refits = m.encoding?.refits ?? 0;
+    });
+    // the longest gap between ticks of a 10 ms timer: how long the event loop could not serve anything
+    let lastTick = performance.now();
+    let stallMs = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      stallMs = Math.max(stallMs, now - lastTick - 10);
+      lastTick = now;
+    }, 10);
+    const t0 = performance.now();
+    updates.next({ state: stats, cause: 'start' }); // features ready, every stimulus seen: the fit of the whole set
+    while (!refits) {
+      await new Promise((res) => setTimeout(res, 250));
+      const s = Math.floor(r() * S);
+      trial(s);
+      updates.next({ state: stats, cause: 'trial', stimulusId: `s${s}`, trial: k - 1 });
+    }
+    const fitS = (performance.now() - t0) / 1000;
+    await new Promise((res) => setTimeout(res, 100)); // let the ticker run after an inline fit
+    clearInterval(ticker);
+    updates.complete();
+    return { stallMs, during, fitS };
+  };
+  const inline = await once(undefined);
+  const worker = new RidgeWorker();
+  const off = await once({ fit$: (job) => worker.fit$(job), fromStimuli: 150 });
+  await worker.close();
+  const ratio = inline.stallMs / off.stallMs;
+  console.log(`  refit of ${S} stimuli at ${N} neurons with a rig sending 4 trials/s: longest event-loop stall inline ${(inline.stallMs / 1000).toFixed(1)} s (${inline.during} trials handled during the fit) vs refit worker ${off.stallMs.toFixed(0)} ms (${off.during} trials during the ${off.fitS.toFixed(1)} s fit, caught up on install) -> ${ratio.toFixed(0)}x shorter`);
+  return { refitStallMsInline: inline.stallMs, refitStallMsWorker: off.stallMs, refitStallRatio: ratio, refitWorkerSeconds: off.fitS, trialsDuringWorkerRefit: off.during };
 }

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BehaviorSubject, NEVER, map, of } from 'rxjs';
+import { BehaviorSubject, NEVER, Subject, map, of } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import type { SessionStart, Stimulus } from '@sharedlens/shared';
 import { addTrial, createNeuronStats } from '../server/src/compute/neuron-stats.ts';
-import { createEncoding, refit, stepEncoding, type FeatureSet } from '../server/src/compute/encoding.ts';
+import { createEncoding, fitJob, refit, stepEncoding, type EncodingState, type FeatureSet, type RefitJob } from '../server/src/compute/encoding.ts';
 import { findDrivers, referenceImage, weightedCosine } from '../server/src/compute/drivers.ts';
 import { neuronModel, predict } from '../server/src/compute/ridge.ts';
 import { encodingModels } from '../server/src/pipeline/encoding-models.ts';
@@ -97,4 +97,66 @@ test('encodingModels: empty, error, null features, early unsubscribe', () => {
     expectObservable(src.pipe(encodingModels({ features$: new BehaviorSubject<FeatureSet | null>(null), config: cfg }), map(view)), '^-!').toBe('s-', { s: 'start:-' });
     expectSubscriptions(src.subscriptions).toBe('^-!');
   });
+});
+
+test('encodingModels with offloaded refits: refreshes go on while a fit runs, the stream waits for the last fit', () => {
+  const stats = createNeuronStats(start, stimuli, null);
+  for (let s = 0; s < 12; s++) addTrial(stats, { kind: 'completed', trial: s, stimulusId: `s${s}`, onsetMs: 0, seq: s, responses: respond(s) });
+  new TestScheduler((a, b) => assert.deepStrictEqual(a, b)).run(({ cold, expectObservable }) => {
+    const u = { s: { state: stats, cause: 'start' } as StatsUpdate, t: { state: stats, cause: 'trial', stimulusId: 's3' } as StatsUpdate, e: { state: stats, cause: 'end' } as StatsUpdate };
+    const jobs: number[] = [];
+    // a fit takes 4 frames; the first is posted when the features arrive (12 stimuli seen, none in a model)
+    const fit$ = (job: RefitJob) => (jobs.push(job.rows.length), cold('----r|', { r: fitJob(job) }));
+    const offload = { fit$, fromStimuli: 10 };
+    const out = cold('s-t-t---e|', u).pipe(encodingModels({ features$: of(featureSet), config: cfg, offload }), map(view));
+    // trials go on with no model while the fit runs; it is installed at frame 4 as an update of its own
+    expectObservable(out).toBe('s-t-(tf)e|', { s: 'start:0', t: 'trial:0', f: 'trial:1', e: 'end:1' });
+    // the source ends before the fit returns: the stream waits for it (the fit completes at frame 5)
+    const early = cold('s-e|', u).pipe(encodingModels({ features$: of(featureSet), config: cfg, offload }), map(view));
+    expectObservable(early).toBe('s-e-f|', { s: 'start:0', e: 'end:0', f: 'end:1' });
+    // below the threshold the refit runs inline
+    const small = cold('s|', u).pipe(encodingModels({ features$: of(featureSet), config: cfg, offload: { fit$, fromStimuli: 13 } }), map(view));
+    expectObservable(small).toBe('s|', { s: 'start:1' });
+  });
+});
+
+test('refits in the worker thread equal inline refits, including the trials that arrived during the fit', async () => {
+  const { RidgeWorker } = await import('../server/src/workers/ridge-client.ts');
+  const worker = new RidgeWorker();
+  const stats = createNeuronStats(start, stimuli, null);
+  const updates = new Subject<StatsUpdate>();
+  const seen: { cause: string; refits: number; version: number }[] = [];
+  let last: EncodingState | null = null;
+  const done = new Promise<void>((resolve, reject) =>
+    updates
+      .pipe(encodingModels({ features$: of(featureSet), config: cfg, offload: { fit$: (job) => worker.fit$(job), fromStimuli: cfg.minStimuli } }))
+      .subscribe({ next: (m) => (seen.push({ cause: m.stats.cause, refits: m.encoding!.refits, version: m.encoding!.version }), (last = m.encoding)), error: reject, complete: resolve }),
+  );
+  updates.next({ state: stats, cause: 'start' });
+  const trial = (k: number, s: number) => {
+    addTrial(stats, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: k * 400, seq: k, responses: respond(s) });
+    updates.next({ state: stats, cause: 'trial', stimulusId: `s${s}`, trial: k });
+  };
+  for (let k = 0; k < 60; k++) trial(k, k % 20);
+  // all of these ran while the first fit (posted at the 6th new stimulus) was in the worker
+  assert.equal(seen.at(-1)!.refits, 0, 'no refit ran inline');
+  for (let waited = 0; seen.at(-1)!.refits === 0 && waited < 60_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(seen.at(-1)!.refits >= 1, 'the worker fit was installed');
+  for (let k = 60; k < 200; k++) trial(k, k % 30);
+  updates.next({ state: stats, cause: 'end' });
+  updates.complete();
+  await done;
+  await worker.close();
+  const enc = last as EncodingState | null;
+  assert.ok(enc?.ridge && enc.ridge.basis.n === S && enc.pending === 0, 'the final fit covers every stimulus');
+  const exact = refit(createEncoding(featureSet, S), stats, cfg);
+  for (let c = 0; c < C; c++) {
+    const a = neuronModel(enc.ridge, c);
+    const b = neuronModel(exact.ridge!, c);
+    assert.equal(a.alpha, b.alpha);
+    for (let s = 0; s < S; s++) {
+      const x = featureSet.features.subarray(s * D, (s + 1) * D);
+      assert.ok(Math.abs(predict(a, x) - predict(b, x)) <= 1e-6 * (1 + Math.abs(predict(b, x))), `channel ${c} stimulus ${s}`);
+    }
+  }
 });

@@ -21,6 +21,7 @@ import { attachRigGateway } from './sources/rig-gateway.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
+import { RidgeWorker } from './workers/ridge-client.ts';
 import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
@@ -77,11 +78,12 @@ export function createApp(deps: AppDeps): App {
         },
       })
     : null;
-  const { alphas, refitEveryTrials, minStimuli, driverMinRepeats, driverZ } = config.compute;
+  const { alphas, refitEveryTrials, minStimuli, driverMinRepeats, driverZ, refitInWorkerFromStimuli } = config.compute;
+  const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
   const store = new SessionStore({
     psthBinMs: config.pipeline.psthBinMs,
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { minRepeats: driverMinRepeats, z: driverZ } } } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { minRepeats: driverMinRepeats, z: driverZ }, offload: { fit$: (job) => ridgeWorker!.fit$(job), fromStimuli: refitInWorkerFromStimuli } } } : {}),
   });
 
   const app = express();
@@ -274,6 +276,7 @@ export function createApp(deps: AppDeps): App {
       store.close();
       recorder.close();
       await compute?.close();
+      await ridgeWorker?.close();
     },
   };
 }

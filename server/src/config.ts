@@ -39,6 +39,8 @@ export const configSchema = z.object({
     alphas: z.array(z.number().positive()).min(1).max(32),
     refitEveryTrials: z.number().int().min(1),
     minStimuli: z.number().int().min(3),
+    /** Exact refits of at least this many stimuli run in a worker thread (smaller ones inline: milliseconds). */
+    refitInWorkerFromStimuli: z.number().int().min(1),
     driverMinRepeats: z.number().int().min(1),
     driverZ: z.number().min(0),
     /** Follow-ups, strategy confirm: drivers with fewer presentations than this get repeats suggested. */

@@ -39,42 +39,100 @@ export function createEncoding(featureSet: FeatureSet, nStimuli: number): Encodi
   return { featureSet, ridge: null, rowOf: new Int32Array(nStimuli).fill(-1), pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
 }
 
-/** Exact refit on every stimulus with at least one trial. */
-export function refit(enc: EncodingState, stats: NeuronStatsState, cfg: EncodingConfig): EncodingState {
+/**
+ * An exact refit as a self-contained job (plain arrays, so it can run in a worker thread): the observed
+ * stimuli, their features and the mean responses at the time of the job. Null below `minStimuli`.
+ */
+export interface RefitJob {
+  /** Stimulus indices of the basis rows. */
+  rows: number[];
+  /** Features of those rows, n x D row-major. */
+  features: Float64Array;
+  D: number;
+  alphas: number[];
+  /** Neurons. */
+  N: number;
+  /** Mean responses, N x n (neuron-major, basis row order). */
+  y: Float64Array;
+}
+
+export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: EncodingConfig): RefitJob | null {
   const rows: number[] = [];
   for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) rows.push(s);
-  if (rows.length < cfg.minStimuli) return enc;
+  if (rows.length < cfg.minStimuli) return null;
   const { features, dim } = enc.featureSet;
-  const basis = buildBasis(features, dim, rows, cfg.alphas);
   const n = rows.length;
   const C = stats.C;
+  const x = new Float64Array(n * dim);
   const y = new Float64Array(C * n);
   rows.forEach((s, i) => {
+    for (let d = 0; d < dim; d++) x[i * dim + d] = features[s * dim + d];
     for (let c = 0; c < C; c++) y[c * n + i] = stats.mean[s * C + c];
   });
-  enc.ridge = createRidgeState(basis, C, y);
+  return { rows, features: x, D: dim, alphas: cfg.alphas, N: C, y };
+}
+
+/** The work of a refit job: O(n^2 D + alphas x n^3 + alphas x N x n^2). Pure; runs anywhere. */
+export function fitJob(job: RefitJob): RidgeState {
+  const basis = buildBasis(job.features, job.D, job.rows.map((_, i) => i), job.alphas);
+  basis.rows = job.rows;
+  return createRidgeState(basis, job.N, job.y);
+}
+
+/**
+ * Installs a fitted state. Trials that arrived while the job ran (a worker refit) are applied as
+ * refreshes of their rows, so nothing is lost; stimuli that appeared meanwhile stay pending.
+ */
+export function installRefit(enc: EncodingState, stats: NeuronStatsState, state: RidgeState): EncodingState {
+  const { rows, n } = state.basis;
+  const C = stats.C;
+  rows.forEach((s, i) => {
+    const now = stats.mean.subarray(s * C, (s + 1) * C);
+    for (let c = 0; c < C; c++) {
+      if (now[c] !== state.y[c * n + i]) {
+        updateRow(state, i, now);
+        break;
+      }
+    }
+  });
+  enc.ridge = state;
   enc.rowOf.fill(-1);
   rows.forEach((s, i) => (enc.rowOf[s] = i));
-  enc.pending = 0;
+  let pending = 0;
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0) pending++;
+  enc.pending = pending;
   enc.trialsSinceRefit = 0;
   enc.version++;
   enc.refits++;
   return enc;
 }
 
+/** Exact refit on every stimulus with at least one trial, here and now. */
+export function refit(enc: EncodingState, stats: NeuronStatsState, cfg: EncodingConfig): EncodingState {
+  const job = refitJob(enc, stats, cfg);
+  return job ? installRefit(enc, stats, fitJob(job)) : enc;
+}
+
+/** Counts a completed trial of stimulus `s` (its means in `stats` already updated): a refresh of its row, or a pending stimulus. */
+export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: number): EncodingState {
+  enc.trialsSinceRefit++;
+  const row = enc.rowOf[s];
+  if (enc.ridge && row >= 0) {
+    updateRow(enc.ridge, row, stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
+    enc.version++;
+  } else if (stats.nStim[s] === 1) enc.pending++;
+  return enc;
+}
+
+/** Whether an exact refit is due: stimuli outside the model, and no model yet, or enough trials since the last, or the session's end. */
+export const refitDue = (enc: EncodingState, cfg: EncodingConfig, final: boolean): boolean =>
+  enc.pending > 0 && (final || !enc.ridge || enc.trialsSinceRefit >= cfg.refitEveryTrials);
+
 /**
  * After a completed trial of stimulus `s` (its means in `stats` already updated): refresh the models, or
  * count the stimulus as pending and refit when due. `final` (session end) refits whatever is pending.
  */
 export function stepEncoding(enc: EncodingState, stats: NeuronStatsState, s: number | undefined, cfg: EncodingConfig, final = false): EncodingState {
-  if (s !== undefined) {
-    enc.trialsSinceRefit++;
-    const row = enc.rowOf[s];
-    if (enc.ridge && row >= 0) {
-      updateRow(enc.ridge, row, stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
-      enc.version++;
-    } else if (stats.nStim[s] === 1) enc.pending++;
-  }
-  const due = enc.pending > 0 && (final || !enc.ridge || enc.trialsSinceRefit >= cfg.refitEveryTrials);
-  return due ? refit(enc, stats, cfg) : enc;
+  if (s !== undefined) observeTrial(enc, stats, s);
+  return refitDue(enc, cfg, final) ? refit(enc, stats, cfg) : enc;
 }

@@ -1,5 +1,7 @@
-import { connect, endWith, filter, ignoreElements, map, merge, scan, take, takeUntil, type Observable, type OperatorFunction } from 'rxjs';
-import { createEncoding, refit, stepEncoding, type EncodingConfig, type EncodingState, type FeatureSet } from '../compute/encoding.ts';
+import { Subject, connect, endWith, filter, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
+import { createEncoding, fitJob, installRefit, observeTrial, refitDue, refitJob, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
+import type { RidgeState } from '../compute/ridge.ts';
+import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { StatsUpdate } from './neuron-statistics.ts';
 
 export interface ModelUpdate {
@@ -12,53 +14,114 @@ export interface EncodingModelsOptions {
   /** The session's stimulus features when ready (null: they could not be computed). */
   features$: Observable<FeatureSet | null>;
   config: EncodingConfig;
+  /**
+   * Exact refits of at least `fromStimuli` stimuli run through `fit$` (a worker thread) while the
+   * refreshes go on; smaller ones run inline (milliseconds). Without it every refit runs inline.
+   */
+  offload?: { fit$: (job: RefitJob) => Observable<RidgeState>; fromStimuli: number };
 }
 
-type Input = { kind: 'stats'; u: StatsUpdate } | { kind: 'features'; f: FeatureSet };
+type Input =
+  | { kind: 'stats'; u: StatsUpdate }
+  | { kind: 'features'; f: FeatureSet }
+  | { kind: 'fitted'; enc: EncodingState; state: RidgeState };
+
 interface Acc {
   out: ModelUpdate | null;
   features: FeatureSet | null;
+  /** A refit of `out.encoding` is running in the worker. */
+  inFlight: boolean;
+  /** The session has ended: whatever is pending is refitted. */
+  ended: boolean;
 }
 
 /**
  * Per-channel encoding models that learn live (compute/encoding.ts): refreshed after every completed
  * trial, refitted exactly when new stimuli appeared and at the session's end. Until the features arrive
  * the statistics pass through with `encoding: null`; on arrival the models are fitted on all data so far
- * and an update is emitted even when no trial follows (an ended session).
+ * and an update is emitted even when no trial follows (an ended session). Large refits run off the event
+ * loop (`offload`): the models in use keep being refreshed meanwhile, the fitted state catches up with
+ * the trials that arrived during the fit when it is installed, and its installation is an update of its
+ * own. The stream completes after the last refit.
  */
 export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<StatsUpdate, ModelUpdate> {
+  const cfg = opts.config;
   return (updates$) =>
     updates$.pipe(
-      connect((shared) =>
-        merge(
-          shared.pipe(map((u): Input => ({ kind: 'stats', u }))),
+      connect((shared) => {
+        const jobs = new Subject<{ enc: EncodingState; job: RefitJob }>();
+        // the fits complete when the statistics have ended and no fit is running (a returning fit may post the next)
+        let sourceDone = false;
+        let running = 0;
+        const completeWhenIdle = () => sourceDone && running === 0 && jobs.complete();
+        const fitted$ = jobs.pipe(mergeMap(({ enc, job }) => opts.offload!.fit$(job).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
+        /** Refits when due: inline, or by posting a job (one at a time; the next is checked when it returns). */
+        const refitIfDue = (acc: Acc, enc: EncodingState, stats: NeuronStatsState): boolean => {
+          if (acc.inFlight || !refitDue(enc, cfg, acc.ended)) return acc.inFlight;
+          const job = refitJob(enc, stats, cfg);
+          if (!job) return false;
+          if (opts.offload && job.rows.length >= opts.offload.fromStimuli) {
+            running++;
+            jobs.next({ enc, job });
+            return true;
+          }
+          installRefit(enc, stats, fitJob(job));
+          return false;
+        };
+        const fresh = (f: FeatureSet, stats: NeuronStatsState) => {
+          const enc = createEncoding(f, stats.stimuli.length);
+          for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) enc.pending++;
+          return enc;
+        };
+        return merge(
+          shared.pipe(
+            map((u): Input => ({ kind: 'stats', u })),
+            tap({ complete: () => ((sourceDone = true), completeWhenIdle()) }),
+          ),
           opts.features$.pipe(
             filter((f): f is FeatureSet => f !== null),
             take(1),
             map((f): Input => ({ kind: 'features', f })),
             takeUntil(shared.pipe(ignoreElements(), endWith(0))),
           ),
-        ),
-      ),
-      scan<Input, Acc>(
-        (acc, ev) => {
-          if (ev.kind === 'features') {
-            const last = acc.out?.stats;
-            if (!last) return { out: null, features: ev.f };
-            const enc = refit(createEncoding(ev.f, last.state.stimuli.length), last.state, opts.config);
-            return { out: { stats: last, encoding: enc }, features: ev.f };
-          }
-          const u = ev.u;
-          let enc = u.cause === 'start' ? null : (acc.out?.encoding ?? null);
-          if (!enc && acc.features) enc = refit(createEncoding(acc.features, u.state.stimuli.length), u.state, opts.config);
-          else if (enc) {
-            const s = u.cause === 'trial' && u.stimulusId !== undefined ? u.state.stimIndex.get(u.stimulusId) : undefined;
-            enc = stepEncoding(enc, u.state, s, opts.config, u.cause === 'end');
-          }
-          return { out: { stats: u, encoding: enc }, features: acc.features };
-        },
-        { out: null, features: null },
-      ),
+          fitted$,
+        ).pipe(
+          scan<Input, Acc>(
+            (acc, ev) => {
+              if (ev.kind === 'features') {
+                const last = acc.out?.stats;
+                if (!last) return { ...acc, out: null, features: ev.f };
+                const enc = fresh(ev.f, last.state);
+                const inFlight = refitIfDue({ ...acc, inFlight: false }, enc, last.state);
+                return { ...acc, out: { stats: last, encoding: enc }, features: ev.f, inFlight };
+              }
+              if (ev.kind === 'fitted') {
+                running--;
+                const last = acc.out;
+                // a restarted session has a new encoding: a fit for the old one is dropped
+                if (!last || last.encoding !== ev.enc) return completeWhenIdle(), acc;
+                installRefit(ev.enc, last.stats.state, ev.state);
+                const inFlight = refitIfDue({ ...acc, inFlight: false }, ev.enc, last.stats.state);
+                completeWhenIdle();
+                return { ...acc, out: { stats: last.stats, encoding: ev.enc }, inFlight };
+              }
+              const u = ev.u;
+              const restart = u.cause === 'start';
+              // after a restart a fit still running for the old models is dropped on arrival (above)
+              const next: Acc = { ...acc, ended: restart ? false : acc.ended || u.cause === 'end', inFlight: restart ? false : acc.inFlight };
+              let enc = restart ? null : (acc.out?.encoding ?? null);
+              if (!enc && acc.features) enc = fresh(acc.features, u.state);
+              else if (enc && u.cause === 'trial' && u.stimulusId !== undefined) {
+                const s = u.state.stimIndex.get(u.stimulusId);
+                if (s !== undefined) observeTrial(enc, u.state, s);
+              }
+              if (enc) next.inFlight = refitIfDue(next, enc, u.state);
+              return { ...next, out: { stats: u, encoding: enc } };
+            },
+            { out: null, features: null, inFlight: false, ended: false },
+          ),
+        );
+      }),
       map((acc) => acc.out),
       filter((o): o is ModelUpdate => o !== null),
     );

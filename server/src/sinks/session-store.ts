@@ -9,7 +9,7 @@ import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encod
 import type { DriverRule } from '../compute/drivers.ts';
 import { modelReport } from '../compute/model-report.ts';
 import { neuronModel } from '../compute/ridge.ts';
-import { encodingModels, type ModelUpdate } from '../pipeline/encoding-models.ts';
+import { encodingModels, type EncodingModelsOptions, type ModelUpdate } from '../pipeline/encoding-models.ts';
 import { buildSnapshot } from '../compute/session-snapshot.ts';
 import { sessionPipeline } from '../pipeline/session-pipeline.ts';
 import type { StatsUpdate } from '../pipeline/neuron-statistics.ts';
@@ -47,7 +47,7 @@ export interface SessionStoreOptions {
   psthBinMs: number;
   scheduler?: SchedulerLike;
   /** Encoding models: the features of a stimulus set, and how models and drivers are fitted. */
-  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: DriverRule };
+  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: DriverRule; offload?: EncodingModelsOptions['offload'] };
 }
 
 let replayCounter = 0;
@@ -158,7 +158,7 @@ export class SessionStore {
     const m = this.opts.models;
     return (frames$) => {
       const stats$ = frames$.pipe(sessionPipeline(this.opts));
-      return m ? stats$.pipe(encodingModels({ features$: m.featuresFor(stimulusSetId), config: m.encoding })) : stats$.pipe(map((stats) => ({ stats, encoding: null })));
+      return m ? stats$.pipe(encodingModels({ features$: m.featuresFor(stimulusSetId), config: m.encoding, ...(m.offload ? { offload: m.offload } : {}) })) : stats$.pipe(map((stats) => ({ stats, encoding: null })));
     };
   }
 

@@ -1,0 +1,61 @@
+/**
+ * Main-thread side of the refit worker: one lazily started thread, jobs in order, each an Observable of
+ * the fitted state. When the thread fails the job is fitted here instead (slow, but nothing is lost) and
+ * the failure is reported through `onError`.
+ */
+import { Worker } from 'node:worker_threads';
+import { Observable } from 'rxjs';
+import { fitJob, type RefitJob } from '../compute/encoding.ts';
+import type { RidgeState } from '../compute/ridge.ts';
+
+export class RidgeWorker {
+  private worker: Worker | null = null;
+  private readonly pending = new Map<number, (msg: { state?: RidgeState; error?: string }) => void>();
+  private nextId = 1;
+
+  constructor(private readonly onError: (message: string) => void = () => {}) {}
+
+  private start(): Worker {
+    if (!this.worker) {
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './ridge-worker.ts' } });
+      w.on('message', (msg: { id: number; state?: RidgeState; error?: string }) => this.pending.get(msg.id)?.(msg));
+      w.on('error', (e) => {
+        this.worker = null;
+        for (const h of [...this.pending.values()]) h({ error: `refit worker failed: ${e.message}` });
+      });
+      this.worker = w;
+    }
+    return this.worker;
+  }
+
+  /** The fitted state of `job`; the job's arrays are copied to the thread, the result comes back without a copy. */
+  fit$(job: RefitJob): Observable<RidgeState> {
+    return new Observable<RidgeState>((sub) => {
+      const id = this.nextId++;
+      this.pending.set(id, (msg) => {
+        this.pending.delete(id);
+        if (!this.pending.size) this.worker?.unref();
+        if (msg.state) {
+          sub.next(msg.state);
+          sub.complete();
+          return;
+        }
+        this.onError(`${msg.error}; refitting on the main thread`);
+        sub.next(fitJob(job));
+        sub.complete();
+      });
+      const w = this.start();
+      w.ref();
+      w.postMessage({ id, job });
+      return () => {
+        this.pending.delete(id);
+        if (!this.pending.size) this.worker?.unref();
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.terminate();
+    this.worker = null;
+  }
+}
