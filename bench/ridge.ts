@@ -151,7 +151,7 @@ async function refitStall(features: Float64Array): Promise<Record<string, number
   };
   const inline = await once(undefined);
   const worker = new RidgeWorker();
-  const off = await once({ fit$: (job) => worker.fit$(job), fromStimuli: 150 });
+  const off = await once({ fit$: (job, latest) => worker.fit$(job, latest), fromStimuli: 150 });
   await worker.close();
   const ratio = inline.stallMs / off.stallMs;
   console.log(`  refit of ${S} stimuli at ${N} neurons with a rig sending 4 trials/s: longest event-loop stall inline ${(inline.stallMs / 1000).toFixed(1)} s (${inline.during} trials handled during the fit) vs refit worker ${off.stallMs.toFixed(0)} ms (${off.during} trials during the ${off.fitS.toFixed(1)} s fit, caught up on install) -> ${ratio.toFixed(0)}x shorter`);

@@ -129,7 +129,7 @@ test('refits in the worker thread equal inline refits, including the trials that
   let last: EncodingState | null = null;
   const done = new Promise<void>((resolve, reject) =>
     updates
-      .pipe(encodingModels({ features$: of(featureSet), config: cfg, offload: { fit$: (job) => worker.fit$(job), fromStimuli: cfg.minStimuli } }))
+      .pipe(encodingModels({ features$: of(featureSet), config: cfg, offload: { fit$: (job, latest) => worker.fit$(job, latest), fromStimuli: cfg.minStimuli } }))
       .subscribe({ next: (m) => (seen.push({ cause: m.stats.cause, refits: m.encoding!.refits, version: m.encoding!.version }), (last = m.encoding)), error: reject, complete: resolve }),
   );
   updates.next({ state: stats, cause: 'start' });

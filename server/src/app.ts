@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps): App {
   const store = new SessionStore({
     psthBinMs: config.pipeline.psthBinMs,
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { minRepeats: driverMinRepeats, z: driverZ }, offload: { fit$: (job) => ridgeWorker!.fit$(job), fromStimuli: refitInWorkerFromStimuli } } } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { minRepeats: driverMinRepeats, z: driverZ }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli } } } : {}),
   });
 
   const app = express();

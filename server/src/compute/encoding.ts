@@ -61,15 +61,11 @@ export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: Encod
   for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) rows.push(s);
   if (rows.length < cfg.minStimuli) return null;
   const { features, dim } = enc.featureSet;
-  const n = rows.length;
-  const C = stats.C;
-  const x = new Float64Array(n * dim);
-  const y = new Float64Array(C * n);
+  const x = new Float64Array(rows.length * dim);
   rows.forEach((s, i) => {
     for (let d = 0; d < dim; d++) x[i * dim + d] = features[s * dim + d];
-    for (let c = 0; c < C; c++) y[c * n + i] = stats.mean[s * C + c];
   });
-  return { rows, features: x, D: dim, alphas: cfg.alphas, N: C, y };
+  return { rows, features: x, D: dim, alphas: cfg.alphas, N: stats.C, y: currentY(stats, rows) };
 }
 
 /** The work of a refit job: O(n^2 D + alphas x n^3 + alphas x N x n^2). Pure; runs anywhere. */
@@ -79,22 +75,44 @@ export function fitJob(job: RefitJob): RidgeState {
   return createRidgeState(basis, job.N, job.y);
 }
 
+/** The current mean responses of basis rows `rows`, N x n as in RidgeState.y. */
+export function currentY(stats: NeuronStatsState, rows: number[]): Float64Array {
+  const C = stats.C;
+  const n = rows.length;
+  const y = new Float64Array(C * n);
+  rows.forEach((s, i) => {
+    for (let c = 0; c < C; c++) y[c * n + i] = stats.mean[s * C + c];
+  });
+  return y;
+}
+
+/** Refreshes the rows of a fitted state whose responses have changed since its job (yNow: N x n). Returns how many. */
+export function catchUp(state: RidgeState, yNow: Float64Array): number {
+  const { n } = state.basis;
+  const N = state.N;
+  const col = new Float64Array(N);
+  let changed = 0;
+  for (let i = 0; i < n; i++) {
+    let differs = false;
+    for (let c = 0; c < N; c++) {
+      col[c] = yNow[c * n + i];
+      if (col[c] !== state.y[c * n + i]) differs = true;
+    }
+    if (differs) {
+      updateRow(state, i, col);
+      changed++;
+    }
+  }
+  return changed;
+}
+
 /**
  * Installs a fitted state. Trials that arrived while the job ran (a worker refit) are applied as
  * refreshes of their rows, so nothing is lost; stimuli that appeared meanwhile stay pending.
  */
 export function installRefit(enc: EncodingState, stats: NeuronStatsState, state: RidgeState): EncodingState {
-  const { rows, n } = state.basis;
-  const C = stats.C;
-  rows.forEach((s, i) => {
-    const now = stats.mean.subarray(s * C, (s + 1) * C);
-    for (let c = 0; c < C; c++) {
-      if (now[c] !== state.y[c * n + i]) {
-        updateRow(state, i, now);
-        break;
-      }
-    }
-  });
+  const { rows } = state.basis;
+  catchUp(state, currentY(stats, rows));
   enc.ridge = state;
   enc.rowOf.fill(-1);
   rows.forEach((s, i) => (enc.rowOf[s] = i));

@@ -1,5 +1,5 @@
 import { Subject, connect, endWith, filter, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
-import { createEncoding, fitJob, installRefit, observeTrial, refitDue, refitJob, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
+import { createEncoding, currentY, fitJob, installRefit, observeTrial, refitDue, refitJob, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { StatsUpdate } from './neuron-statistics.ts';
@@ -16,9 +16,10 @@ export interface EncodingModelsOptions {
   config: EncodingConfig;
   /**
    * Exact refits of at least `fromStimuli` stimuli run through `fit$` (a worker thread) while the
-   * refreshes go on; smaller ones run inline (milliseconds). Without it every refit runs inline.
+   * refreshes go on; smaller ones run inline (milliseconds). Without it every refit runs inline. `latest`
+   * gives the job's responses as they are now, for catching up in the worker.
    */
-  offload?: { fit$: (job: RefitJob) => Observable<RidgeState>; fromStimuli: number };
+  offload?: { fit$: (job: RefitJob, latest: () => Float64Array) => Observable<RidgeState>; fromStimuli: number };
 }
 
 type Input =
@@ -49,12 +50,12 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
   return (updates$) =>
     updates$.pipe(
       connect((shared) => {
-        const jobs = new Subject<{ enc: EncodingState; job: RefitJob }>();
+        const jobs = new Subject<{ enc: EncodingState; job: RefitJob; stats: NeuronStatsState }>();
         // the fits complete when the statistics have ended and no fit is running (a returning fit may post the next)
         let sourceDone = false;
         let running = 0;
         const completeWhenIdle = () => sourceDone && running === 0 && jobs.complete();
-        const fitted$ = jobs.pipe(mergeMap(({ enc, job }) => opts.offload!.fit$(job).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
+        const fitted$ = jobs.pipe(mergeMap(({ enc, job, stats }) => opts.offload!.fit$(job, () => currentY(stats, job.rows)).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
         /** Refits when due: inline, or by posting a job (one at a time; the next is checked when it returns). */
         const refitIfDue = (acc: Acc, enc: EncodingState, stats: NeuronStatsState): boolean => {
           if (acc.inFlight || !refitDue(enc, cfg, acc.ended)) return acc.inFlight;
@@ -62,7 +63,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
           if (!job) return false;
           if (opts.offload && job.rows.length >= opts.offload.fromStimuli) {
             running++;
-            jobs.next({ enc, job });
+            jobs.next({ enc, job, stats });
             return true;
           }
           installRefit(enc, stats, fitJob(job));

@@ -10,7 +10,7 @@ import type { RidgeState } from '../compute/ridge.ts';
 
 export class RidgeWorker {
   private worker: Worker | null = null;
-  private readonly pending = new Map<number, (msg: { state?: RidgeState; error?: string }) => void>();
+  private readonly pending = new Map<number, (msg: { type: 'need-y' | 'fitted' | 'error'; state?: RidgeState; message?: string }) => void>();
   private nextId = 1;
 
   constructor(private readonly onError: (message: string) => void = () => {}) {}
@@ -18,21 +18,29 @@ export class RidgeWorker {
   private start(): Worker {
     if (!this.worker) {
       const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './ridge-worker.ts' } });
-      w.on('message', (msg: { id: number; state?: RidgeState; error?: string }) => this.pending.get(msg.id)?.(msg));
+      w.on('message', (msg: { id: number; type: 'need-y' | 'fitted' | 'error'; state?: RidgeState; message?: string }) => this.pending.get(msg.id)?.(msg));
       w.on('error', (e) => {
         this.worker = null;
-        for (const h of [...this.pending.values()]) h({ error: `refit worker failed: ${e.message}` });
+        for (const h of [...this.pending.values()]) h({ type: 'error', message: `refit worker failed: ${e.message}` });
       });
       this.worker = w;
     }
     return this.worker;
   }
 
-  /** The fitted state of `job`; the job's arrays are copied to the thread, the result comes back without a copy. */
-  fit$(job: RefitJob): Observable<RidgeState> {
+  /**
+   * The fitted state of `job`, caught up in the thread with the responses `latest()` returns when the fit
+   * is done (N x n, the job's rows); the job's arrays are copied to the thread, the result comes back
+   * without a copy.
+   */
+  fit$(job: RefitJob, latest: () => Float64Array = () => job.y): Observable<RidgeState> {
     return new Observable<RidgeState>((sub) => {
       const id = this.nextId++;
       this.pending.set(id, (msg) => {
+        if (msg.type === 'need-y') {
+          this.worker?.postMessage({ id, y: latest() });
+          return;
+        }
         this.pending.delete(id);
         if (!this.pending.size) this.worker?.unref();
         if (msg.state) {
@@ -40,7 +48,7 @@ export class RidgeWorker {
           sub.complete();
           return;
         }
-        this.onError(`${msg.error}; refitting on the main thread`);
+        this.onError(`${msg.message}; refitting on the main thread`);
         sub.next(fitJob(job));
         sub.complete();
       });
