@@ -9,7 +9,8 @@ import { findDrivers, referenceImage, weightedCosine } from '../server/src/compu
 import { neuronModel, predict } from '../server/src/compute/ridge.ts';
 import { encodingModels } from '../server/src/pipeline/encoding-models.ts';
 import type { StatsUpdate } from '../server/src/pipeline/neuron-statistics.ts';
-import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { createFeatureNeurons, mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { pearson } from '../server/src/compute/neuron-stats.ts';
 import { computeStart } from './helpers.ts';
 
 const C = 3;
@@ -159,4 +160,25 @@ test('refits in the worker thread equal inline refits, including the trials that
       assert.ok(Math.abs(predict(a, x) - predict(b, x)) <= 1e-6 * (1 + Math.abs(predict(b, x))), `channel ${c} stimulus ${s}`);
     }
   }
+});
+
+test('simulated mixed-tuning neurons: rates stay a monotone function of w . x, less of the drive follows the category', () => {
+  const catDir = (n: { weights: Float32Array; trueRateHz: Float64Array }, cat: string) => {
+    // correlation of the true rates with the preferred category's indicator
+    const ind = stimuli.map((s) => (s.category === cat ? 1 : 0));
+    return pearson(Array.from(n.trueRateHz), ind) ?? 0;
+  };
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const summary = (spread: number) => {
+    const ns = createFeatureNeurons(12, stimuli, featureSet.features, D, 9, { spread });
+    for (const n of ns) {
+      const drive = Array.from({ length: S }, (_, s) => n.weights.reduce((a, w, d) => a + w * featureSet.features[s * D + d], 0));
+      const order = (xs: ArrayLike<number>) => Array.from({ length: xs.length }, (_, i) => i).sort((a, b) => xs[a] - xs[b] || a - b);
+      assert.deepEqual(order(n.trueRateHz), order(drive), 'rates are a monotone function of the drive');
+    }
+    return mean(ns.map((n) => catDir(n, n.preferredCategory)));
+  };
+  const category = summary(0);
+  const mixed = summary(0.9);
+  assert.ok(category > 0.3 && mixed < category - 0.2, `correlation of the rates with the preferred category: ${category.toFixed(2)} (spread 0) vs ${mixed.toFixed(2)} (spread 0.9)`);
 });

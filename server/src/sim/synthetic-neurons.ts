@@ -3,6 +3,7 @@
  * rate per stimulus (category tuning times a stimulus-specific factor, a few planted out-of-category
  * drivers above the preferred-category mean) and emits Poisson spike counts.
  */
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import type { Stimulus } from '@sharedlens/shared';
 
 /** Seeded uniform [0, 1) generator (mulberry32; a few lines, so written here rather than a dependency). */
@@ -73,13 +74,31 @@ export interface FeatureNeuron extends SyntheticNeuron {
   trueRateHz: Float64Array;
 }
 
+export interface FeatureNeuronOptions {
+  /** The category most neurons prefer (default 'body': a body patch). */
+  bodyCategory?: string;
+  /**
+   * 0 (default): the readout is dominated by the preferred category's direction, so few stimuli pin it
+   * down. Towards 1: that much of the drive's variance is spread evenly over the top 32 principal
+   * directions of the stimulus features instead, with random signs: a neuron with mixed tuning whose model
+   * needs many informative stimuli.
+   */
+  spread?: number;
+  /** Multiplies the peak and baseline rates (lower: fewer spikes, noisier means). Default 1. */
+  rateScale?: number;
+}
+
 /**
  * Neurons that respond through known readout weights on CNN features (the ground truth for the encoding
  * models, drivers and maps): w = category direction (mean features of the preferred category minus the
  * mean of all) + a sparse random part + for planted drivers the direction of one out-of-category
- * stimulus. The evoked rate is a softplus of the standardised drive, scaled to a peak rate.
+ * stimulus (+ a mixed-tuning part, `spread`). The evoked rate is a softplus of the standardised drive,
+ * scaled to a peak rate.
  */
-export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: Float32Array, dim: number, seed: number, bodyCategory = 'body'): FeatureNeuron[] {
+export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: Float32Array, dim: number, seed: number, opts: FeatureNeuronOptions = {}): FeatureNeuron[] {
+  const bodyCategory = opts.bodyCategory ?? 'body';
+  const spread = opts.spread ?? 0;
+  const rateScale = opts.rateScale ?? 1;
   const rand = mulberry32(seed);
   const S = stimuli.length;
   const cats = [...new Set(stimuli.map((s) => s.category))].sort();
@@ -93,15 +112,36 @@ export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: F
     return m;
   };
   const dirs = new Map(cats.map((c) => [c, catMean(c).map((v, d) => v - mean[d])]));
+  const pcs = spread > 0 ? principalReadouts(features, dim, S, mean, 32) : [];
+  const driveSd = (w: ArrayLike<number>) => {
+    const x = Float64Array.from({ length: S }, (_, s) => {
+      let v = 0;
+      for (let d = 0; d < dim; d++) v += w[d] * (features[s * dim + d] - mean[d]);
+      return v;
+    });
+    const m = x.reduce((a, b) => a + b, 0) / S;
+    return Math.sqrt(x.reduce((a, b) => a + (b - m) ** 2, 0) / S) || 1;
+  };
   return Array.from({ length: n }, () => {
     const pref = cats.includes(bodyCategory) && rand() < 0.6 ? bodyCategory : others[Math.floor(rand() * others.length)] ?? cats[0];
-    const w = new Float32Array(dim);
+    let w = new Float32Array(dim);
     const dir = dirs.get(pref)!;
     for (let d = 0; d < dim; d++) w[d] = dir[d];
     for (let k = 0; k < 40; k++) w[Math.floor(rand() * dim)] += (rand() - 0.5) * 0.5;
     const outside = stimuli.map((s, i) => (s.category !== pref ? i : -1)).filter((i) => i >= 0);
     const planted = rand() < 0.7 ? [outside[Math.floor(rand() * outside.length)]] : [];
     for (const o of planted) for (let d = 0; d < dim; d++) w[d] += 1.2 * (features[o * dim + d] - mean[d]);
+    if (spread > 0) {
+      // both parts' drives standardised, mixed so that `spread` of the variance is the mixed part
+      const mixed = new Float64Array(dim);
+      for (const pc of pcs) {
+        const g = rand() < 0.5 ? -1 : 1;
+        for (let d = 0; d < dim; d++) mixed[d] += g * pc[d];
+      }
+      const a = Math.sqrt(1 - spread) / driveSd(w);
+      const b = Math.sqrt(spread) / driveSd(mixed);
+      w = Float32Array.from(w, (v, d) => a * v + b * mixed[d]);
+    }
     const drive = Float64Array.from({ length: S }, (_, s) => {
       let x = 0;
       for (let d = 0; d < dim; d++) x += w[d] * features[s * dim + d];
@@ -109,7 +149,7 @@ export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: F
     });
     const mu = drive.reduce((a, b) => a + b, 0) / S;
     const sd = Math.sqrt(drive.reduce((a, b) => a + (b - mu) ** 2, 0) / S) || 1;
-    const peak = 30 + 40 * rand();
+    const peak = rateScale * (30 + 40 * rand());
     const soft = Float64Array.from(drive, (x) => Math.log1p(Math.exp(1.5 * ((x - mu) / sd) - 0.5)));
     const top = Math.max(...soft);
     const trueRateHz = Float64Array.from(soft, (x) => (peak * x) / top);
@@ -118,6 +158,34 @@ export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: F
     const truePref = cats.reduce((best, c) => (catRate(c) > catRate(best) ? c : best), cats[0]);
     const prefMean = catRate(truePref);
     const drivers = stimuli.map((s, i) => (s.category !== truePref && trueRateHz[i] > prefMean ? i : -1)).filter((i) => i >= 0);
-    return { preferredCategory: truePref, baselineHz: 5 + 10 * rand(), evokedHz: trueRateHz, drivers, weights: w, trueRateHz };
+    return { preferredCategory: truePref, baselineHz: rateScale * (5 + 10 * rand()), evokedHz: trueRateHz, drivers, weights: w, trueRateHz };
+  });
+}
+
+/**
+ * Readout vectors along the top `k` principal directions of the stimulus features, each scaled so that
+ * its drive over the stimuli is the unit-norm principal component (equal variance per direction):
+ * X_c^T u_j / lambda_j.
+ */
+function principalReadouts(features: Float32Array, dim: number, S: number, mean: Float64Array, k: number): Float64Array[] {
+  const gram = new Matrix(S, S);
+  for (let i = 0; i < S; i++) {
+    for (let j = 0; j <= i; j++) {
+      let v = 0;
+      for (let d = 0; d < dim; d++) v += (features[i * dim + d] - mean[d]) * (features[j * dim + d] - mean[d]);
+      gram.set(i, j, v);
+      gram.set(j, i, v);
+    }
+  }
+  const eig = new EigenvalueDecomposition(gram, { assumeSymmetric: true });
+  const lambda = eig.realEigenvalues;
+  const order = Array.from(lambda.keys()).sort((a, b) => lambda[b] - lambda[a]).slice(0, Math.min(k, S - 1));
+  return order.map((j) => {
+    const w = new Float64Array(dim);
+    for (let s = 0; s < S; s++) {
+      const u = eig.eigenvectorMatrix.get(s, j) / lambda[j];
+      for (let d = 0; d < dim; d++) w[d] += u * (features[s * dim + d] - mean[d]);
+    }
+    return w;
   });
 }
