@@ -122,3 +122,26 @@ test('the wasm gradient of the whole MobileNetV2 (with our kernels) equals the c
   });
   assert.ok(den > 0 && Math.sqrt(num / den) < 1e-3, `relative difference ${Math.sqrt(num / den)}`);
 });
+
+test('wasm: kept filter copies never serve another network (same shapes, new weights, freed and reallocated tensors)', async () => {
+  const r = mulberry32(11);
+  const x = Float32Array.from({ length: 16 * 16 * 3 }, () => r());
+  const v = Float32Array.from({ length: 16 }, () => r() - 0.5);
+  const gradOn = async (backend: 'wasm' | 'cpu', seed: number) => {
+    await initBackend(backend);
+    const phi = smallNet(seed);
+    const xs = tf.tensor4d(x, [1, 16, 16, 3]);
+    const vs = tf.tensor1d(v);
+    const g = inputGradientOnly(() => tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(phi(inp as tf.Tensor4D), vs)))(xs)).dataSync();
+    return Float32Array.from(g);
+  };
+  // networks 3, 4, 3 again (new tensors with network 3's values), each twice on wasm: every run equals the cpu reference
+  for (const seed of [3, 4, 3]) {
+    const ref = await gradOn('cpu', seed);
+    for (let run = 0; run < 2; run++) {
+      const g = await gradOn('wasm', seed);
+      const err = Math.max(...g.map((gi, i) => Math.abs(gi - ref[i])));
+      assert.ok(err < 1e-4 * Math.max(...ref.map(Math.abs)), `network ${seed}, run ${run}: max abs diff ${err}`);
+    }
+  }
+});

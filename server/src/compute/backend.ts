@@ -93,6 +93,42 @@ interface WasmLike {
 }
 
 /**
+ * Transposed and flipped copies of filters, kept between gradients. With the zero-copy Identity below, a
+ * model's weights reach the gradient kernels as the same tensors on every run, so their dataIds are stable
+ * keys (with the copying wasm Identity every run brought new dataIds, and a cache on them leaked about
+ * 50 MB of wasm heap per gradient). A dataId object is never reused, so a key cannot match other values.
+ * Bounded: past `maxEntries` the oldest copies are freed (after the call that made room).
+ */
+class DerivedFilterCache {
+  private readonly entries = new Map<string, Map<object, Info>>();
+  private readonly order: { kind: string; key: object }[] = [];
+  constructor(private readonly maxEntries: number) {}
+
+  get(backend: KernelBackend, filter: Info, kind: string, shape: number[], make: () => Float32Array): { info: Info; release: () => void } {
+    const byKey = this.entries.get(kind) ?? new Map<object, Info>();
+    this.entries.set(kind, byKey);
+    const hit = byKey.get(filter.dataId);
+    if (hit) return { info: hit, release: () => {} };
+    const info = writeTensor(backend, shape, make()) as Info;
+    byKey.set(filter.dataId, info);
+    this.order.push({ kind, key: filter.dataId });
+    const evicted: Info[] = [];
+    while (this.order.length > this.maxEntries) {
+      const old = this.order.shift()!;
+      const e = this.entries.get(old.kind)!.get(old.key);
+      this.entries.get(old.kind)!.delete(old.key);
+      if (e) evicted.push(e);
+    }
+    return { info, release: () => evicted.forEach((e) => (backend as unknown as WasmLike).disposeData(e.dataId)) };
+  }
+
+  size(): number {
+    return this.order.length;
+  }
+}
+export const derivedFilters = new DerivedFilterCache(256);
+
+/**
  * Input gradient of a 1x1, stride-1 convolution as a forward 1x1 convolution of dy with the transposed
  * filter, dx = dy W^T (XNNPACK's fast path). Measured on MobileNetV2 1.4: the generic wasm
  * Conv2DBackpropInput took 535 ms of a 1.1 s gradient in these layers, BatchMatMul still 487 ms.
@@ -102,18 +138,18 @@ function fastConv2DBackpropInput(generic: KernelFunc, conv2d: KernelFunc): Kerne
     const { dy, filter } = args.inputs as { dy: Info; filter: Info };
     const { strides, dilations, dataFormat } = args.attrs as { strides: number | number[]; dilations?: number | number[]; dataFormat?: string };
     if (filter.shape[0] !== 1 || filter.shape[1] !== 1 || !allOnes(strides) || !allOnes(dilations) || (dataFormat && dataFormat !== 'NHWC')) return generic(args);
-    // transposed per call and freed after: filter tensors under the gradient tape are not stable objects
-    // to cache on (caching by dataId leaked about 50 MB of wasm heap per gradient)
     const backend = args.backend as unknown as WasmLike;
     const [cin, cout] = [filter.shape[2], filter.shape[3]];
-    const vals = backend.readSync(filter.dataId);
-    const t = new Float32Array(vals.length);
-    for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) t[o * cin + i] = vals[i * cout + o];
-    const ft = writeTensor(args.backend as KernelBackend, [1, 1, cout, cin], t) as Info;
+    const ft = derivedFilters.get(args.backend as KernelBackend, filter, 'transposed', [1, 1, cout, cin], () => {
+      const vals = backend.readSync(filter.dataId);
+      const t = new Float32Array(vals.length);
+      for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) t[o * cin + i] = vals[i * cout + o];
+      return t;
+    });
     try {
-      return conv2d({ inputs: { x: dy, filter: ft }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
+      return conv2d({ inputs: { x: dy, filter: ft.info }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
     } finally {
-      backend.disposeData(ft.dataId);
+      ft.release();
     }
   };
 }
@@ -132,11 +168,11 @@ function fastDepthwiseBackpropInput(fallback: KernelFunc, depthwise: KernelFunc)
     if (!allOnes(dilations) || pad !== 'same' || kh % 2 === 0 || kw % 2 === 0 || mult !== 1) return fallback(args);
     const backend = args.backend as unknown as WasmLike;
     if (stride[0] !== 1 || stride[1] !== 1) return stridedDepthwiseBackpropInput(args, depthwise, stride as [number, number]);
-    const f = writeTensor(args.backend as KernelBackend, filter.shape, flipSpatial(backend.readSync(filter.dataId), filter.shape)) as Info;
+    const f = derivedFilters.get(args.backend as KernelBackend, filter, 'flipped', filter.shape, () => flipSpatial(backend.readSync(filter.dataId), filter.shape));
     try {
-      return depthwise({ inputs: { x: dy, filter: f }, backend: args.backend, attrs: { strides: [1, 1], pad: 'same', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
+      return depthwise({ inputs: { x: dy, filter: f.info }, backend: args.backend, attrs: { strides: [1, 1], pad: 'same', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
     } finally {
-      backend.disposeData(f.dataId);
+      f.release();
     }
   };
 }
@@ -168,14 +204,13 @@ function stridedDepthwiseBackpropInput(args: Parameters<KernelFunc>[0], depthwis
         const from = ((n * hout + o) * wout + p) * c;
         dil.set(src.subarray(from, from + c), to);
       }
-  const flippedVals = flipSpatial(backend.readSync(filter.dataId), filter.shape);
+  const f = derivedFilters.get(args.backend as KernelBackend, filter, 'flipped', filter.shape, () => flipSpatial(backend.readSync(filter.dataId), filter.shape));
   const x = writeTensor(args.backend as KernelBackend, [b, H, W, c], dil) as Info;
-  const f = writeTensor(args.backend as KernelBackend, filter.shape, flippedVals) as Info;
   try {
-    return depthwise({ inputs: { x, filter: f }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap }) as TensorInfo;
+    return depthwise({ inputs: { x, filter: f.info }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap }) as TensorInfo;
   } finally {
     backend.disposeData(x.dataId);
-    backend.disposeData(f.dataId);
+    f.release();
   }
 }
 
@@ -213,6 +248,14 @@ function patchKernels(): void {
   const wasmKernel = (name: string): KernelFunc => (args) => tf.getKernel(name, 'wasm')!.kernelFunc(args);
   wrap('DepthwiseConv2dNativeBackpropInput', (fallback) => fastDepthwiseBackpropInput(fallback, wasmKernel('DepthwiseConv2dNative')));
   wrap('Conv2DBackpropInput', (generic) => fastConv2DBackpropInput(generic, wasmKernel('Conv2D')));
+  // Identity without a copy (a shared reference, as the wasm Reshape and the cpu Identity do): the graph
+  // model passes every weight through an Identity per run, and the wasm kernel copied them all
+  wrap('Identity', (copying) => (args) => {
+    const x = (args.inputs as { x: Info }).x;
+    if (x.dtype === 'string') return copying(args);
+    (args.backend as unknown as { incRef: (id: object) => void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
 }
 
 /** Selects and initialises the backend; returns the one in use. */

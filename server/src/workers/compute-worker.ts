@@ -56,11 +56,14 @@ parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
     if (req.type === 'explain-side') {
       const t0 = performance.now();
       const size = spec.inputSize;
-      const [o, r] = await Promise.all([loadImage(req.driverFile, size), loadImage(req.referenceFile, size)]);
-      const xO = tf.tensor4d(o, [1, size, size, 3]);
-      const xR = tf.tensor4d(r, [1, size, size, 3]);
+      // with the features of both images known, only this side's image is needed (decoding the other
+      // took a share of the 2 cores from the other side's worker)
+      const own = req.side === 'driver' ? req.driverFile : req.referenceFile;
+      const files = req.known ? [own] : [req.driverFile, req.referenceFile];
+      const xs = (await Promise.all(files.map((f) => loadImage(f, size)))).map((px) => tf.tensor4d(px, [1, size, size, 3]));
+      const [xO, xR] = req.known ? [xs[0], xs[0]] : xs;
       const side = sideMap((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options, req.side, req.known);
-      tf.dispose([xO, xR]);
+      tf.dispose(xs);
       parentPort!.postMessage({ id: req.id, type: 'side', ...side, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer]);
       return;
     }
