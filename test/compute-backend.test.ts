@@ -145,3 +145,29 @@ test('wasm: kept filter copies never serve another network (same shapes, new wei
     }
   }
 });
+
+test('wasm: convolution input gradients (1x1, 3x3, 5x2; strides 1, 2; same, valid) equal the cpu reference', async () => {
+  const r = mulberry32(21);
+  const configs: { k: [number, number]; cin: number; cout: number; stride: number; pad: 'same' | 'valid' }[] = [
+    { k: [1, 1], cin: 6, cout: 10, stride: 1, pad: 'same' },
+    { k: [1, 1], cin: 6, cout: 10, stride: 2, pad: 'valid' },
+    { k: [3, 3], cin: 3, cout: 8, stride: 2, pad: 'same' },
+    { k: [3, 3], cin: 4, cout: 5, stride: 1, pad: 'valid' },
+    { k: [5, 2], cin: 2, cout: 3, stride: 2, pad: 'same' },
+  ];
+  for (const cfg of configs) {
+    const xv = Float32Array.from({ length: 13 * 11 * cfg.cin }, () => r() - 0.5);
+    const fv = Float32Array.from({ length: cfg.k[0] * cfg.k[1] * cfg.cin * cfg.cout }, () => r() - 0.5);
+    const gradOn = async (backend: 'wasm' | 'cpu') => {
+      await initBackend(backend);
+      const f = tf.tensor4d(fv, [cfg.k[0], cfg.k[1], cfg.cin, cfg.cout]);
+      const x = tf.tensor4d(xv, [1, 13, 11, cfg.cin]);
+      const g = inputGradientOnly(() => tf.grad((inp: tf.Tensor) => tf.sum(tf.square(tf.conv2d(inp as tf.Tensor4D, f, cfg.stride, cfg.pad))))(x)).dataSync();
+      return Float32Array.from(g);
+    };
+    const ref = await gradOn('cpu');
+    const g = await gradOn('wasm');
+    const err = Math.max(...g.map((gi, i) => Math.abs(gi - ref[i])));
+    assert.ok(err < 1e-4 * Math.max(...ref.map(Math.abs)), `${JSON.stringify(cfg)}: max abs diff ${err}`);
+  }
+});
