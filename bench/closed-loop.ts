@@ -35,7 +35,7 @@ import { demoStimuli, root } from './support.ts';
 const NEURONS = 24;
 const SEEDS = Number(process.env.BENCH_CLOSED_LOOP_SEEDS ?? 4);
 const DRIVER_TRIALS = 600;
-const encodingCfg = { alphas: [1, 10, 100, 1000, 10000], refitEveryTrials: 12, minStimuli: 6 };
+const alphas = [1, 10, 100, 1000, 10000];
 
 interface Population {
   name: 'mixed' | 'category';
@@ -95,6 +95,8 @@ function session(stimuli: Stimulus[], fs: FeatureSet, seed: number, pop: Populat
   };
   const stats = createNeuronStats(start, stimuli, null);
   let enc = createEncoding(fs, S);
+  // the models take in new stimuli after every block, before the next suggestions
+  const encodingCfg = { alphas, refitEveryTrials: pop.block, minStimuli: 6 };
   const rand = mulberry32(seed * 7919 + 1);
   const show = (s: number, trial: number) => {
     const responses = Float64Array.from(neurons, (n) => poisson(rand, ((n.trueRateHz[s] + n.baselineHz) * 200) / 1000));
@@ -159,7 +161,8 @@ export async function run(): Promise<Record<string, unknown>> {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const out: Record<string, unknown> = {};
   const byPopulation: Record<string, unknown> = {};
-  for (const pop of populations) {
+  const only = process.env.BENCH_CLOSED_LOOP_POPULATIONS?.split(',');
+  for (const pop of populations.filter((p) => !only || only.includes(p.name))) {
     const strategies = pop.drivers ? (['random', 'improve', 'probe'] as const) : (['random', 'improve'] as const);
     const rows: Record<string, Outcome[]> = { random: [], improve: [], probe: [] };
     for (let seed = 1; seed <= SEEDS; seed++) {
