@@ -33,7 +33,7 @@ import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root } from './support.ts';
 
 const NEURONS = 24;
-const SEEDS = Number(process.env.BENCH_CLOSED_LOOP_SEEDS ?? 4);
+const SEEDS = Number(process.env.BENCH_CLOSED_LOOP_SEEDS ?? 6);
 const DRIVER_TRIALS = 600;
 const alphas = [1, 10, 100, 1000, 10000];
 

