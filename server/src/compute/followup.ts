@@ -139,11 +139,22 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
     const KTP = new Matrix(n, M);
     for (let i = 0; i < n; i++) for (let p = 0; p < M; p++) KTP.set(i, p, ktp[i][p] / alpha);
     const W = n ? solve(A, KTP) : new Matrix(0, M); // A^-1 K_TP
+    // column-major copies, so the inner products below run over contiguous memory
+    const kc = new Float64Array(M * n);
+    const wc = new Float64Array(M * n);
+    for (let i = 0; i < n; i++) {
+      for (let p = 0; p < M; p++) {
+        kc[p * n + i] = KTP.get(i, p);
+        wc[p * n + i] = W.get(i, p);
+      }
+    }
     const sigma = new Float64Array(M * M);
     for (let p = 0; p < M; p++) {
       for (let q = 0; q <= p; q++) {
         let v = kpp[p * M + q] / alpha;
-        for (let i = 0; i < n; i++) v -= KTP.get(i, p) * W.get(i, q);
+        const op = p * n;
+        const oq = q * n;
+        for (let i = 0; i < n; i++) v -= kc[op + i] * wc[oq + i];
         sigma[p * M + q] = v;
         sigma[q * M + p] = v;
       }
