@@ -97,36 +97,48 @@ interface WasmLike {
  * model's weights reach the gradient kernels as the same tensors on every run, so their dataIds are stable
  * keys (with the copying wasm Identity every run brought new dataIds, and a cache on them leaked about
  * 50 MB of wasm heap per gradient). A dataId object is never reused, so a key cannot match other values.
- * Bounded: past `maxEntries` the oldest copies are freed (after the call that made room).
+ * Bounded: past `maxFilters` filters the copies of the oldest are freed.
  */
 class DerivedFilterCache {
-  private readonly entries = new Map<string, Map<object, Info>>();
-  private readonly order: { kind: string; key: object }[] = [];
-  constructor(private readonly maxEntries: number) {}
+  /** Per filter (oldest first), its copies by kind. */
+  private readonly entries = new Map<object, Map<string, Info>>();
+  constructor(private readonly maxFilters: number) {}
 
-  get(backend: KernelBackend, filter: Info, kind: string, shape: number[], make: () => Float32Array): { info: Info; release: () => void } {
-    const byKey = this.entries.get(kind) ?? new Map<object, Info>();
-    this.entries.set(kind, byKey);
-    const hit = byKey.get(filter.dataId);
-    if (hit) return { info: hit, release: () => {} };
+  get(backend: KernelBackend, filter: Info, kind: string, shape: number[], make: () => Float32Array): Info {
+    const byKind = this.entries.get(filter.dataId) ?? new Map<string, Info>();
+    const hit = byKind.get(kind);
+    if (hit) return hit;
     const info = writeTensor(backend, shape, make()) as Info;
-    byKey.set(filter.dataId, info);
-    this.order.push({ kind, key: filter.dataId });
-    const evicted: Info[] = [];
-    while (this.order.length > this.maxEntries) {
-      const old = this.order.shift()!;
-      const e = this.entries.get(old.kind)!.get(old.key);
-      this.entries.get(old.kind)!.delete(old.key);
-      if (e) evicted.push(e);
+    byKind.set(kind, info);
+    this.entries.set(filter.dataId, byKind);
+    for (const [key, old] of this.entries) {
+      if (this.entries.size <= this.maxFilters) break;
+      this.entries.delete(key);
+      for (const e of old.values()) (backend as unknown as WasmLike).disposeData(e.dataId);
     }
-    return { info, release: () => evicted.forEach((e) => (backend as unknown as WasmLike).disposeData(e.dataId)) };
-  }
-
-  size(): number {
-    return this.order.length;
+    return info;
   }
 }
-export const derivedFilters = new DerivedFilterCache(256);
+const derivedFilters = new DerivedFilterCache(128);
+
+/**
+ * A convolution filter (kh x kw x Cin x Cout, read as a K x Cout matrix) transposed to Cout x K, kept:
+ * the 1x1 input gradient reads it as a 1 x 1 x Cout x Cin filter, the im2col one as a Cout x K matrix.
+ */
+function transposedFilter(backend: KernelBackend, filter: Info): Info {
+  const cout = filter.shape[3];
+  const K = filter.shape[0] * filter.shape[1] * filter.shape[2];
+  return derivedFilters.get(backend, filter, 'transposed', [cout, K], () => {
+    const vals = (backend as unknown as WasmLike).readSync(filter.dataId);
+    const t = new Float32Array(vals.length);
+    for (let k = 0; k < K; k++) for (let o = 0; o < cout; o++) t[o * K + k] = vals[k * cout + o];
+    return t;
+  });
+}
+
+/** A depthwise filter rotated by 180 degrees in space, kept. */
+const flippedFilter = (backend: KernelBackend, filter: Info): Info =>
+  derivedFilters.get(backend, filter, 'flipped', filter.shape, () => flipSpatial((backend as unknown as WasmLike).readSync(filter.dataId), filter.shape));
 
 /**
  * Input gradient of a 1x1, stride-1 convolution as a forward 1x1 convolution of dy with the transposed
@@ -139,19 +151,9 @@ function fastConv2DBackpropInput(generic: KernelFunc, conv2d: KernelFunc, matMul
     const { strides, dilations, dataFormat } = args.attrs as { strides: number | number[]; dilations?: number | number[]; dataFormat?: string };
     if (!allOnes(dilations) || (dataFormat && dataFormat !== 'NHWC')) return generic(args);
     if (filter.shape[0] !== 1 || filter.shape[1] !== 1 || !allOnes(strides)) return im2colConv2DBackpropInput(args, matMul);
-    const backend = args.backend as unknown as WasmLike;
     const [cin, cout] = [filter.shape[2], filter.shape[3]];
-    const ft = derivedFilters.get(args.backend as KernelBackend, filter, 'transposed', [1, 1, cout, cin], () => {
-      const vals = backend.readSync(filter.dataId);
-      const t = new Float32Array(vals.length);
-      for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) t[o * cin + i] = vals[i * cout + o];
-      return t;
-    });
-    try {
-      return conv2d({ inputs: { x: dy, filter: ft.info }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
-    } finally {
-      ft.release();
-    }
+    const ft = transposedFilter(args.backend as KernelBackend, filter);
+    return conv2d({ inputs: { x: dy, filter: { dataId: ft.dataId, shape: [1, 1, cout, cin], dtype: 'float32' } }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
   };
 }
 
@@ -164,7 +166,7 @@ function fastConv2DBackpropInput(generic: KernelFunc, conv2d: KernelFunc, matMul
 function im2colConv2DBackpropInput(args: Parameters<KernelFunc>[0], matMul: KernelFunc): TensorInfo {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const { strides, pad, inputShape, dimRoundingMode } = args.attrs as unknown as { strides: number | [number, number]; pad: 'same' | 'valid' | number; inputShape: [number, number, number, number]; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-  const backend = args.backend as unknown as WasmLike & { makeOutput: (s: number[], d: string) => Info; typedArrayFromHeap: (t: TensorInfo) => Float32Array };
+  const backend = args.backend as unknown as WasmLike;
   const [kh, kw, cin, cout] = filter.shape;
   const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode, false, 'channelsLast');
   const [b, hin, win] = inputShape;
@@ -173,22 +175,12 @@ function im2colConv2DBackpropInput(args: Parameters<KernelFunc>[0], matMul: Kern
   const P = b * outHeight * outWidth;
   const K = kh * kw * cin;
   // W^T kept as its own matrix: the wasm matrix product with transposeB took 15 ms here, without 1.3 ms
-  const wt = derivedFilters.get(args.backend as KernelBackend, filter, 'im2col', [1, cout, K], () => {
-    const vals = backend.readSync(filter.dataId);
-    const t = new Float32Array(vals.length);
-    for (let k = 0; k < K; k++) for (let o = 0; o < cout; o++) t[o * K + k] = vals[k * cout + o];
-    return t;
-  });
-  let cols: Info;
-  try {
-    cols = matMul({
-      inputs: { a: { dataId: dy.dataId, shape: [1, P, cout], dtype: 'float32' }, b: wt.info },
-      backend: args.backend,
-      attrs: { transposeA: false, transposeB: false } as unknown as NamedAttrMap,
-    }) as Info;
-  } finally {
-    wt.release();
-  }
+  const wt = transposedFilter(args.backend as KernelBackend, filter);
+  const cols = matMul({
+    inputs: { a: { dataId: dy.dataId, shape: [1, P, cout], dtype: 'float32' }, b: { dataId: wt.dataId, shape: [1, cout, K], dtype: 'float32' } },
+    backend: args.backend,
+    attrs: { transposeA: false, transposeB: false } as unknown as NamedAttrMap,
+  }) as Info;
   const c = backend.readSync(cols.dataId);
   backend.disposeData(cols.dataId);
   const dx = new Float32Array(b * hin * win * cin);
@@ -223,14 +215,9 @@ function fastDepthwiseBackpropInput(fallback: KernelFunc, depthwise: KernelFunc)
     const [kh, kw, , mult] = filter.shape;
     const stride = Array.isArray(strides) ? strides : [strides, strides];
     if (!allOnes(dilations) || pad !== 'same' || kh % 2 === 0 || kw % 2 === 0 || mult !== 1) return fallback(args);
-    const backend = args.backend as unknown as WasmLike;
     if (stride[0] !== 1 || stride[1] !== 1) return stridedDepthwiseBackpropInput(args, depthwise, stride as [number, number]);
-    const f = derivedFilters.get(args.backend as KernelBackend, filter, 'flipped', filter.shape, () => flipSpatial(backend.readSync(filter.dataId), filter.shape));
-    try {
-      return depthwise({ inputs: { x: dy, filter: f.info }, backend: args.backend, attrs: { strides: [1, 1], pad: 'same', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
-    } finally {
-      f.release();
-    }
+    const f = flippedFilter(args.backend as KernelBackend, filter);
+    return depthwise({ inputs: { x: dy, filter: f }, backend: args.backend, attrs: { strides: [1, 1], pad: 'same', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap });
   };
 }
 
@@ -261,13 +248,12 @@ function stridedDepthwiseBackpropInput(args: Parameters<KernelFunc>[0], depthwis
         const from = ((n * hout + o) * wout + p) * c;
         dil.set(src.subarray(from, from + c), to);
       }
-  const f = derivedFilters.get(args.backend as KernelBackend, filter, 'flipped', filter.shape, () => flipSpatial(backend.readSync(filter.dataId), filter.shape));
+  const f = flippedFilter(args.backend as KernelBackend, filter);
   const x = writeTensor(args.backend as KernelBackend, [b, H, W, c], dil) as Info;
   try {
-    return depthwise({ inputs: { x, filter: f.info }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap }) as TensorInfo;
+    return depthwise({ inputs: { x, filter: f }, backend: args.backend, attrs: { strides: [1, 1], pad: 'valid', dilations: [1, 1], dimRoundingMode: undefined } as unknown as NamedAttrMap }) as TensorInfo;
   } finally {
     backend.disposeData(x.dataId);
-    f.release();
   }
 }
 
