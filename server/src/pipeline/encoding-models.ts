@@ -30,8 +30,6 @@ type Input =
 interface Acc {
   out: ModelUpdate | null;
   features: FeatureSet | null;
-  /** A refit of `out.encoding` is running in the worker. */
-  inFlight: boolean;
   /** The session has ended: whatever is pending is refitted. */
   ended: boolean;
 }
@@ -51,23 +49,21 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
     updates$.pipe(
       connect((shared) => {
         const jobs = new Subject<{ enc: EncodingState; job: RefitJob; stats: NeuronStatsState }>();
-        // the fits complete when the statistics have ended and no fit is running (a returning fit may post the next)
+        // the models with a fit running in the worker (at most one fit each; a returning fit may post the
+        // next); the fits complete when the statistics have ended and none is running
+        const fitting = new Set<EncodingState>();
         let sourceDone = false;
-        let running = 0;
-        const completeWhenIdle = () => sourceDone && running === 0 && jobs.complete();
+        const completeWhenIdle = () => sourceDone && fitting.size === 0 && jobs.complete();
         const fitted$ = jobs.pipe(mergeMap(({ enc, job, stats }) => opts.offload!.fit$(job, () => currentY(stats, job.rows)).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
-        /** Refits when due: inline, or by posting a job (one at a time; the next is checked when it returns). */
-        const refitIfDue = (acc: Acc, enc: EncodingState, stats: NeuronStatsState): boolean => {
-          if (acc.inFlight || !refitDue(enc, cfg, acc.ended)) return acc.inFlight;
+        /** Refits when due: inline, or by posting a job. */
+        const refitIfDue = (enc: EncodingState, stats: NeuronStatsState, ended: boolean): void => {
+          if (fitting.has(enc) || !refitDue(enc, cfg, ended)) return;
           const job = refitJob(enc, stats, cfg);
-          if (!job) return false;
+          if (!job) return;
           if (opts.offload && job.rows.length >= opts.offload.fromStimuli) {
-            running++;
+            fitting.add(enc);
             jobs.next({ enc, job, stats });
-            return true;
-          }
-          installRefit(enc, stats, fitJob(job));
-          return false;
+          } else installRefit(enc, stats, fitJob(job));
         };
         const fresh = (f: FeatureSet, stats: NeuronStatsState) => {
           const enc = createEncoding(f, stats.stimuli.length);
@@ -93,33 +89,34 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
                 const last = acc.out?.stats;
                 if (!last) return { ...acc, out: null, features: ev.f };
                 const enc = fresh(ev.f, last.state);
-                const inFlight = refitIfDue({ ...acc, inFlight: false }, enc, last.state);
-                return { ...acc, out: { stats: last, encoding: enc }, features: ev.f, inFlight };
+                refitIfDue(enc, last.state, acc.ended);
+                return { ...acc, out: { stats: last, encoding: enc }, features: ev.f };
               }
               if (ev.kind === 'fitted') {
-                running--;
+                fitting.delete(ev.enc);
                 const last = acc.out;
-                // a restarted session has a new encoding: a fit for the old one is dropped
-                if (!last || last.encoding !== ev.enc) return completeWhenIdle(), acc;
-                installRefit(ev.enc, last.stats.state, ev.state);
-                const inFlight = refitIfDue({ ...acc, inFlight: false }, ev.enc, last.stats.state);
+                // a restarted session has new models: a fit for the old ones is dropped
+                const current = last !== null && last.encoding === ev.enc;
+                if (current) {
+                  installRefit(ev.enc, last.stats.state, ev.state);
+                  refitIfDue(ev.enc, last.stats.state, acc.ended);
+                }
                 completeWhenIdle();
-                return { ...acc, out: { stats: last.stats, encoding: ev.enc }, inFlight };
+                return current ? { ...acc, out: { stats: last.stats, encoding: ev.enc } } : acc;
               }
               const u = ev.u;
               const restart = u.cause === 'start';
-              // after a restart a fit still running for the old models is dropped on arrival (above)
-              const next: Acc = { ...acc, ended: restart ? false : acc.ended || u.cause === 'end', inFlight: restart ? false : acc.inFlight };
+              const ended = restart ? false : acc.ended || u.cause === 'end';
               let enc = restart ? null : (acc.out?.encoding ?? null);
               if (!enc && acc.features) enc = fresh(acc.features, u.state);
               else if (enc && u.cause === 'trial' && u.stimulusId !== undefined) {
                 const s = u.state.stimIndex.get(u.stimulusId);
                 if (s !== undefined) observeTrial(enc, u.state, s);
               }
-              if (enc) next.inFlight = refitIfDue(next, enc, u.state);
-              return { ...next, out: { stats: u, encoding: enc } };
+              if (enc) refitIfDue(enc, u.state, ended);
+              return { ...acc, ended, out: { stats: u, encoding: enc } };
             },
-            { out: null, features: null, inFlight: false, ended: false },
+            { out: null, features: null, ended: false },
           ),
         );
       }),
