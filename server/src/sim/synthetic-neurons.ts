@@ -113,14 +113,16 @@ export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: F
   };
   const dirs = new Map(cats.map((c) => [c, catMean(c).map((v, d) => v - mean[d])]));
   const pcs = spread > 0 ? principalReadouts(features, dim, S, mean, 32) : [];
-  const driveSd = (w: ArrayLike<number>) => {
-    const x = Float64Array.from({ length: S }, (_, s) => {
-      let v = 0;
-      for (let d = 0; d < dim; d++) v += w[d] * (features[s * dim + d] - mean[d]);
-      return v;
+  /** The drive w . x of every stimulus, and its mean and standard deviation over the stimuli. */
+  const driveOf = (w: ArrayLike<number>) => {
+    const drive = Float64Array.from({ length: S }, (_, s) => {
+      let x = 0;
+      for (let d = 0; d < dim; d++) x += w[d] * features[s * dim + d];
+      return x;
     });
-    const m = x.reduce((a, b) => a + b, 0) / S;
-    return Math.sqrt(x.reduce((a, b) => a + (b - m) ** 2, 0) / S) || 1;
+    const mu = drive.reduce((a, b) => a + b, 0) / S;
+    const sd = Math.sqrt(drive.reduce((a, b) => a + (b - mu) ** 2, 0) / S) || 1;
+    return { drive, mu, sd };
   };
   return Array.from({ length: n }, () => {
     const pref = cats.includes(bodyCategory) && rand() < 0.6 ? bodyCategory : others[Math.floor(rand() * others.length)] ?? cats[0];
@@ -138,17 +140,11 @@ export function createFeatureNeurons(n: number, stimuli: Stimulus[], features: F
         const g = rand() < 0.5 ? -1 : 1;
         for (let d = 0; d < dim; d++) mixed[d] += g * pc[d];
       }
-      const a = Math.sqrt(1 - spread) / driveSd(w);
-      const b = Math.sqrt(spread) / driveSd(mixed);
+      const a = Math.sqrt(1 - spread) / driveOf(w).sd;
+      const b = Math.sqrt(spread) / driveOf(mixed).sd;
       w = Float32Array.from(w, (v, d) => a * v + b * mixed[d]);
     }
-    const drive = Float64Array.from({ length: S }, (_, s) => {
-      let x = 0;
-      for (let d = 0; d < dim; d++) x += w[d] * features[s * dim + d];
-      return x;
-    });
-    const mu = drive.reduce((a, b) => a + b, 0) / S;
-    const sd = Math.sqrt(drive.reduce((a, b) => a + (b - mu) ** 2, 0) / S) || 1;
+    const { drive, mu, sd } = driveOf(w);
     const peak = rateScale * (30 + 40 * rand());
     const soft = Float64Array.from(drive, (x) => Math.log1p(Math.exp(1.5 * ((x - mu) / sd) - 0.5)));
     const top = Math.max(...soft);

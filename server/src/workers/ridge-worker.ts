@@ -11,7 +11,7 @@ import { catchUp, fitJob, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 
 /** Every buffer of a fitted state, for a zero-copy transfer. */
-export function stateBuffers(s: RidgeState): ArrayBuffer[] {
+function stateBuffers(s: RidgeState): ArrayBuffer[] {
   const b = s.basis;
   return [b.xc, b.xMean, ...b.g, ...b.k, ...b.kk, ...b.h, s.y, ...s.r, s.loss].map((a) => a.buffer as ArrayBuffer);
 }
