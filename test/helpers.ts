@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { io, type Socket } from 'socket.io-client';
-import { encodePayload, type SessionStart, type SessionStartInput, type Stimulus } from '@sharedlens/shared';
+import { encodePayload, sessionStartSchema, type SessionStart, type SessionStartInput, type Stimulus } from '@sharedlens/shared';
 import { createApp, type App } from '../server/src/app.ts';
 import { loadConfig, type Config } from '../server/src/config.ts';
 import { loadStimulusSets } from '../server/src/stimulus-sets.ts';
@@ -56,14 +56,7 @@ export function sessionStart(channels = 4, over: Partial<SessionStartInput> = {}
 
 /** A parsed session start for the pure compute tests: C channels c0.., stimulus set x, binned counts. */
 export function computeStart(C: number): SessionStart {
-  return {
-    rigId: 'r',
-    subject: 's',
-    channels: Array.from({ length: C }, (_, i) => ({ id: `c${i}`, label: `c${i}` })),
-    stimulusSetId: 'x',
-    timing: { responseWindowMs: 100, latencyMs: 50, baselineWindowMs: 50, binWidthMs: 1 },
-    countsMode: 'binned',
-  };
+  return sessionStartSchema.parse(sessionStart(C, { stimulusSetId: 'x', countsMode: 'binned' }));
 }
 
 /** A raw socket on /rig, for sending what a correct client never would. */
