@@ -46,8 +46,8 @@ export function createEncoding(featureSet: FeatureSet, nStimuli: number): Encodi
 export interface RefitJob {
   /** Stimulus indices of the basis rows. */
   rows: number[];
-  /** Features of those rows, n x D row-major. */
-  features: Float64Array;
+  /** Features of those rows, n x D row-major (as stored: float32). */
+  features: Float32Array;
   D: number;
   alphas: number[];
   /** Neurons. */
@@ -61,10 +61,8 @@ export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: Encod
   for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) rows.push(s);
   if (rows.length < cfg.minStimuli) return null;
   const { features, dim } = enc.featureSet;
-  const x = new Float64Array(rows.length * dim);
-  rows.forEach((s, i) => {
-    for (let d = 0; d < dim; d++) x[i * dim + d] = features[s * dim + d];
-  });
+  const x = new Float32Array(rows.length * dim);
+  rows.forEach((s, i) => x.set(features.subarray(s * dim, (s + 1) * dim), i * dim));
   return { rows, features: x, D: dim, alphas: cfg.alphas, N: stats.C, y: currentY(stats, rows) };
 }
 
