@@ -2,8 +2,9 @@
  * Closed-loop benchmark, in simulation with known ground truth: neurons respond through known readout
  * weights on the CNN features (server/src/sim/synthetic-neurons.ts), Poisson counts. A candidate pool of
  * 360 images (the 72 demo images plus 288 composites: one demo object at a random size and place on grey)
- * with features from the real MobileNetV2. Sessions start with a few random stimuli, then blocks of trials
- * chosen by a strategy, with the statistics and encoding models of the server updated after every trial
+ * with features from the real MobileNetV2. Sessions are blocks of trials chosen by a strategy (the category
+ * population starts with a few random stimuli: probe needs fitted models; improve chooses from the first
+ * trial on, as a lab would use it), with the statistics and encoding models of the server updated after every trial
  * (the same compute functions). Model quality is the correlation of the model's predictions with the true
  * tuning over the whole pool: what the dashboard's score (leave-one-out correlation over the noise
  * ceiling) estimates, measured here without noise. Two populations, against random order in the same run,
@@ -55,7 +56,7 @@ interface Population {
 }
 
 const populations: Population[] = [
-  { name: 'mixed', neurons: { spread: 0.7, rateScale: 0.5 }, seedStimuli: 6, seedRepeats: 1, block: 6, maxTrials: 900, targets: [0.5, 0.6, 0.7, 0.8], drivers: false, seeds: 10 },
+  { name: 'mixed', neurons: { spread: 0.7, rateScale: 0.5 }, seedStimuli: 0, seedRepeats: 1, block: 6, maxTrials: 900, targets: [0.5, 0.6, 0.7, 0.8], drivers: false, seeds: 10 },
   { name: 'category', neurons: {}, seedStimuli: 24, seedRepeats: 2, block: 12, maxTrials: 1500, targets: [0.95, 0.8, 0.9], drivers: true, seeds: 6 },
 ];
 
@@ -133,11 +134,11 @@ function session(stimuli: Stimulus[], fs: FeatureSet, seed: number, pop: Populat
       const ctx = {
         stats, enc, preferred: cs.map((c) => (c.preferredCategory ? stats.categories.indexOf(c.preferredCategory) : -1)),
         pool: stimuli.map((s, i) => ({ id: s.id, setId: 'pool', category: s.category, features: fs.features.subarray(i * fs.dim, (i + 1) * fs.dim) })),
-        neurons: neurons.map((_, i) => i), confirmRepeats: 4,
+        neurons: neurons.map((_, i) => i), confirmRepeats: 4, alphas,
       };
       // probe finds candidates; its drivers then need repeats to pass the rule, which confirm provides
       const mix = strategy === 'probe' ? { probe: 1, confirm: 1 } : { [strategy]: 1 };
-      next = enc.ridge ? suggest(ctx, pop.block, mix).map((s) => idToIndex.get(s.stimulusId)!) : [];
+      next = enc.ridge || strategy === 'improve' ? suggest(ctx, pop.block, mix).map((s) => idToIndex.get(s.stimulusId)!) : [];
       while (next.length < pop.block) next.push(Math.floor(rand() * S));
     }
     for (const s of next) show(s, trial++);

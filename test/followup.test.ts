@@ -34,7 +34,7 @@ function context(): FollowupContext {
   addTrial(stats, { kind: 'completed', trial: 999, stimulusId: 's20', onsetMs: 0, seq: 999, responses: Float64Array.of(30, 0) });
   const enc = refit(createEncoding(fs, S), stats, { alphas: [0.1, 1, 10], refitEveryTrials: 5, minStimuli: 6 });
   const pool = stimuli.map((s, i) => ({ id: s.id, setId: 'x', category: s.category, features: fs.features.subarray(i * D, (i + 1) * D) }));
-  return { stats, enc, preferred: [0, -1], pool, neurons: [0, 1], confirmRepeats: 6 };
+  return { stats, enc, preferred: [0, -1], pool, neurons: [0, 1], confirmRepeats: 6, alphas: [0.1, 1, 10] };
 }
 
 test('probe: the out-of-category candidate with the highest predicted response comes first, with its reason', () => {
@@ -57,6 +57,21 @@ test('improve: unseen stimuli first, and a duplicate of a pick is not picked aga
   const gains = out.map((s) => Number(/removes ([\d.]+)%/.exec(s.reason)![1]));
   for (let i = 1; i < gains.length; i++) assert.ok(gains[i] <= gains[i - 1] + 0.05, `gains ${gains}`);
   assert.ok(gains[0] > 0);
+});
+
+test('improve before the first fit: a design from the features alone, no pick twice, the duplicate left out', () => {
+  const ctx = context();
+  const fresh = { ...ctx, stats: createNeuronStats(start, stimuli, null), enc: createEncoding(fs, S) };
+  fresh.pool.push({ ...fresh.pool[21], id: 's21-copy' });
+  assert.equal(suggestProbe(fresh, 3).length, 0, 'probe needs fitted models');
+  const out = suggestImprove(fresh, 8);
+  assert.equal(out.length, 8);
+  const ids = out.map((s) => s.stimulusId);
+  assert.equal(new Set(ids).size, 8);
+  assert.ok(!(ids.includes('s21') && ids.includes('s21-copy')), `both copies picked: ${ids}`);
+  assert.ok(out.every((s) => /not shown yet; 3 regularisation groups/.test(s.reason)), out[0].reason);
+  // the first pick is the candidate whose trial removes the most prior variance: s20, far out along feature 0
+  assert.equal(ids[0], 's20');
 });
 
 test('confirm: drivers above the preferred mean with too few presentations; mixes fill from the other strategies', () => {
@@ -111,8 +126,13 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     // a session without models says why
     const rig = new RigClient({ url: t.url, token: TOKEN });
     await rig.connect();
-    await rig.startSession({ rigId: 'r2', subject: 's', stimulusSetId: 'demo', channels: [{ id: 'x', label: 'x' }], timing: { responseWindowMs: 100, latencyMs: 0, baselineWindowMs: 0, binWidthMs: 1 } });
-    await assert.rejects(rig.followups(3), /no encoding models yet/);
+    const r2 = await rig.startSession({ rigId: 'r2', subject: 's', stimulusSetId: 'demo', channels: [{ id: 'x', label: 'x' }], timing: { responseWindowMs: 100, latencyMs: 0, baselineWindowMs: 0, binWidthMs: 1 } });
+    await assert.rejects(rig.followups(3), /no encoding models yet.*probe needs a few stimuli with trials/);
+    // improve needs no responses: it suggests the first images before any trial
+    await until(() => t.app.store.get(r2)?.encoding, 'features of r2');
+    const first = await rig.followups(4, { strategy: 'improve' });
+    assert.equal(new Set(first.map((s) => s.stimulusId)).size, 4);
+    assert.ok(first.every((s) => s.strategy === 'improve' && /not shown yet/.test(s.reason)), first.map((s) => s.reason).join('\n'));
     rig.close();
   } finally {
     await t.close();

@@ -94,7 +94,7 @@ export function createApp(deps: AppDeps): App {
     serveClient: false,
   });
 
-  const followupDeps = { sets: stimulusSets, featuresFor, confirmRepeats: config.compute.confirmRepeats };
+  const followupDeps = { sets: stimulusSets, featuresFor, confirmRepeats: config.compute.confirmRepeats, alphas };
   const { rejections$, pushToRig } = attachRigGateway(io.of('/rig'), {
     followups: (rt, ask) => suggestFollowups(followupDeps, rt, ask as unknown as FollowupAsk),
     store,

@@ -23,6 +23,8 @@ export interface FollowupDeps {
   sets: Map<string, StimulusSet>;
   featuresFor: ((setId: string) => Observable<FeatureSet | null>) | null;
   confirmRepeats: number;
+  /** The models' regularisation grid (the improve design's prior before the first fit). */
+  alphas: number[];
 }
 
 /** Latest value of a replaying observable, if it has one now. */
@@ -37,7 +39,10 @@ export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupA
   const stats = rt.latest;
   const enc = rt.encoding;
   if (!deps.featuresFor) return fail('invalid', 'follow-ups need the encoding models, which are off (compute.features is false)');
-  if (!stats || !enc?.ridge) return fail('invalid', 'no encoding models yet for this session: they need the stimulus features and a few stimuli with trials');
+  const mix = ask.mix ?? { [ask.strategy ?? 'probe']: 1 };
+  if (!stats || !enc) return fail('invalid', 'no encoding models yet for this session: they need the stimulus features, which are being computed');
+  // improve needs features only (its design is chosen before any response); probe needs fitted models
+  if (!enc.ridge && (mix.probe ?? 0) > 0) return fail('invalid', 'no encoding models yet for this session: probe needs a few stimuli with trials first (improve works from the first trial)');
   const ids = stats.start.channels.map((c) => c.id);
   const unknown = (ask.neurons ?? []).filter((n) => !ids.includes(n));
   if (unknown.length) return fail('unknown-channel', `unknown channel ids: ${unknown.join(', ')}`);
@@ -61,7 +66,7 @@ export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupA
     pool,
     neurons,
     confirmRepeats: deps.confirmRepeats,
+    alphas: deps.alphas,
   };
-  const mix = ask.mix ?? { [ask.strategy ?? 'probe']: 1 };
   return { suggestions: suggest(ctx, ask.count, mix) };
 }

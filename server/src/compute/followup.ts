@@ -32,6 +32,8 @@ export interface FollowupContext {
   /** Channel indices to serve (default: all). */
   neurons: number[];
   confirmRepeats: number;
+  /** The regularisation grid of the models (config.encoding.alphas): the improve design's prior before the first fit. */
+  alphas: number[];
 }
 
 const channelId = (ctx: FollowupContext, c: number) => ctx.stats.start.channels[c].id;
@@ -95,21 +97,37 @@ export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] 
  * k(x, y) / a with k(x, y) = (x - mean) . (y - mean) + 1, unit noise per trial, so a stimulus mean over n
  * trials has noise 1/n. Neurons with the same a share one posterior covariance over the pool,
  * Sigma_a = K_PP/a - K_PT/a (K_TT/a + N^-1)^-1 K_TP/a; one more trial of candidate c removes
- * sum over groups of size_a |Sigma_a[:, c]|^2 / (Sigma_a[c, c] + 1); picks are greedy with the exact rank-1
- * update, so repeats are valued as well as unseen images. (One pooled a for all neurons reached the
- * closed-loop benchmark's scores 0.5 / 0.6 / 0.7 1.30x / 1.30x / 1.47x faster than random; per-neuron a
- * 1.37x / 1.70x / 1.62x.) O(M^2 D + groups x (n^3 + M^2 n)) for M candidates and n observed stimuli.
+ * sum over groups of size_a / tr(Sigma_a) |Sigma_a[:, c]|^2 / (Sigma_a[c, c] + 1) (each neuron's share of
+ * its own remaining variance, so every neuron counts alike); picks are greedy with the exact rank-1 update,
+ * so repeats are valued as well as unseen images. Before the first fit the design needs no responses: every
+ * a of the grid weighs the same, features centred on the pool. (Closed-loop benchmark, mixed population,
+ * scores 0.5 / 0.6 / 0.7 / 0.8, times faster than random: one pooled a 1.30 / 1.30 / 1.47 / -, per-group a
+ * with absolute variances 1.40 / 1.41 / 1.49 / 1.31, relative 1.46 / 1.45 / 1.64 / 1.46.)
+ * O(M^2 D + groups x (n^3 + M^2 n)) for M candidates and n observed stimuli.
  */
 export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[] {
   const ridge = ctx.enc.ridge;
-  if (!ridge) return [];
-  const { D, xMean, alphas } = ridge.basis;
   const { stats } = ctx;
-  const chosen = chosenAlphas(ridge);
-  // neurons grouped by their regularisation: one posterior per group, gains weighted by group size
-  const groups = new Map<number, number>();
-  for (const c of ctx.neurons) groups.set(chosen[c], (groups.get(chosen[c]) ?? 0) + 1);
   const M = ctx.pool.length;
+  if (!M || !ctx.neurons.length) return [];
+  const D = ctx.enc.featureSet.dim;
+  // neurons grouped by their regularisation: one posterior per group, gains weighted by group size.
+  // Before the first fit nobody knows a neuron's regularisation: every value of the grid weighs the same,
+  // and the features are centred on the pool's mean (the design needs features only, not responses).
+  const groups = new Map<number, number>();
+  let alphas: number[];
+  let xMean: ArrayLike<number>;
+  if (ridge) {
+    ({ xMean, alphas } = ridge.basis);
+    const chosen = chosenAlphas(ridge);
+    for (const c of ctx.neurons) groups.set(chosen[c], (groups.get(chosen[c]) ?? 0) + 1);
+  } else {
+    alphas = ctx.alphas;
+    alphas.forEach((_, a) => groups.set(a, ctx.neurons.length / alphas.length));
+    const mean = new Float64Array(D);
+    for (const c of ctx.pool) for (let d = 0; d < D; d++) mean[d] += c.features[d] / M;
+    xMean = mean;
+  }
   const centred = (f: ArrayLike<number>) => Float64Array.from({ length: D }, (_, d) => f[d] - xMean[d]);
   const cand = ctx.pool.map((c) => centred(c.features));
   const { features, dim } = ctx.enc.featureSet;
@@ -161,19 +179,28 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
     }
     return sigma;
   };
-  const posts = [...groups.entries()].map(([a, size]) => ({ alpha: alphas[a], size, sigma: posterior(alphas[a]) }));
-  const total = () => posts.reduce((t, g) => { let s = 0; for (let p = 0; p < M; p++) s += g.sigma[p * M + p]; return t + g.size * s; }, 0);
-  const before = total();
+  const trace = (sigma: Float64Array) => {
+    let t = 0;
+    for (let p = 0; p < M; p++) t += sigma[p * M + p];
+    return t;
+  };
+  // every neuron counts the same: a group's gains are relative to its predictive variance at the time of the
+  // request (else the groups with the weakest regularisation, whose variances are largest, decide alone)
+  const posts = [...groups.entries()].map(([a, size]) => {
+    const sigma = posterior(alphas[a]);
+    return { size, weight: size / (trace(sigma) || 1), sigma };
+  });
+  const before = posts.reduce((t, g) => t + g.weight * trace(g.sigma), 0);
   const out: Suggestion[] = [];
   for (let r = 0; r < count; r++) {
     let best = -1;
     let gain = -Infinity;
     for (let c = 0; c < M; c++) {
       let g = 0;
-      for (const { size, sigma } of posts) {
+      for (const { weight, sigma } of posts) {
         let h = 0;
         for (let p = 0; p < M; p++) h += sigma[p * M + c] * sigma[p * M + c];
-        g += (size * h) / (sigma[c * M + c] + 1);
+        g += (weight * h) / (sigma[c * M + c] + 1);
       }
       if (g > gain) {
         gain = g;
@@ -197,7 +224,7 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
       neurons: ctx.neurons.slice(0, 3).map((c) => channelId(ctx, c)),
       predicted: null,
       uncertainty,
-      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates (${shown ? `shown ${shown} times so far` : 'not shown yet'}; ${posts.length} regularisation group${posts.length > 1 ? 's' : ''}), given the suggestions above`,
+      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates (mean over neurons) (${shown ? `shown ${shown} times so far` : 'not shown yet'}; ${posts.length} regularisation group${posts.length > 1 ? 's' : ''}), given the suggestions above`,
     });
   }
   return out;
