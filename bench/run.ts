@@ -10,6 +10,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   ingest: () => import('./ingest.ts'),
   ridge: () => import('./ridge.ts'),
   maps: () => import('./maps.ts'),
+  deletion: () => import('./deletion.ts'),
   dashboard: () => import('./dashboard.ts'),
   'closed-loop': () => import('./closed-loop.ts'),
 };
