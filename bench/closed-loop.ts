@@ -28,7 +28,7 @@ import { findDrivers } from '../server/src/compute/drivers.ts';
 import { suggest, type Strategy } from '../server/src/compute/followup.ts';
 import { chosenAlphas, neuronModel, predict } from '../server/src/compute/ridge.ts';
 import { pearson } from '../server/src/compute/neuron-stats.ts';
-import { createFeatureNeurons, mulberry32, poisson, type FeatureNeuronOptions } from '../server/src/sim/synthetic-neurons.ts';
+import { createFeatureNeurons, mulberry32, poisson, shuffle, type FeatureNeuronOptions } from '../server/src/sim/synthetic-neurons.ts';
 import { GREY } from '../server/src/compute/image-input.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root } from './support.ts';
@@ -53,11 +53,17 @@ interface Population {
   drivers: boolean;
   /** Sessions per strategy (seeds): the trials-to-score figures vary a lot from seed to seed. */
   seeds: number;
+  /**
+   * The random baseline: 'shuffled' shows the pool in a random order, each image once before any repeat
+   * (how a lab presents a set); 'uniform' draws every trial independently (repeats early, which the
+   * driver rule needs: 3 presentations).
+   */
+  random: 'shuffled' | 'uniform';
 }
 
 const populations: Population[] = [
-  { name: 'mixed', neurons: { spread: 0.7, rateScale: 0.5 }, seedStimuli: 0, seedRepeats: 1, block: 6, maxTrials: 900, targets: [0.5, 0.6, 0.7, 0.8], drivers: false, seeds: 10 },
-  { name: 'category', neurons: {}, seedStimuli: 24, seedRepeats: 2, block: 12, maxTrials: 1500, targets: [0.95, 0.8, 0.9], drivers: true, seeds: 6 },
+  { name: 'mixed', neurons: { spread: 0.7, rateScale: 0.5 }, seedStimuli: 0, seedRepeats: 1, block: 6, maxTrials: 900, targets: [0.5, 0.6, 0.7, 0.8], drivers: false, seeds: 10, random: 'shuffled' },
+  { name: 'category', neurons: {}, seedStimuli: 24, seedRepeats: 2, block: 12, maxTrials: 1500, targets: [0.95, 0.8, 0.9], drivers: true, seeds: 6, random: 'uniform' },
 ];
 
 async function pool(): Promise<{ stimuli: Stimulus[]; features: FeatureSet }> {
@@ -126,9 +132,16 @@ function session(stimuli: Stimulus[], fs: FeatureSet, seed: number, pop: Populat
   let driversFound = 0;
   const idToIndex = new Map(stimuli.map((s, i) => [s.id, i]));
   const scoresDone = () => trialsTo.every(Number.isFinite);
+  let shuffled: number[] = [];
   while (trial < pop.maxTrials) {
     let next: number[];
-    if (strategy === 'random') next = Array.from({ length: pop.block }, () => Math.floor(rand() * S));
+    if (strategy === 'random') {
+      next = Array.from({ length: pop.block }, () => {
+        if (pop.random === 'uniform') return Math.floor(rand() * S);
+        if (!shuffled.length) shuffled = shuffle(Array.from({ length: S }, (_, i) => i), rand);
+        return shuffled.pop()!;
+      });
+    }
     else {
       const cs = channelStats(stats);
       const ctx = {
@@ -184,7 +197,7 @@ export async function run(): Promise<Record<string, unknown>> {
       }),
     );
     for (const [t, v] of Object.entries(byThreshold).sort()) console.log(`  ${pop.name}: median score >= ${t}: random ${v.random.toFixed(0)} trials, improve ${v.improve.toFixed(0)} trials (${v.ratio.toFixed(2)}x)`);
-    const entry: Record<string, unknown> = { seeds, neurons: pop.neurons, seedStimuli: pop.seedStimuli, seedRepeats: pop.seedRepeats, block: pop.block, maxTrials: pop.maxTrials, byThreshold };
+    const entry: Record<string, unknown> = { seeds, random: pop.random, neurons: pop.neurons, seedStimuli: pop.seedStimuli, seedRepeats: pop.seedRepeats, block: pop.block, maxTrials: pop.maxTrials, byThreshold };
     if (pop.drivers) {
       const driversRandom = mean(rows.random.map((o) => o.driversFound));
       const driversProbe = mean(rows.probe.map((o) => o.driversFound));

@@ -4,7 +4,7 @@
  * time it follows the on/off schedule; `fast` sends as quickly as acknowledgements come back.
  */
 import { RigClient, type Stimulus, type Timing } from '@sharedlens/shared';
-import { createFeatureNeurons, createNeurons, mulberry32, poisson, type SyntheticNeuron } from './synthetic-neurons.ts';
+import { createFeatureNeurons, createNeurons, mulberry32, poisson, shuffle, type SyntheticNeuron } from './synthetic-neurons.ts';
 
 export interface SimOptions {
   url: string;
@@ -118,12 +118,4 @@ export async function runSimRig(o: SimOptions): Promise<SimResult> {
   await Promise.all(window.splice(0));
   if (!o.keepOpen) await client.end();
   return { sessionId, trials: trial, aborted, neurons, client };
-}
-
-function shuffle<T>(xs: T[], rand: () => number): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [xs[i], xs[j]] = [xs[j], xs[i]];
-  }
-  return xs;
 }

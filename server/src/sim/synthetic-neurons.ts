@@ -18,6 +18,15 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/** Fisher-Yates shuffle in place. */
+export function shuffle<T>(xs: T[], rand: () => number): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
+}
+
 /** Poisson sample by Knuth's product method; fine for the small means of 1 ms bins. */
 export function poisson(rand: () => number, mean: number): number {
   if (mean <= 0) return 0;
