@@ -101,8 +101,9 @@ export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] 
  * its own remaining variance, so every neuron counts alike); picks are greedy with the exact rank-1 update,
  * so repeats are valued as well as unseen images. Before the first fit the design needs no responses: every
  * a of the grid weighs the same, features centred on the pool. (Closed-loop benchmark, mixed population,
- * scores 0.5 / 0.6 / 0.7 / 0.8, times faster than random: one pooled a 1.30 / 1.30 / 1.47 / -, per-group a
- * with absolute variances 1.40 / 1.41 / 1.49 / 1.31, relative 1.46 / 1.45 / 1.64 / 1.46.)
+ * scores 0.5 / 0.6 / 0.7 / 0.8, times faster than independent random draws: one pooled a
+ * 1.30 / 1.30 / 1.47 / -, per-group a with absolute variances 1.40 / 1.41 / 1.49 / 1.31, relative
+ * 1.46 / 1.45 / 1.64 / 1.46; the README has the figures against a shuffled order.)
  * O(M^2 D + groups x (n^3 + M^2 n)) for M candidates and n observed stimuli.
  */
 export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[] {
@@ -224,7 +225,7 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
       neurons: ctx.neurons.slice(0, 3).map((c) => channelId(ctx, c)),
       predicted: null,
       uncertainty,
-      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates (mean over neurons) (${shown ? `shown ${shown} times so far` : 'not shown yet'}; ${posts.length} regularisation group${posts.length > 1 ? 's' : ''}), given the suggestions above`,
+      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates, mean over neurons (${shown ? `shown ${shown} times so far` : 'not shown yet'}; ${posts.length} regularisation group${posts.length > 1 ? 's' : ''}), given the suggestions above`,
     });
   }
   return out;
