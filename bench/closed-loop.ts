@@ -141,8 +141,7 @@ function session(stimuli: Stimulus[], fs: FeatureSet, seed: number, pop: Populat
         if (!shuffled.length) shuffled = shuffle(Array.from({ length: S }, (_, i) => i), rand);
         return shuffled.pop()!;
       });
-    }
-    else {
+    } else {
       const cs = channelStats(stats);
       const ctx = {
         stats, enc, preferred: cs.map((c) => (c.preferredCategory ? stats.categories.indexOf(c.preferredCategory) : -1)),

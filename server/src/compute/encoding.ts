@@ -104,6 +104,13 @@ export function catchUp(state: RidgeState, yNow: Float64Array): number {
   return changed;
 }
 
+/** Observed stimuli (at least one trial) that are not rows of the models. */
+export function countPending(enc: EncodingState, stats: NeuronStatsState): number {
+  let pending = 0;
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0) pending++;
+  return pending;
+}
+
 /**
  * Installs a fitted state. Trials that arrived while the job ran (a worker refit) are applied as
  * refreshes of their rows, so nothing is lost; stimuli that appeared meanwhile stay pending.
@@ -114,9 +121,7 @@ export function installRefit(enc: EncodingState, stats: NeuronStatsState, state:
   enc.ridge = state;
   enc.rowOf.fill(-1);
   rows.forEach((s, i) => (enc.rowOf[s] = i));
-  let pending = 0;
-  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0) pending++;
-  enc.pending = pending;
+  enc.pending = countPending(enc, stats);
   enc.trialsSinceRefit = 0;
   enc.version++;
   enc.refits++;

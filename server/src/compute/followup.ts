@@ -131,10 +131,10 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
   }
   const centred = (f: ArrayLike<number>) => Float64Array.from({ length: D }, (_, d) => f[d] - xMean[d]);
   const cand = ctx.pool.map((c) => centred(c.features));
-  const { features, dim } = ctx.enc.featureSet;
+  const { features } = ctx.enc.featureSet;
   const observed: number[] = [];
   for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) observed.push(s);
-  const train = observed.map((s) => centred(features.subarray(s * dim, (s + 1) * dim)));
+  const train = observed.map((s) => centred(features.subarray(s * D, (s + 1) * D)));
   const n = train.length;
   const dot = (a: Float64Array, b: Float64Array) => {
     let v = 1;

@@ -1,5 +1,5 @@
 import { Subject, connect, endWith, filter, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
-import { createEncoding, currentY, fitJob, installRefit, observeTrial, refitDue, refitJob, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
+import { countPending, createEncoding, currentY, fitJob, installRefit, observeTrial, refitDue, refitJob, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { StatsUpdate } from './neuron-statistics.ts';
@@ -67,7 +67,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
         };
         const fresh = (f: FeatureSet, stats: NeuronStatsState) => {
           const enc = createEncoding(f, stats.stimuli.length);
-          for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) enc.pending++;
+          enc.pending = countPending(enc, stats);
           return enc;
         };
         return merge(

@@ -8,9 +8,12 @@ import { Observable } from 'rxjs';
 import { fitJob, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 
+/** What the thread sends back for a job (workers/ridge-worker.ts). */
+type WorkerMessage = { type: 'need-y' | 'fitted' | 'error'; state?: RidgeState; message?: string };
+
 export class RidgeWorker {
   private worker: Worker | null = null;
-  private readonly pending = new Map<number, (msg: { type: 'need-y' | 'fitted' | 'error'; state?: RidgeState; message?: string }) => void>();
+  private readonly pending = new Map<number, (msg: WorkerMessage) => void>();
   private nextId = 1;
 
   constructor(private readonly onError: (message: string) => void = () => {}) {}
@@ -18,7 +21,7 @@ export class RidgeWorker {
   private start(): Worker {
     if (!this.worker) {
       const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './ridge-worker.ts' } });
-      w.on('message', (msg: { id: number; type: 'need-y' | 'fitted' | 'error'; state?: RidgeState; message?: string }) => this.pending.get(msg.id)?.(msg));
+      w.on('message', (msg: WorkerMessage & { id: number }) => this.pending.get(msg.id)?.(msg));
       w.on('error', (e) => {
         this.worker = null;
         for (const h of [...this.pending.values()]) h({ type: 'error', message: `refit worker failed: ${e.message}` });
@@ -41,8 +44,7 @@ export class RidgeWorker {
           this.worker?.postMessage({ id, y: latest() });
           return;
         }
-        this.pending.delete(id);
-        if (!this.pending.size) this.worker?.unref();
+        this.release(id);
         if (msg.state) {
           sub.next(msg.state);
           sub.complete();
@@ -55,11 +57,14 @@ export class RidgeWorker {
       const w = this.start();
       w.ref();
       w.postMessage({ id, job });
-      return () => {
-        this.pending.delete(id);
-        if (!this.pending.size) this.worker?.unref();
-      };
+      return () => this.release(id);
     });
+  }
+
+  /** Forgets job `id`; with no job left the thread no longer keeps the process alive. */
+  private release(id: number): void {
+    this.pending.delete(id);
+    if (!this.pending.size) this.worker?.unref();
   }
 
   async close(): Promise<void> {
