@@ -127,9 +127,9 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     const rig = new RigClient({ url: t.url, token: TOKEN });
     await rig.connect();
     const r2 = await rig.startSession({ rigId: 'r2', subject: 's', stimulusSetId: 'demo', channels: [{ id: 'x', label: 'x' }], timing: { responseWindowMs: 100, latencyMs: 0, baselineWindowMs: 0, binWidthMs: 1 } });
+    await until(() => t.app.store.get(r2)?.encoding, 'features of r2');
     await assert.rejects(rig.followups(3), /no encoding models yet.*probe needs a few stimuli with trials/);
     // improve needs no responses: it suggests the first images before any trial
-    await until(() => t.app.store.get(r2)?.encoding, 'features of r2');
     const first = await rig.followups(4, { strategy: 'improve' });
     assert.equal(new Set(first.map((s) => s.stimulusId)).size, 4);
     assert.ok(first.every((s) => s.strategy === 'improve' && /not shown yet/.test(s.reason)), first.map((s) => s.reason).join('\n'));
