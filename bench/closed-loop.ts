@@ -31,6 +31,7 @@ import { pearson } from '../server/src/compute/neuron-stats.ts';
 import { createFeatureNeurons, mulberry32, poisson, shuffle, type FeatureNeuronOptions } from '../server/src/sim/synthetic-neurons.ts';
 import { GREY } from '../server/src/compute/image-input.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { loadConfig } from '../server/src/config.ts';
 import { demoStimuli, root } from './support.ts';
 
 const NEURONS = 24;
@@ -38,7 +39,10 @@ const SEEDS_OVERRIDE = process.env.BENCH_CLOSED_LOOP_SEEDS ? Number(process.env.
 /** The first seed (default 1): seeds FIRST_SEED .. FIRST_SEED + seeds - 1. */
 const FIRST_SEED = Number(process.env.BENCH_CLOSED_LOOP_FIRST_SEED ?? 1);
 const DRIVER_TRIALS = 600;
-const alphas = [1, 10, 100, 1000, 10000];
+/** Replaces every population's score targets (e.g. "0.5" for a quick many-seed check of the headline). */
+const TARGETS_OVERRIDE = process.env.BENCH_CLOSED_LOOP_TARGETS?.split(',').map(Number);
+/** The server's default regularisation grid (config/default.json): the models' choice and the improve design's prior, as a lab runs them. */
+const alphas = loadConfig(root, {}).compute.alphas;
 
 interface Population {
   name: 'mixed' | 'category';
@@ -179,7 +183,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   const byPopulation: Record<string, unknown> = {};
   const only = process.env.BENCH_CLOSED_LOOP_POPULATIONS?.split(',');
-  for (const pop of populations.filter((p) => !only || only.includes(p.name))) {
+  for (const pop of populations.filter((p) => !only || only.includes(p.name)).map((p) => (TARGETS_OVERRIDE ? { ...p, targets: TARGETS_OVERRIDE } : p))) {
     const strategies = pop.drivers ? (['random', 'improve', 'probe'] as const) : (['random', 'improve'] as const);
     const rows: Record<string, Outcome[]> = { random: [], improve: [], probe: [] };
     const seeds = SEEDS_OVERRIDE ?? pop.seeds;

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lastValueFrom } from 'rxjs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import type { SessionStart, Stimulus } from '@sharedlens/shared';
 import { RigClient } from '@sharedlens/shared';
 import { addTrial, createNeuronStats } from '../server/src/compute/neuron-stats.ts';
@@ -69,9 +70,31 @@ test('improve before the first fit: a design from the features alone, no pick tw
   const ids = out.map((s) => s.stimulusId);
   assert.equal(new Set(ids).size, 8);
   assert.ok(!(ids.includes('s21') && ids.includes('s21-copy')), `both copies picked: ${ids}`);
-  assert.ok(out.every((s) => /not shown yet; 3 regularisation groups/.test(s.reason)), out[0].reason);
+  assert.ok(out.every((s) => /averaged over 3 regularisation values \(not shown yet\)/.test(s.reason)), out[0].reason);
   // the first pick is the candidate whose trial removes the most prior variance: s20, far out along feature 0
   assert.equal(ids[0], 's20');
+});
+
+test('improve equals an independent weight-space reference (numpy), and does not depend on the responses', () => {
+  const ctx = context();
+  const out = suggestImprove(ctx, 8);
+  const observed = ctx.stats.stimuli.map((_, i) => i).filter((i) => ctx.stats.nStim[i] > 0);
+  const row = (i: number) => Array.from(fs.features.subarray(i * D, (i + 1) * D));
+  const py = spawnSync('/usr/bin/python3', [path.join(root, 'test/reference/improve_design.py')], {
+    input: JSON.stringify({ pool: stimuli.map((_, i) => row(i)), observed: observed.map(row), counts: observed.map((i) => ctx.stats.nStim[i]), alphas: ctx.alphas, count: 8 }),
+    encoding: 'utf8',
+  });
+  assert.equal(py.status, 0, py.stderr);
+  const ref = JSON.parse(py.stdout) as { picks: number[]; percent: number[] };
+  assert.deepEqual(out.map((s) => s.stimulusId), ref.picks.map((i) => `s${i}`));
+  out.forEach((s, i) => assert.ok(Math.abs(Number(/removes ([\d.]+)%/.exec(s.reason)![1]) - ref.percent[i]) <= 0.051, `${s.reason} vs ${ref.percent[i]}`));
+  // the same trials with other responses (every mean x100, another neuron's tuning): the same design
+  const other = createNeuronStats(start, stimuli, null);
+  ctx.stats.nStim.forEach((n, s) => {
+    for (let k = 0; k < n; k++) addTrial(other, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: 0, seq: s * 1000 + k, responses: Float64Array.of(100 * r(), -fs.features[s * D + 5]) });
+  });
+  const enc = refit(createEncoding(fs, S), other, { alphas: ctx.alphas, refitEveryTrials: 5, minStimuli: 6 });
+  assert.deepEqual(suggestImprove({ ...ctx, stats: other, enc }, 8).map((s) => s.stimulusId), out.map((s) => s.stimulusId));
 });
 
 test('confirm: drivers above the preferred mean with too few presentations; mixes fill from the other strategies', () => {
