@@ -140,6 +140,8 @@ def main():
         print(f"{len(ack['suggestions'])} follow-up stimuli:")
         for s in ack["suggestions"]:
             print(f"  {s['rank'] + 1}. {s['stimulusId']} [{s['strategy']}] {s['reason']}")
+        for note in ack.get("notes", []):  # why a strategy asked for gave nothing
+            print(f"  note: {note}")
     except RigError as e:
         print("no follow-ups:", e, file=sys.stderr)
     rig.send("session:end")

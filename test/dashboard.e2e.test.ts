@@ -107,6 +107,12 @@ test('the follow-up panel asks for suggestions and shows them with thumbnails an
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="followup-item"]').length === 6, null, { timeout: 20_000 });
   const first = await page.textContent('[data-testid="followup-item"]');
   assert.match(first!, /probe|improve|confirm/);
+  // probe and improve (first in the mix, so never crowded out by another strategy's picks) either gave
+  // suggestions or are named in a note saying why not; confirm's may be in the list under probe
+  const tags = await page.$$eval('[data-testid="followup-item"] .tag', (els) => els.map((e) => e.textContent));
+  const notes = (await page.$$eval('[data-testid="followup-notes"] li', (els) => els.map((e) => e.textContent ?? ''))).join('\n');
+  for (const strategy of ['probe', 'improve']) assert.ok(tags.includes(strategy) || notes.includes(`${strategy}: `), `${strategy}: neither suggestions nor a note`);
+  for (const strategy of ['probe', 'improve', 'confirm']) assert.ok(!(tags.includes(strategy) && notes.includes(`${strategy}: `)), `${strategy}: a note contradicts the list`);
   assert.match((await page.textContent('[data-testid="followup-panel"]'))!, /sent to 1 rig connection|no rig connected to this session/);
   await page.screenshot({ path: path.join(OUT, 'followup.png'), fullPage: true });
 });

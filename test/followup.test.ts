@@ -7,7 +7,7 @@ import type { SessionStart, Stimulus } from '@sharedlens/shared';
 import { RigClient } from '@sharedlens/shared';
 import { addTrial, createNeuronStats } from '../server/src/compute/neuron-stats.ts';
 import { createEncoding, refit, type FeatureSet } from '../server/src/compute/encoding.ts';
-import { suggest, suggestConfirm, suggestImprove, suggestProbe, type FollowupContext } from '../server/src/compute/followup.ts';
+import { suggest, suggestConfirm, suggestWithNotes, suggestImprove, suggestProbe, type FollowupContext } from '../server/src/compute/followup.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { runSimRig } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -108,6 +108,27 @@ test('confirm: drivers above the preferred mean with too few presentations; mixe
   assert.deepEqual(mixed.map((s) => s.rank), [0, 1, 2, 3, 4, 5]);
 });
 
+test('a strategy asked for that gives nothing says why; none said when every strategy gave', () => {
+  const ctx = context();
+  const all = { probe: 1, improve: 1, confirm: 1 };
+  // confirm's one candidate (s20) is probe's first too: in the list once, and no note for confirm
+  assert.deepEqual(suggestWithNotes(ctx, 6, all).notes, []);
+  // every candidate left in the pool has been shown confirmRepeats times: nothing to probe
+  const known = { ...ctx, pool: ctx.pool.filter((c) => ctx.stats.nStim[ctx.stats.stimIndex.get(c.id)!] >= ctx.confirmRepeats) };
+  const mix = { probe: 1, improve: 1 };
+  const { suggestions: given, notes } = suggestWithNotes(known, 4, mix);
+  assert.equal(given.length, 4);
+  assert.ok(given.every((s) => s.strategy === 'improve'));
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /^probe: every candidate outside the selected neurons' preferred categories has been shown 6 times or more .* register more images/);
+  // a neuron without a preferred category: neither probe nor confirm has anything for it
+  const b = { ...ctx, neurons: [1] };
+  assert.deepEqual(suggestWithNotes(b, 4, all).notes, [
+    'probe: none of the selected neurons has a preferred category yet',
+    "confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than 6 presentations",
+  ]);
+});
+
 test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the rig; both are recorded', async () => {
   const base = testConfig();
   const t = await startApp({ compute: { ...base.compute, features: true, maps: { ...base.compute.maps, enabled: false } } });
@@ -156,6 +177,10 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     const first = await rig.followups(4, { strategy: 'improve' });
     assert.equal(new Set(first.map((s) => s.stimulusId)).size, 4);
     assert.ok(first.every((s) => s.strategy === 'improve' && /not shown yet/.test(s.reason)), first.map((s) => s.reason).join('\n'));
+    // improve and confirm asked for before any trial: the acknowledgement says why confirm gave nothing
+    const both = (await rig.send('followup:request', { count: 3, mix: { improve: 1, confirm: 1 } })) as unknown as { suggestions: { strategy: string }[]; notes?: string[] };
+    assert.equal(both.suggestions.length, 3);
+    assert.deepEqual(both.notes, ["confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than 6 presentations"]);
     rig.close();
   } finally {
     await t.close();

@@ -123,7 +123,7 @@ export function createApp(deps: AppDeps): App {
       }
       const sentToRig = rt.kind === 'live' ? pushToRig(rt.id, dashboardEvents.followupSuggested, { sessionId: rt.id, suggestions: r.suggestions }) : 0;
       logger.info({ sessionId: rt.id, count: r.suggestions.length, sentToRig }, 'follow-up suggestions from the dashboard');
-      return { data: { suggestions: r.suggestions, sentToRig } };
+      return { data: { suggestions: r.suggestions, notes: r.notes, sentToRig } };
     },
   };
   const dashboard = io.of('/dashboard');

@@ -27,7 +27,7 @@ export interface CommandDeps {
   store: SessionStore;
   recorder: Recorder;
   /** Computes, records and delivers follow-up suggestions asked for from the dashboard. */
-  followups?: (rt: Runtime, body: Record<string, unknown>) => Result<{ suggestions: Suggestion[]; sentToRig: number }>;
+  followups?: (rt: Runtime, body: Record<string, unknown>) => Result<{ suggestions: Suggestion[]; notes: string[]; sentToRig: number }>;
   log: (msg: string, fields: Record<string, unknown>) => void;
 }
 

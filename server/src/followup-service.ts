@@ -1,12 +1,12 @@
 /**
  * Follow-up suggestions for a session (compute/followup.ts) from its current statistics and encoding
  * models; the candidate pool is the session's stimulus set plus any registered sets whose features are
- * ready. Answers `{ suggestions } | { error }`.
+ * ready. Answers `{ suggestions, notes } | { error }` (notes: why a strategy asked for gave nothing).
  */
 import type { Observable } from 'rxjs';
 import type { AckError, Suggestion } from '@sharedlens/shared';
 import type { FeatureSet } from './compute/encoding.ts';
-import { suggest, type Candidate, type FollowupContext, type Strategy } from './compute/followup.ts';
+import { suggestWithNotes, type Candidate, type FollowupContext, type Strategy } from './compute/followup.ts';
 import { channelStats } from './compute/neuron-stats.ts';
 import type { Runtime } from './sinks/session-store.ts';
 import type { StimulusSet } from './stimulus-sets.ts';
@@ -34,7 +34,7 @@ function current<T>(o: Observable<T>): T | undefined {
   return v;
 }
 
-export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupAsk): { suggestions: Suggestion[] } | { error: AckError } {
+export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupAsk): { suggestions: Suggestion[]; notes: string[] } | { error: AckError } {
   const fail = (code: AckError['code'], message: string) => ({ error: { code, message } });
   const stats = rt.latest;
   const enc = rt.encoding;
@@ -68,5 +68,5 @@ export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupA
     confirmRepeats: deps.confirmRepeats,
     alphas: deps.alphas,
   };
-  return { suggestions: suggest(ctx, ask.count, mix) };
+  return suggestWithNotes(ctx, ask.count, mix);
 }

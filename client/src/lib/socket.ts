@@ -23,7 +23,8 @@ export const scoreHistory = writable<Record<string, [number, number][]>>({});
 export const explanations = writable<Explanation[]>([]);
 export const replay = writable<{ replayId: string; position: number; total: number; speed: number | 'max'; paused: boolean; done: boolean } | null>(null);
 export const errors = writable<{ id: number; message: string }[]>([]);
-export const followups = writable<{ origin: string; atMs: number; suggestions: Suggestion[] } | null>(null);
+/** The latest suggestions; notes (dashboard asks only): why a strategy asked for gave nothing. */
+export const followups = writable<{ origin: string; atMs: number; suggestions: Suggestion[]; notes?: string[] } | null>(null);
 export const featureProgress = writable<{ stimulusSetId: string; done: number; total: number } | null>(null);
 
 const MAX_EXPLANATIONS = 200;

@@ -261,10 +261,24 @@ export function suggestConfirm(ctx: FollowupContext, count: number): Suggestion[
 }
 
 /**
+ * Why a strategy had no candidate at all, one sentence (so the experimenter sees why a list holds only
+ * improve suggestions, say, instead of guessing).
+ */
+function emptyBecause(ctx: FollowupContext, strategy: Strategy): string {
+  const { stats } = ctx;
+  if (strategy === 'improve') return 'improve: the candidate pool is empty';
+  if (strategy === 'confirm') return `confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than ${ctx.confirmRepeats} presentations`;
+  if (!ctx.enc.ridge) return 'probe: no encoding models yet (they need a few stimuli with trials)';
+  if (!ctx.neurons.some((c) => ctx.preferred[c] >= 0 && stats.nCat[ctx.preferred[c]] > 0)) return 'probe: none of the selected neurons has a preferred category yet';
+  return `probe: every candidate outside the selected neurons' preferred categories has been shown ${ctx.confirmRepeats} times or more (compute.confirmRepeats), so nothing is left to probe; register more images and name their set in poolSetIds`;
+}
+
+/**
  * A mix of strategies: counts in proportion to the weights, no stimulus twice; when a strategy has fewer
  * candidates than its share (no drivers to confirm yet), the others fill the rest. Ranked in order.
+ * `notes`: why each strategy asked for that had no candidate at all gave nothing.
  */
-export function suggest(ctx: FollowupContext, count: number, mix: Partial<Record<Strategy, number>>): Suggestion[] {
+export function suggestWithNotes(ctx: FollowupContext, count: number, mix: Partial<Record<Strategy, number>>): { suggestions: Suggestion[]; notes: string[] } {
   const entries = (Object.entries(mix) as [Strategy, number][]).filter(([, w]) => w > 0);
   const total = entries.reduce((a, [, w]) => a + w, 0);
   const run = { probe: suggestProbe, improve: suggestImprove, confirm: suggestConfirm };
@@ -287,5 +301,9 @@ export function suggest(ctx: FollowupContext, count: number, mix: Partial<Record
     take(name, want);
   });
   for (const [name] of entries) take(name, count - out.length);
-  return out.map((s, rank) => ({ ...s, rank }));
+  const notes = entries.filter(([name]) => !lists.get(name)!.length).map(([name]) => emptyBecause(ctx, name));
+  return { suggestions: out.map((s, rank) => ({ ...s, rank })), notes };
 }
+
+/** suggestWithNotes without the notes. */
+export const suggest = (ctx: FollowupContext, count: number, mix: Partial<Record<Strategy, number>>): Suggestion[] => suggestWithNotes(ctx, count, mix).suggestions;

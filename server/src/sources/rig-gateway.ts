@@ -39,7 +39,7 @@ export interface RigGatewayDeps {
   limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number };
   now?: () => number;
   /** Follow-up suggestions for a session (followup-service.ts). */
-  followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[] } | { error: AckError };
+  followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[]; notes: string[] } | { error: AckError };
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
   log: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -184,7 +184,7 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     const frame: Frame = { type: 'followup:suggested', sessionId: g.sessionId, seq: p.seq, origin: 'rig', atMs: now(), suggestions: result.suggestions };
     deps.recorder.append({ atMs: now(), frame });
     applyFrame(g, frame);
-    ack({ data: { seq: p.seq, duplicate: false, suggestions: result.suggestions } });
+    ack({ data: { seq: p.seq, duplicate: false, suggestions: result.suggestions, ...(result.notes.length ? { notes: result.notes } : {}) } });
     deps.store.feed(rt, frame);
   }
 

@@ -66,7 +66,8 @@ export interface RigAckData {
   'session:resume': { sessionId: string; lastSeq: number };
   /** `duplicate`: already accepted earlier, ignored; `gap`: seq numbers skipped before this one. */
   event: { seq: number; duplicate: boolean; gap?: { from: number; to: number } };
-  'followup:request': { seq: number; duplicate: boolean; suggestions: Suggestion[] };
+  /** notes: why a strategy asked for gave nothing (absent when every strategy gave suggestions). */
+  'followup:request': { seq: number; duplicate: boolean; suggestions: Suggestion[]; notes?: string[] };
 }
 
 /**
