@@ -38,6 +38,12 @@ export interface FollowupContext {
 
 const channelId = (ctx: FollowupContext, c: number) => ctx.stats.start.channels[c].id;
 
+/** Channel c's preferred category index, or -1 while it has none with trials (probe and confirm skip it). */
+const preferredCategory = (ctx: FollowupContext, c: number): number => {
+  const k = ctx.preferred[c];
+  return k >= 0 && ctx.stats.nCat[k] > 0 ? k : -1;
+};
+
 /**
  * (a) Probe out-of-category drivers: per neuron, the candidates outside its preferred category ranked by
  * predicted response relative to its preferred-category mean; taken round-robin across the neurons so
@@ -52,8 +58,8 @@ export function suggestProbe(ctx: FollowupContext, count: number): Suggestion[] 
   const shown = new Map(stats.stimuli.map((s, i) => [s.id, stats.nStim[i]]));
   const perNeuron: { c: number; ranked: { i: number; z: number; predicted: number }[] }[] = [];
   for (const c of ctx.neurons) {
-    const k = ctx.preferred[c];
-    if (k < 0 || stats.nCat[k] === 0) continue;
+    const k = preferredCategory(ctx, c);
+    if (k < 0) continue;
     const model = neuronModel(ridge, c, alphas[c]);
     const preds = ctx.pool.map((cand) => predict(model, cand.features));
     const mean = preds.reduce((a, b) => a + b, 0) / preds.length;
@@ -231,8 +237,8 @@ export function suggestConfirm(ctx: FollowupContext, count: number): Suggestion[
   const setOf = new Map(ctx.pool.map((c) => [c.id, c.setId]));
   const found = new Map<number, { gap: number; neurons: string[]; mean: number; n: number }>();
   for (const c of ctx.neurons) {
-    const k = ctx.preferred[c];
-    if (k < 0 || stats.nCat[k] === 0) continue;
+    const k = preferredCategory(ctx, c);
+    if (k < 0) continue;
     const prefMean = stats.catMean[k * stats.C + c];
     for (let s = 0; s < stats.stimuli.length; s++) {
       const n = stats.nStim[s];
@@ -265,11 +271,10 @@ export function suggestConfirm(ctx: FollowupContext, count: number): Suggestion[
  * improve suggestions, say, instead of guessing).
  */
 function emptyBecause(ctx: FollowupContext, strategy: Strategy): string {
-  const { stats } = ctx;
   if (strategy === 'improve') return 'improve: the candidate pool is empty';
   if (strategy === 'confirm') return `confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than ${ctx.confirmRepeats} presentations`;
   if (!ctx.enc.ridge) return 'probe: no encoding models yet (they need a few stimuli with trials)';
-  if (!ctx.neurons.some((c) => ctx.preferred[c] >= 0 && stats.nCat[ctx.preferred[c]] > 0)) return 'probe: none of the selected neurons has a preferred category yet';
+  if (!ctx.neurons.some((c) => preferredCategory(ctx, c) >= 0)) return 'probe: none of the selected neurons has a preferred category yet';
   return `probe: every candidate outside the selected neurons' preferred categories has been shown ${ctx.confirmRepeats} times or more (compute.confirmRepeats), so nothing is left to probe; register more images and name their set in poolSetIds`;
 }
 
