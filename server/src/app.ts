@@ -7,18 +7,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import express, { type Request, type Response, type NextFunction } from 'express';
 import { Server } from 'socket.io';
-import { from, lastValueFrom, type SchedulerLike } from 'rxjs';
+import type { SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { startReplay, attachDashboardCommands, type CommandDeps } from './dashboard-commands.ts';
-import { buildSnapshot } from './compute/session-snapshot.ts';
-import { sessionPipeline } from './pipeline/session-pipeline.ts';
+import { attachDashboardCommands, type CommandDeps } from './dashboard-commands.ts';
 import { broadcastToDashboards } from './sinks/dashboard-broadcast.ts';
 import { Recorder } from './sinks/recorder.ts';
 import { logRejections } from './sinks/rejection-log.ts';
 import { SessionStore } from './sinks/session-store.ts';
 import { attachRigGateway } from './sources/rig-gateway.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
+import { apiError } from './http/api-error.ts';
+import { healthRouter, statusRouter } from './http/health.ts';
+import { modelsRouter } from './http/models.ts';
+import { sessionsRouter } from './http/sessions.ts';
+import { stimuliRouter } from './http/stimuli.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
 import { RidgeWorker } from './workers/ridge-client.ts';
@@ -45,8 +48,6 @@ export interface App {
   listen(port: number, host: string): Promise<number>;
   close(): Promise<void>;
 }
-
-const apiError = (res: Response, status: number, code: string, message: string) => res.status(status).json({ error: { code, message } });
 
 export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
@@ -154,94 +155,12 @@ export function createApp(deps: AppDeps): App {
       : null;
 
   app.use(express.json({ limit: '64kb' }));
-  app.get('/api/health', (_req, res) => {
-    res.json({ status: 'ok', uptimeS: Math.round(process.uptime()), sessions: store.all().length, rejectedInputs: rejected.counts.total, compute: computeStatus });
-  });
-  app.get('/api/status', (_req, res) => {
-    res.json({
-      sessions: store.all().map((rt) => store.snapshot(rt, false) ?? store.summary(rt)),
-      rejected: rejected.counts,
-      stimulusSets: [...stimulusSets.keys()],
-    });
-  });
-  app.get('/api/sessions', (_req, res) => {
-    res.json(recorder.list().map((m) => ({ ...m, ...(store.get(m.sessionId) ? { state: store.get(m.sessionId)!.state } : {}) })));
-  });
-  app.get('/api/sessions/:id', (req, res) => {
-    const meta = recorder.meta(req.params.id) ?? (store.get(req.params.id) ? store.summary(store.get(req.params.id)!) : null);
-    if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
-    res.json(meta);
-  });
-  app.get('/api/sessions/:id/stats', async (req, res, next) => {
-    try {
-      const detail = req.query.detail === '1' || req.query.detail === 'true';
-      const rt = store.get(req.params.id);
-      if (rt) {
-        const snap = store.snapshot(rt, detail);
-        return snap ? res.json(snap) : apiError(res, 409, 'no-data', 'the session has no statistics yet');
-      }
-      const meta = recorder.meta(req.params.id);
-      if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
-      // a recorded session that is not loaded: run its log through the pipeline once
-      const { records } = recorder.load(meta.sessionId);
-      const last = await lastValueFrom(from(records.map((r) => r.frame)).pipe(sessionPipeline(config.pipeline)), { defaultValue: null });
-      if (!last) return apiError(res, 409, 'no-data', 'the session log holds no statistics');
-      res.json(buildSnapshot(last.state, { sessionId: meta.sessionId, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps: 0, rejected: {} }, detail));
-    } catch (e) {
-      next(e);
-    }
-  });
-  app.get('/api/sessions/:id/models', (req, res) => {
-    const rt = store.get(req.params.id);
-    if (!rt) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
-    if (!compute) return apiError(res, 409, 'no-models', 'encoding models are off (compute.features is false)');
-    const models = store.models(rt);
-    if (!models) return apiError(res, 409, 'no-models', `no models yet: features ${computeStatus.features[rt.start.stimulusSetId] ?? 'pending'}, or fewer than ${minStimuli} stimuli seen`);
-    res.json(models);
-  });
-  app.get('/api/sessions/:id/channels/:channelId', (req, res) => {
-    const rt = store.get(req.params.id);
-    if (!rt?.latest) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}" with statistics`);
-    const detail = store.channelDetail(rt, req.params.channelId);
-    if (!detail) return apiError(res, 404, 'unknown-channel', `no channel "${req.params.channelId}" in session ${rt.id}`);
-    res.json(detail);
-  });
-  app.get('/api/sessions/:id/explanations', (req, res) => {
-    if (!store.get(req.params.id)) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
-    const list = [...(explanations?.results.get(req.params.id)?.values() ?? [])];
-    res.json({
-      queued: explanations?.queued() ?? 0,
-      explanations: list.map((e) => ({ ...e, driverMap: Buffer.from(e.driverMap).toString('base64'), referenceMap: Buffer.from(e.referenceMap).toString('base64') })),
-    });
-  });
-  app.post('/api/sessions/:id/replay', (req, res) => {
-    const result = startReplay(commandDeps, { ...(req.body ?? {}), sessionId: req.params.id });
-    if ('error' in result) return res.status(result.error.code === 'unknown-session' ? 404 : 400).json(result);
-    res.json(result);
-  });
-  // registering extra images: put a folder with a manifest.json under the stimulus directory, then rescan
-  app.post('/api/stimuli/rescan', (_req, res) => {
-    const fresh = loadStimulusSets(config.stimulusDir);
-    const added = [...fresh.sets.keys()].filter((id) => !stimulusSets.has(id));
-    for (const id of added) stimulusSets.set(id, fresh.sets.get(id)!);
-    for (const p of fresh.problems) logger.error(`stimulus set skipped: ${p}`);
-    if (added.length) logger.info({ added }, 'stimulus sets registered');
-    res.json({ sets: [...stimulusSets.keys()], added, problems: fresh.problems });
-  });
-  app.get('/api/stimuli', (_req, res) => {
-    res.json([...stimulusSets.values()].map((s) => ({ id: s.manifest.id, description: s.manifest.description, stimuli: s.manifest.stimuli.length, categories: [...new Set(s.manifest.stimuli.map((x) => x.category))] })));
-  });
-  app.get('/api/stimuli/:setId', (req, res) => {
-    const set = stimulusSets.get(req.params.setId);
-    if (!set) return apiError(res, 404, 'unknown-stimulus', `no stimulus set "${req.params.setId}"`);
-    res.json(set.manifest);
-  });
-  app.get('/api/stimuli/:setId/:stimulusId/image', (req, res) => {
-    const set = stimulusSets.get(req.params.setId);
-    const file = set ? stimulusFile(set, req.params.stimulusId) : null;
-    if (!file) return apiError(res, 404, 'unknown-stimulus', `no stimulus "${req.params.stimulusId}" in set "${req.params.setId}"`);
-    res.sendFile(file);
-  });
+  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets };
+  app.use('/api', healthRouter(healthDeps));
+  app.use('/api', statusRouter(healthDeps));
+  app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
+  app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
+  app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
   const clientDir = deps.clientDir;
   if (clientDir && fs.existsSync(clientDir)) {

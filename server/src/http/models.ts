@@ -1,0 +1,37 @@
+/** `/api/sessions/:id/models` and `/api/sessions/:id/explanations`: encoding models, drivers and their maps. */
+import { Router } from 'express';
+import type { SessionStore } from '../sinks/session-store.ts';
+import type { scheduleExplanations } from '../sinks/explain-jobs.ts';
+import { apiError } from './api-error.ts';
+
+export interface ModelsRouterDeps {
+  store: SessionStore;
+  /** False when compute.features is off. */
+  modelsOn: boolean;
+  minStimuli: number;
+  computeStatus: { features: Record<string, string> };
+  explanations: ReturnType<typeof scheduleExplanations> | null;
+}
+
+/** Routes mounted at /api/sessions: GET /:id/models, GET /:id/explanations (maps as base64 float32). */
+export function modelsRouter(deps: ModelsRouterDeps): Router {
+  const { store, explanations } = deps;
+  const router = Router();
+  router.get('/:id/models', (req, res) => {
+    const rt = store.get(req.params.id);
+    if (!rt) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
+    if (!deps.modelsOn) return apiError(res, 409, 'no-models', 'encoding models are off (compute.features is false)');
+    const models = store.models(rt);
+    if (!models) return apiError(res, 409, 'no-models', `no models yet: features ${deps.computeStatus.features[rt.start.stimulusSetId] ?? 'pending'}, or fewer than ${deps.minStimuli} stimuli seen`);
+    res.json(models);
+  });
+  router.get('/:id/explanations', (req, res) => {
+    if (!store.get(req.params.id)) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
+    const list = [...(explanations?.results.get(req.params.id)?.values() ?? [])];
+    res.json({
+      queued: explanations?.queued() ?? 0,
+      explanations: list.map((e) => ({ ...e, driverMap: Buffer.from(e.driverMap).toString('base64'), referenceMap: Buffer.from(e.referenceMap).toString('base64') })),
+    });
+  });
+  return router;
+}

@@ -1,0 +1,63 @@
+/** `/api/sessions`: recorded and live sessions, their statistics, channels, and replays of them. */
+import { Router } from 'express';
+import { from, lastValueFrom } from 'rxjs';
+import type { Config } from '../config.ts';
+import { startReplay, type CommandDeps } from '../dashboard-commands.ts';
+import { buildSnapshot } from '../compute/session-snapshot.ts';
+import { sessionPipeline } from '../pipeline/session-pipeline.ts';
+import type { Recorder } from '../sinks/recorder.ts';
+import type { SessionStore } from '../sinks/session-store.ts';
+import { apiError } from './api-error.ts';
+
+export interface SessionsRouterDeps {
+  store: SessionStore;
+  recorder: Recorder;
+  pipeline: Config['pipeline'];
+  commandDeps: CommandDeps;
+}
+
+/** Routes under /api/sessions: list, metadata, statistics (`?detail=1`), one channel, start a replay. */
+export function sessionsRouter(deps: SessionsRouterDeps): Router {
+  const { store, recorder } = deps;
+  const router = Router();
+  router.get('/', (_req, res) => {
+    res.json(recorder.list().map((m) => ({ ...m, ...(store.get(m.sessionId) ? { state: store.get(m.sessionId)!.state } : {}) })));
+  });
+  router.get('/:id', (req, res) => {
+    const meta = recorder.meta(req.params.id) ?? (store.get(req.params.id) ? store.summary(store.get(req.params.id)!) : null);
+    if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
+    res.json(meta);
+  });
+  router.get('/:id/stats', async (req, res, next) => {
+    try {
+      const detail = req.query.detail === '1' || req.query.detail === 'true';
+      const rt = store.get(req.params.id);
+      if (rt) {
+        const snap = store.snapshot(rt, detail);
+        return snap ? res.json(snap) : apiError(res, 409, 'no-data', 'the session has no statistics yet');
+      }
+      const meta = recorder.meta(req.params.id);
+      if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
+      // a recorded session that is not loaded: run its log through the pipeline once
+      const { records } = recorder.load(meta.sessionId);
+      const last = await lastValueFrom(from(records.map((r) => r.frame)).pipe(sessionPipeline(deps.pipeline)), { defaultValue: null });
+      if (!last) return apiError(res, 409, 'no-data', 'the session log holds no statistics');
+      res.json(buildSnapshot(last.state, { sessionId: meta.sessionId, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps: 0, rejected: {} }, detail));
+    } catch (e) {
+      next(e);
+    }
+  });
+  router.get('/:id/channels/:channelId', (req, res) => {
+    const rt = store.get(req.params.id);
+    if (!rt?.latest) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}" with statistics`);
+    const detail = store.channelDetail(rt, req.params.channelId);
+    if (!detail) return apiError(res, 404, 'unknown-channel', `no channel "${req.params.channelId}" in session ${rt.id}`);
+    res.json(detail);
+  });
+  router.post('/:id/replay', (req, res) => {
+    const result = startReplay(deps.commandDeps, { ...(req.body ?? {}), sessionId: req.params.id });
+    if ('error' in result) return res.status(result.error.code === 'unknown-session' ? 404 : 400).json(result);
+    res.json(result);
+  });
+  return router;
+}
