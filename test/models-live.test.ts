@@ -5,6 +5,7 @@ import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
 import { io, type Socket } from 'socket.io-client';
 import { dashboardEvents, type Explanation, type ModelSnapshot, type SessionSnapshot } from '@sharedlens/shared';
+import sharp from 'sharp';
 import { pearson } from '../server/src/compute/neuron-stats.ts';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import type { FeatureNeuron } from '../server/src/sim/synthetic-neurons.ts';
@@ -83,15 +84,19 @@ test('drivers found are the true out-of-category drivers of the simulated neuron
   assert.ok(correct / truth >= 0.3, `recall ${correct}/${truth} (stimuli just above the bar need more repeats)`);
 });
 
-test('driver pairs arrive on the dashboard namespace with both maps', async () => {
+test('driver pairs are announced on the dashboard namespace; both maps come as one PNG', async () => {
   await until(() => explained.length > 0, 'explain:ready', 1600);
   const e = explained[0];
   assert.equal(e.sessionId, sim.sessionId);
   assert.equal(e.size, 224);
-  assert.equal(e.driverMap.byteLength, 224 * 224);
-  assert.equal(e.referenceMap.byteLength, 224 * 224);
-  assert.ok(Math.max(...new Uint8Array(e.driverMap), ...new Uint8Array(e.referenceMap)) === 255, 'common colour scale reaches its maximum');
+  // the notification carries no maps (issue 16): the gallery fetches them as one PNG per pair
+  assert.ok(!('driverMap' in e) && !('referenceMap' in e));
   assert.ok(e.similarity > 0 && e.modelVersion > 0 && e.backend === 'wasm');
   const listed = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/explanations`)).body;
-  assert.ok(listed.explanations.some((x: { driverId: string }) => x.driverId === e.driverId));
+  const item = listed.explanations.find((x: { driverId: string }) => x.driverId === e.driverId);
+  const png = await sharp(Buffer.from(await (await fetch(`${t.url}${item.maps}`)).arrayBuffer())).raw().toBuffer({ resolveWithObject: true });
+  assert.equal(png.info.width, 2 * 224);
+  assert.equal(png.info.height, 224);
+  assert.equal(png.info.channels, 1);
+  assert.ok(Math.max(...png.data) === 255, 'common colour scale reaches its maximum');
 });

@@ -20,6 +20,7 @@ import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
 import { apiError } from './http/api-error.ts';
 import { healthRouter, statusRouter } from './http/health.ts';
 import { modelsRouter } from './http/models.ts';
+import { driverPairsRouter } from './http/driver-pairs.ts';
 import { sessionsRouter } from './http/sessions.ts';
 import { stimuliRouter } from './http/stimuli.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
@@ -28,7 +29,7 @@ import { RidgeWorker } from './workers/ridge-client.ts';
 import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
-import { dashboardEvents } from '@sharedlens/shared';
+import { dashboardEvents, type Explanation } from '@sharedlens/shared';
 
 export interface AppDeps {
   config: Config;
@@ -45,6 +46,8 @@ export interface App {
   store: SessionStore;
   recorder: Recorder;
   rejectedCounts: { total: number; byCode: Record<string, number> };
+  /** Computed shared-feature maps per session (what the drivers gallery lists). */
+  driverPairs: Map<string, Map<string, Explanation>>;
   listen(port: number, host: string): Promise<number>;
   close(): Promise<void>;
 }
@@ -144,7 +147,8 @@ export function createApp(deps: AppDeps): App {
             const set = stimulusSets.get(setId);
             return set ? stimulusFile(set, stimulusId) : null;
           },
-          emit: (e) => dashboard.to(watchRoom(e.sessionId)).emit(dashboardEvents.explainReady, e),
+          // without the maps: the gallery fetches them as PNG for the cards on screen (issue 16)
+          emit: ({ driverMap: _d, referenceMap: _r, ...meta }) => dashboard.to(watchRoom(meta.sessionId)).emit(dashboardEvents.explainReady, meta),
           log: (level, msg, fields) => logger[level](fields, msg),
           options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx },
           intervalMs: mapsCfg.intervalMs,
@@ -153,6 +157,7 @@ export function createApp(deps: AppDeps): App {
           ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
         })
       : null;
+  const driverPairs = explanations?.results ?? new Map<string, Map<string, Explanation>>();
 
   app.use(express.json({ limit: '64kb' }));
   const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets };
@@ -160,6 +165,7 @@ export function createApp(deps: AppDeps): App {
   app.use('/api', statusRouter(healthDeps));
   app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
   app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
+  app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
   app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
   const clientDir = deps.clientDir;
@@ -179,6 +185,7 @@ export function createApp(deps: AppDeps): App {
     store,
     recorder,
     rejectedCounts: rejected.counts,
+    driverPairs,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         httpServer.once('error', reject);

@@ -2,6 +2,7 @@
 import { Router } from 'express';
 import type { SessionStore } from '../sinks/session-store.ts';
 import type { scheduleExplanations } from '../sinks/explain-jobs.ts';
+import { mapsUrl } from '@sharedlens/shared';
 import { apiError } from './api-error.ts';
 
 export interface ModelsRouterDeps {
@@ -13,7 +14,7 @@ export interface ModelsRouterDeps {
   explanations: ReturnType<typeof scheduleExplanations> | null;
 }
 
-/** Routes mounted at /api/sessions: GET /:id/models, GET /:id/explanations (maps as base64 float32). */
+/** Routes mounted at /api/sessions: GET /:id/models, GET /:id/explanations (every computed pair without its maps, which are PNG). */
 export function modelsRouter(deps: ModelsRouterDeps): Router {
   const { store, explanations } = deps;
   const router = Router();
@@ -30,7 +31,9 @@ export function modelsRouter(deps: ModelsRouterDeps): Router {
     const list = [...(explanations?.results.get(req.params.id)?.values() ?? [])];
     res.json({
       queued: explanations?.queued() ?? 0,
-      explanations: list.map((e) => ({ ...e, driverMap: Buffer.from(e.driverMap).toString('base64'), referenceMap: Buffer.from(e.referenceMap).toString('base64') })),
+      // never every map in one JSON (35.7 MB for 266 pairs froze the dashboard, issue 16): each pair names
+      // its maps' PNG, and /:id/driver-pairs lists the current pairs paged
+      explanations: list.map(({ driverMap: _d, referenceMap: _r, ...e }) => ({ ...e, maps: mapsUrl(e.sessionId, e) })),
     });
   });
   return router;

@@ -1,0 +1,100 @@
+/**
+ * `/api/sessions/:id/driver-pairs`: the drivers gallery's pairs, paged, filtered and sorted on the server,
+ * and each pair's two shared-feature maps as one small greyscale PNG fetched only for cards on screen
+ * (issue 16: one JSON of every map was 35.7 MB for 266 pairs and froze the page).
+ */
+import { Router } from 'express';
+import sharp from 'sharp';
+import type { Explanation } from '@sharedlens/shared';
+import { channelStats } from '../compute/neuron-stats.ts';
+import { classifyPairs, pairKey, queryPairs, type PairQuery, type PairRow } from '../compute/driver-pairs.ts';
+import type { Runtime, SessionStore } from '../sinks/session-store.ts';
+import { apiError } from './api-error.ts';
+
+export interface DriverPairsRouterDeps {
+  store: SessionStore;
+  /** Computed maps of a session, keyed as the map jobs key them. */
+  results: Map<string, Map<string, Explanation>>;
+  /** Map jobs waiting or running. */
+  queued: () => number;
+  /** Counted warning for a rejected request. */
+  log: (msg: string, fields: Record<string, unknown>) => void;
+}
+
+const MAX_LIMIT = 200;
+const SORTS = new Set(['channel', 'similarity', 'strength']);
+
+/** Current and retired pairs of a runtime. */
+export function pairsOf(store: SessionStore, results: DriverPairsRouterDeps['results'], rt: Runtime): { current: PairRow[]; retired: PairRow[] } {
+  const st = rt.latest;
+  const categories = new Map((st?.stimuli ?? []).map((s) => [s.id, s.category]));
+  return classifyPairs(results.get(rt.id)?.values() ?? [], st ? channelStats(st) : [], store.models(rt), (id) => categories.get(id));
+}
+
+/**
+ * Greyscale PNG of a pair's maps, driver left and reference right (2 x size by size pixels, values 0-255
+ * on the pair's shared colour scale); about 10-20 kB for 224-pixel maps against 133 kB of base64 each.
+ */
+export function mapsPng(e: Explanation): Promise<Buffer> {
+  const n = e.size;
+  const both = Buffer.alloc(2 * n * n);
+  for (let y = 0; y < n; y++) {
+    both.set(e.driverMap.subarray(y * n, (y + 1) * n), y * 2 * n);
+    both.set(e.referenceMap.subarray(y * n, (y + 1) * n), y * 2 * n + n);
+  }
+  return sharp(both, { raw: { width: 2 * n, height: n, channels: 1 } }).toColourspace('b-w').png({ compressionLevel: 9, adaptiveFiltering: true }).toBuffer();
+}
+
+/** Routes mounted at /api/sessions: GET /:id/driver-pairs, GET /:id/driver-pairs/maps/:channelId/:driverId/:referenceId. */
+export function driverPairsRouter(deps: DriverPairsRouterDeps): Router {
+  const router = Router();
+  const pngs = new WeakMap<Explanation, Promise<Buffer>>();
+  router.get('/:id/driver-pairs', (req, res) => {
+    const rt = deps.store.get(req.params.id);
+    if (!rt) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
+    const q = req.query as Record<string, string | undefined>;
+    const offset = q.offset === undefined ? 0 : Number(q.offset);
+    const limit = q.limit === undefined ? 24 : Number(q.limit);
+    const minSimilarity = q.minSimilarity === undefined || q.minSimilarity === '' ? undefined : Number(q.minSimilarity);
+    const problem =
+      !Number.isInteger(offset) || offset < 0 ? `offset must be a whole number >= 0, got "${q.offset}"`
+      : !Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT ? `limit must be a whole number 1..${MAX_LIMIT}, got "${q.limit}"`
+      : minSimilarity !== undefined && !Number.isFinite(minSimilarity) ? `minSimilarity must be a number, got "${q.minSimilarity}"`
+      : q.sort !== undefined && !SORTS.has(q.sort) ? `sort must be one of ${[...SORTS].join(', ')}, got "${q.sort}"`
+      : null;
+    if (problem) {
+      deps.log('driver-pairs request rejected', { sessionId: rt.id, problem });
+      return apiError(res, 400, 'bad-query', problem);
+    }
+    const query: PairQuery = { ...(q.channel ? { channel: q.channel } : {}), ...(q.area ? { area: q.area } : {}), ...(q.category ? { category: q.category } : {}), ...(minSimilarity !== undefined ? { minSimilarity } : {}), ...(q.sort ? { sort: q.sort as PairQuery['sort'] } : {}) };
+    const { current, retired } = pairsOf(deps.store, deps.results, rt);
+    const wantRetired = q.retired === '1' || q.retired === 'true';
+    const rows = queryPairs(wantRetired ? retired : current, query);
+    res.json({
+      sessionId: rt.id,
+      total: rows.length,
+      offset,
+      limit,
+      current: current.length,
+      retired: retired.length,
+      queued: deps.queued(),
+      areas: [...new Set(current.map((r) => r.area).filter((a): a is string => !!a))].sort(),
+      pairs: rows.slice(offset, offset + limit),
+    });
+  });
+  router.get('/:id/driver-pairs/maps/:channelId/:driverId/:referenceId', async (req, res, next) => {
+    const rt = deps.store.get(req.params.id);
+    if (!rt) return apiError(res, 404, 'unknown-session', `no live session or replay "${req.params.id}"`);
+    const key = pairKey(req.params);
+    const e = [...(deps.results.get(rt.id)?.values() ?? [])].filter((x) => pairKey(x) === key).sort((a, b) => (a.computedAt < b.computedAt ? 1 : -1))[0];
+    if (!e) return apiError(res, 404, 'unknown-pair', `no maps for ${key} in session ${rt.id}`);
+    try {
+      let png = pngs.get(e);
+      if (!png) pngs.set(e, (png = mapsPng(e)));
+      res.type('png').set('Cache-Control', 'private, max-age=3600').send(await png);
+    } catch (err) {
+      next(err);
+    }
+  });
+  return router;
+}

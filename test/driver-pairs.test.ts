@@ -1,0 +1,149 @@
+/** The drivers gallery's pairs: which are current, which retired and why; the paged API and its PNG maps (decoded by Pillow). */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import type { ChannelStats, DriverPairsPage, Explanation, ModelSnapshot } from '@sharedlens/shared';
+import { mapsUrl } from '@sharedlens/shared';
+import { classifyPairs, queryPairs } from '../server/src/compute/driver-pairs.ts';
+import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
+import { demoStimuli, getJson, startApp, TOKEN, type TestApp } from './helpers.ts';
+
+const category = new Map(demoStimuli.map((s) => [s.id, s.category]));
+const ofCategory = (c: string) => demoStimuli.filter((s) => s.category === c).map((s) => s.id);
+
+function explanation(channelId: string, driverId: string, referenceId: string, over: Partial<Explanation> = {}): Explanation {
+  const size = 32;
+  const driverMap = new Uint8Array(size * size);
+  const referenceMap = new Uint8Array(size * size);
+  // smooth blobs, one per image, on one 0-255 scale
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      driverMap[y * size + x] = Math.round(255 * Math.exp(-((x - 10) ** 2 + (y - 12) ** 2) / 40));
+      referenceMap[y * size + x] = Math.round(180 * Math.exp(-((x - 20) ** 2 + (y - 8) ** 2) / 60));
+    }
+  return { sessionId: 's', channelId, stimulusSetId: 'demo', driverId, referenceId, similarity: 0.5, driverResponse: 3, referenceResponse: 4, modelVersion: 1, computedAt: '2026-01-01T00:00:00.000Z', computeMs: 100, backend: 'wasm', size, driverMap, referenceMap, ...over };
+}
+
+const channel = (id: string, preferredCategory: string, area = 'aSTS'): ChannelStats => ({ id, label: id, area, nTrials: 10, categoryMeans: {}, preferredCategory, selectivityIndex: 0.3, dPrime: 1, splitHalfR: 0.5, noiseCeiling: 0.6, reliabilityStimuli: 10 });
+
+test('a pair whose driver is now in the preferred category, or whose reference is outside it, is retired with the reason', () => {
+  const [face1, face2] = ofCategory('face');
+  const [obj1] = ofCategory('object');
+  const { current, retired } = classifyPairs(
+    [explanation('ch042', face1, face2), explanation('ch043', obj1, obj1), explanation('ch044', obj1, face1)],
+    [channel('ch042', 'face'), channel('ch043', 'face'), channel('ch044', 'face')],
+    null,
+    (id) => category.get(id),
+  );
+  assert.deepEqual(current.map((p) => p.channelId), ['ch044']);
+  assert.equal(retired.length, 2);
+  assert.match(retired.find((p) => p.channelId === 'ch042')!.retired!, new RegExp(`${face1} is face, now ch042's preferred category`));
+  assert.match(retired.find((p) => p.channelId === 'ch043')!.retired!, /reference .* is object, outside ch043's preferred category \(face\)/);
+});
+
+test('one card per (channel, driver): the newest holding pair; the model decides which drivers and references are current', () => {
+  const [face1, face2] = ofCategory('face');
+  const [obj1, obj2, obj3] = ofCategory('object');
+  const models: ModelSnapshot = {
+    sessionId: 's', version: 3, featureModel: 'm', backend: 'wasm', refits: 3,
+    channels: [{ id: 'ch001', scores: null, drivers: [
+      { stimulusId: obj1, category: 'object', meanResponse: 3, nTrials: 4, preferredMean: 4, referenceId: face2, similarity: 0.4, referenceResponse: 4 },
+      { stimulusId: obj2, category: 'object', meanResponse: 2, nTrials: 4, preferredMean: 4, referenceId: face1, similarity: 0.3, referenceResponse: 4 },
+    ] }],
+  };
+  const { current, retired } = classifyPairs(
+    [
+      explanation('ch001', obj1, face1, { computedAt: '2026-01-01T00:00:01.000Z' }),
+      explanation('ch001', obj1, face2, { computedAt: '2026-01-01T00:00:02.000Z' }),
+      explanation('ch001', obj2, face1, { computedAt: '2026-01-01T00:00:01.000Z' }),
+      explanation('ch001', obj2, face1, { computedAt: '2026-01-01T00:00:03.000Z', modelVersion: 3 }),
+      explanation('ch001', obj3, face1),
+    ],
+    [channel('ch001', 'face')],
+    models,
+    (id) => category.get(id),
+  );
+  assert.deepEqual(current.map((p) => `${p.driverId}/${p.referenceId}/${p.modelVersion}`).sort(), [`${obj1}/${face2}/1`, `${obj2}/${face1}/3`].sort());
+  const why = retired.map((p) => p.retired!).sort();
+  assert.equal(why.length, 3);
+  assert.ok(why.some((r) => r === `ch001's reference for ${obj1} is now ${face2}`), why.join('; '));
+  assert.ok(why.some((r) => r === `${obj3} is no longer among ch001's drivers`), why.join('; '));
+  assert.ok(why.some((r) => r === `newer maps of ch001 and ${obj2} replace these`), why.join('; '));
+});
+
+test('pairs filter by channel, area, category and similarity, and sort by similarity and strength', () => {
+  const rows = classifyPairs(
+    Array.from({ length: 30 }, (_, i) => explanation(`ch${String(i + 1).padStart(3, '0')}`, ofCategory(i % 2 ? 'object' : 'body')[i % 5], ofCategory('face')[0], { similarity: ((i * 7) % 30) / 30, driverResponse: (i * 11) % 17 })),
+    Array.from({ length: 30 }, (_, i) => channel(`ch${String(i + 1).padStart(3, '0')}`, 'face', i % 3 ? 'aSTS' : 'mSTS')),
+    null,
+    (id) => category.get(id),
+  ).current;
+  assert.equal(rows.length, 30);
+  const bySim = queryPairs(rows, { sort: 'similarity' }).map((r) => r.similarity);
+  assert.deepEqual(bySim, [...bySim].sort((a, b) => b - a));
+  const byStrength = queryPairs(rows, { sort: 'strength' }).map((r) => r.driverResponse);
+  assert.deepEqual(byStrength, [...byStrength].sort((a, b) => b - a));
+  assert.deepEqual(queryPairs(rows, {}).slice(0, 3).map((r) => r.channelId), ['ch001', 'ch002', 'ch003']);
+  assert.equal(queryPairs(rows, { area: 'mSTS' }).length, 10);
+  assert.equal(queryPairs(rows, { category: 'object' }).length, 15);
+  assert.deepEqual(queryPairs(rows, { channel: 'ch01' }).map((r) => r.channelId), ['ch010', 'ch011', 'ch012', 'ch013', 'ch014', 'ch015', 'ch016', 'ch017', 'ch018', 'ch019']);
+  assert.ok(queryPairs(rows, { minSimilarity: 0.5 }).every((r) => r.similarity >= 0.5));
+});
+
+let t: TestApp;
+let sim: SimResult;
+before(async () => {
+  t = await startApp({ dashboard: { deltaThrottleMs: 50, snapshotThrottleMs: 100 } });
+  sim = await runSimRig({ url: t.url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: 12, trials: 300, onMs: 200, offMs: 200, abortRate: 0, seed: 5, reconnectAfterTrials: 0, fast: true });
+});
+after(async () => {
+  sim?.client.close();
+  await t?.close();
+});
+
+test('GET /driver-pairs pages the current pairs, lists retired ones on request, and rejects a bad query with a counted log line', async () => {
+  const stats = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats`)).body;
+  const results = new Map<string, Explanation>();
+  for (const c of stats.channels as ChannelStats[]) {
+    const pref = c.preferredCategory!;
+    const other = ['body', 'face', 'object'].find((x) => x !== pref)!;
+    const good = explanation(c.id, ofCategory(other)[0], ofCategory(pref)[0], { sessionId: sim.sessionId });
+    const stale = explanation(c.id, ofCategory(pref)[1], ofCategory(pref)[0], { sessionId: sim.sessionId });
+    results.set(`${c.id}|good`, good).set(`${c.id}|stale`, stale);
+  }
+  t.app.driverPairs.set(sim.sessionId, results);
+  const page = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=5&offset=10&sort=channel`)).body as DriverPairsPage;
+  assert.equal(page.total, 12);
+  assert.equal(page.current, 12);
+  assert.equal(page.retired, 12);
+  assert.deepEqual(page.pairs.map((p) => p.channelId), ['ch011', 'ch012']);
+  assert.ok(page.pairs.every((p) => p.driverCategory !== p.preferredCategory && p.referenceCategory === p.preferredCategory));
+  const old = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?retired=1&limit=200`)).body as DriverPairsPage;
+  assert.equal(old.pairs.length, 12);
+  assert.ok(old.pairs.every((p) => /now ch\d+'s preferred category/.test(p.retired ?? '')));
+  const bad = await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=5000`);
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.error.message, /limit must be a whole number 1\.\.200, got "5000"/);
+  assert.ok(t.logs.some((l) => l.msg === 'driver-pairs request rejected'));
+  assert.equal((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?sort=size`)).status, 400);
+  assert.equal((await getJson(`${t.url}/api/sessions/nope/driver-pairs`)).status, 404);
+});
+
+test('a pair\'s maps arrive as one small greyscale PNG holding both maps exactly (decoded by Pillow)', async () => {
+  const pair = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=1`)).body as DriverPairsPage).pairs[0];
+  const res = await fetch(`${t.url}${mapsUrl(sim.sessionId, pair)}`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'image/png');
+  const png = Buffer.from(await res.arrayBuffer());
+  const e = explanation(pair.channelId, pair.driverId, pair.referenceId);
+  assert.ok(png.length < e.driverMap.length * 2, `PNG ${png.length} bytes`);
+  const py = 'import sys, io\nfrom PIL import Image\nim = Image.open(io.BytesIO(sys.stdin.buffer.read()))\nprint(im.mode, im.size[0], im.size[1])\nsys.stdout.write(im.tobytes().hex())';
+  const [head, hex] = execFileSync('/usr/bin/python3', ['-c', py], { input: png }).toString().split('\n');
+  assert.equal(head, `L ${2 * e.size} ${e.size}`);
+  const pixels = Buffer.from(hex, 'hex');
+  for (let y = 0; y < e.size; y++) {
+    assert.deepEqual([...pixels.subarray(y * 2 * e.size, y * 2 * e.size + e.size)], [...e.driverMap.subarray(y * e.size, (y + 1) * e.size)]);
+    assert.deepEqual([...pixels.subarray(y * 2 * e.size + e.size, (y + 1) * 2 * e.size)], [...e.referenceMap.subarray(y * e.size, (y + 1) * e.size)]);
+  }
+  assert.equal((await fetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs/maps/ch001/x/y`)).status, 404);
+});
