@@ -1,0 +1,142 @@
+/**
+ * The rig side of the scale benchmark, in its own process: feature-driven simulated neurons
+ * (server/src/sim/synthetic-neurons.ts; 60% category-dominated, 40% weak mixed tuning at 0.4x the rates)
+ * streamed through a real socket at 10 trials/s in real time (1 ms bins in 50-bin frames, 60 ms on,
+ * 40 ms off, the set in shuffled passes), every event timed from emit to acknowledgement. Meanwhile it
+ * polls GET /models and GET /api/health every 500 ms, as a dashboard and a monitor would.
+ * Usage: scale-rig.ts ARGS_JSON_FILE; writes ARGS.outFile.
+ */
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { io } from 'socket.io-client';
+import { encodePayload, type Stimulus } from '@sharedlens/shared';
+import { createFeatureNeurons, mulberry32, poisson, shuffle } from '../server/src/sim/synthetic-neurons.ts';
+
+interface Args {
+  url: string;
+  token: string;
+  setId: string;
+  channels: number;
+  seconds: number;
+  stimuli: Stimulus[];
+  featuresFile: string;
+  dim: number;
+  outFile: string;
+}
+
+const args = JSON.parse(fs.readFileSync(process.argv[2], 'utf8')) as Args;
+const buf = fs.readFileSync(args.featuresFile);
+const features = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+const C = args.channels;
+const nStrong = Math.round(0.6 * C);
+const neurons = [
+  ...createFeatureNeurons(nStrong, args.stimuli, features, args.dim, 11),
+  ...createFeatureNeurons(C - nStrong, args.stimuli, features, args.dim, 12, { spread: 0.6, rateScale: 0.4 }),
+];
+const now = () => performance.now();
+const socket = io(`${args.url}/rig`, { auth: { token: args.token }, transports: ['websocket'] });
+await new Promise<void>((resolve, reject) => {
+  socket.once('connect', () => resolve());
+  socket.once('connect_error', reject);
+});
+const start = (await socket.timeout(30_000).emitWithAck('session:start', encodePayload({
+  rigId: 'bench-scale',
+  subject: 'bench',
+  channels: neurons.map((n, i) => ({ id: `ch${i}`, label: `ch${i} (${n.preferredCategory})` })),
+  stimulusSetId: args.setId,
+  timing: { responseWindowMs: 60, latencyMs: 40, baselineWindowMs: 30, binWidthMs: 1 },
+}))) as { data?: { sessionId: string }; error?: unknown };
+if (!start.data) throw new Error(`session:start refused: ${JSON.stringify(start.error)}`);
+const sessionId = start.data.sessionId;
+
+const ackMs: number[] = [];
+let errors = 0;
+let seq = 0;
+let inFlight = 0;
+const emit = (event: string, body: Record<string, unknown>) => {
+  const t0 = now();
+  inFlight++;
+  socket.timeout(60_000).emit(event, encodePayload({ ...body, sessionId, seq: ++seq }), (err: Error | null, ack: { error?: unknown }) => {
+    inFlight--;
+    if (err || ack.error) errors++;
+    ackMs.push(now() - t0);
+  });
+};
+
+const polls: Record<'models' | 'health', { ms: number[]; status: Record<number, number> }> = { models: { ms: [], status: {} }, health: { ms: [], status: {} } };
+let modelsFirstS: number | null = null;
+const wall0 = now();
+const poll = async (kind: 'models' | 'health') => {
+  const t0 = now();
+  const res = await fetch(kind === 'models' ? `${args.url}/api/sessions/${sessionId}/models` : `${args.url}/api/health`);
+  await res.arrayBuffer();
+  polls[kind].ms.push(now() - t0);
+  polls[kind].status[res.status] = (polls[kind].status[res.status] ?? 0) + 1;
+  if (kind === 'models' && res.status === 200 && modelsFirstS === null) modelsFirstS = (now() - wall0) / 1000;
+};
+let polling = true;
+const poller = (async () => {
+  while (polling) {
+    await Promise.all([poll('models'), poll('health')]);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+})();
+
+const rand = mulberry32(7);
+const BINS = 50;
+const ON = 60;
+let order: number[] = [];
+let tMs = 1000;
+let trials = 0;
+let stimulus = -1;
+let onsetMs = 0;
+while (now() - wall0 < args.seconds * 1000) {
+  // two frames per trial: onset, 50 bins, offset, 50 bins (the last 40 off)
+  for (let half = 0; half < 2; half++) {
+    if (half === 0) {
+      if (!order.length) order = shuffle(args.stimuli.map((_, i) => i), rand);
+      stimulus = order.pop()!;
+      onsetMs = tMs;
+      emit('stim:onset', { trial: trials, stimulusId: args.stimuli[stimulus].id, tMs: onsetMs });
+    }
+    const counts = new Uint16Array(BINS * C);
+    for (let b = 0; b < BINS; b++) {
+      const t = tMs + b;
+      const evoked = t >= onsetMs + 40 && t < onsetMs + ON + 40;
+      for (let c = 0; c < C; c++) counts[b * C + c] = poisson(rand, (neurons[c].baselineHz + (evoked ? neurons[c].evokedHz[stimulus] : 0)) / 1000);
+    }
+    emit('counts:binned', { startMs: tMs, binWidthMs: 1, counts });
+    tMs += BINS;
+    if (half === 1) {
+      emit('stim:offset', { trial: trials, stimulusId: args.stimuli[stimulus].id, tMs: onsetMs + ON });
+      trials++;
+    }
+    // real time: frame k is due at k x 50 ms of wall time
+    const ahead = tMs - 1000 - (now() - wall0);
+    if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+  }
+}
+// the trailing bins cover the last trial's response window
+polling = false;
+await poller;
+while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
+const final = await fetch(`${args.url}/api/sessions/${sessionId}/models`);
+const report = final.ok ? ((await final.json()) as { channels: { drivers: unknown[]; scores: { looR: number | null } | null }[] }) : null;
+const end = (await socket.timeout(60_000).emitWithAck('session:end', encodePayload({ sessionId, seq: ++seq }))) as { error?: unknown };
+if (end.error) errors++;
+socket.close();
+fs.writeFileSync(
+  args.outFile,
+  JSON.stringify({
+    sessionId,
+    trials,
+    elapsedS: (now() - wall0) / 1000,
+    ackMs,
+    errors,
+    polls,
+    modelsFirstS,
+    driversTotal: report ? report.channels.reduce((a, c) => a + c.drivers.length, 0) : null,
+    channelsWithScores: report ? report.channels.filter((c) => c.scores?.looR != null).length : null,
+  }),
+);
+process.exit(0);

@@ -1,0 +1,112 @@
+/**
+ * Scale benchmark: a simulated lab session at rig speed through real sockets. A stimulus set of 1,000
+ * images in 4 categories made from the demo emoji (bench/scale-images.ts; written to a temporary folder),
+ * 384 feature-driven channels (bench/scale-rig.ts, a child process) at 10 trials/s in real time, maps on,
+ * models refreshed per trial, for BENCH_SCALE_SECONDS (default 600: 6 passes over the set); then 1,536
+ * channels on 500 images (keys suffixed 1536). Measured: rig emit to acknowledgement, the longest
+ * event-loop stall of the server, GET /models and /api/health while the session runs, the features of the
+ * set against a plain batched TF.js wasm script (bench/reference/plain-features.ts) on the same images in
+ * the same run, and absorbing a new stimulus into the models against the exact refit, same data.
+ * BENCH_SCALE_QUICK=1: 200 images, 384 channels, 60 s, no 1,536-channel run.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { lastValueFrom } from 'rxjs';
+import { pino } from 'pino';
+import type { Stimulus } from '@sharedlens/shared';
+import { createApp } from '../server/src/app.ts';
+import { loadConfig } from '../server/src/config.ts';
+import { ensureDefaultModel, NSFWJS_MOBILENET_LAYER } from '../server/src/compute/feature-model.ts';
+import { computeClientFor } from '../server/src/workers/compute-client.ts';
+import { measureAbsorb } from './scale-absorb.ts';
+import { makeScaleSet } from './scale-images.ts';
+import { root, tmpDir } from './support.ts';
+
+const QUICK = process.env.BENCH_SCALE_QUICK === '1';
+const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? (QUICK ? 60 : 600));
+const TOKEN = 'bench-rig-token';
+const RUNS = QUICK ? [{ channels: 384, images: 200, suffix: '' }] : [{ channels: 384, images: 1000, suffix: '' }, { channels: 1536, images: 500, suffix: '1536' }];
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
+};
+
+/** Features of the set through the server's compute workers (empty cache) and through the plain script. */
+async function features(config: ReturnType<typeof loadConfig>, files: string[], dir: string) {
+  const client = computeClientFor(config.compute, config.dataDir);
+  const t0 = performance.now();
+  const f = await lastValueFrom(client.features$(files));
+  const oursS = (performance.now() - t0) / 1000;
+  await client.close();
+  if (f.type !== 'features') throw new Error('no features');
+  const spec = ensureDefaultModel(config.dataDir);
+  const list = path.join(dir, 'files.json');
+  fs.writeFileSync(list, JSON.stringify(files));
+  const py = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'bench/reference/plain-features.ts'), spec.dir, NSFWJS_MOBILENET_LAYER, String(spec.inputSize), list], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (py.status !== 0) throw new Error(`plain features script failed: ${py.stderr}`);
+  const plain = JSON.parse(py.stdout.trim().split('\n').pop()!) as { seconds: number; dim: number };
+  return { f, oursS, plainS: plain.seconds };
+}
+
+async function once(channels: number, images: number, suffix: string): Promise<Record<string, unknown>> {
+  const dir = tmpDir();
+  const stimulusDir = path.join(dir, 'stimuli');
+  const setId = `scale${images}`;
+  const t0 = performance.now();
+  const stimuli: Stimulus[] = await makeScaleSet(stimulusDir, setId, images);
+  console.log(`  ${images} images in 4 categories written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const base = loadConfig(root, { RIG_TOKENS: TOKEN, DEMO: '0', LOG_LEVEL: 'warn' });
+  const config = { ...base, dataDir: path.join(dir, 'data'), stimulusDir, compute: { ...base.compute, cacheDir: path.join(dir, 'features') } };
+  config.limits = { ...config.limits, maxPayloadBytes: 16 * 1024 * 1024 };
+  const files = stimuli.map((s) => path.join(stimulusDir, setId, s.file));
+  const { f, oursS, plainS } = await features(config, files, dir);
+  console.log(`  features: ${(images / oursS).toFixed(1)} images/s (${oursS.toFixed(1)} s) vs plain batched TF.js wasm script ${(images / plainS).toFixed(1)} images/s (${plainS.toFixed(1)} s) -> ${(plainS / oursS).toFixed(2)}x`);
+  const featuresFile = path.join(dir, 'features.f32');
+  fs.writeFileSync(featuresFile, Buffer.from(f.features.buffer, f.features.byteOffset, f.features.byteLength));
+
+  // the live session: the server here, the rig and the HTTP pollers in a child process
+  let warnings = 0;
+  const logger = pino({ level: 'warn' }, { write: () => void warnings++ });
+  const app = createApp({ config, logger });
+  const port = await app.listen(0, '127.0.0.1');
+  let lastTick = performance.now();
+  let stallMs = 0;
+  const ticker = setInterval(() => {
+    const t = performance.now();
+    stallMs = Math.max(stallMs, t - lastTick - 10);
+    lastTick = t;
+  }, 10);
+  const outFile = path.join(dir, 'rig.json');
+  const argsFile = path.join(dir, 'rig-args.json');
+  fs.writeFileSync(argsFile, JSON.stringify({ url: `http://127.0.0.1:${port}`, token: TOKEN, setId, channels, seconds: SECONDS, stimuli, featuresFile, dim: f.dim, outFile }));
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/scale-rig.ts'), argsFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const code = await new Promise((r) => child.once('exit', r));
+  clearInterval(ticker);
+  await app.close();
+  if (code !== 0) throw new Error(`scale rig exited with ${code}`);
+  const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
+  const absorb = measureAbsorb(f.features, f.dim, stimuli, Math.min(channels, 384));
+  fs.rmSync(dir, { recursive: true, force: true });
+  const out: Record<string, unknown> = {
+    channels, images, seconds: rig.elapsedS, trials: rig.trials, trialsPerSec: rig.trials / rig.elapsedS, rigErrors: rig.errors, serverWarnings: warnings,
+    ackP50Ms: pct(rig.ackMs, 50), ackP99Ms: pct(rig.ackMs, 99), ackMaxMs: Math.max(...rig.ackMs),
+    eventLoopMaxStallMs: stallMs,
+    modelsGetP50Ms: pct(rig.polls.models.ms, 50), modelsGetP99Ms: pct(rig.polls.models.ms, 99), modelsGetStatus: rig.polls.models.status, modelsFirstS: rig.modelsFirstS,
+    healthGetP50Ms: pct(rig.polls.health.ms, 50), healthGetP99Ms: pct(rig.polls.health.ms, 99),
+    featuresSeconds: oursS, featuresImagesPerSec: images / oursS, plainScriptSeconds: plainS, featuresVsPlainScript: plainS / oursS, featuresBackend: f.backend,
+    ...absorb,
+    driversTotal: rig.driversTotal, channelsWithScores: rig.channelsWithScores,
+  };
+  console.log(`  ${channels} channels, ${images} images, ${rig.trials} trials in ${rig.elapsedS.toFixed(0)} s (${(rig.trials / rig.elapsedS).toFixed(1)}/s): ack p50 ${(out.ackP50Ms as number).toFixed(1)} ms, p99 ${(out.ackP99Ms as number).toFixed(1)} ms, max ${(out.ackMaxMs as number).toFixed(1)} ms; longest event-loop stall ${stallMs.toFixed(0)} ms; GET /models p99 ${(out.modelsGetP99Ms as number).toFixed(1)} ms ${JSON.stringify(rig.polls.models.status)}, first models after ${rig.modelsFirstS?.toFixed(0)} s; /api/health p99 ${(out.healthGetP99Ms as number).toFixed(1)} ms; drivers ${rig.driversTotal}; new stimulus absorbed in ${(absorb.newStimulusAbsorbMs as number).toFixed(1)} ms vs exact refit ${(absorb.fullRefitMs as number).toFixed(0)} ms`);
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [`${k}${suffix}`, v]));
+}
+
+export async function run(): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = { quick: QUICK, secondsPerRun: SECONDS, baseline: 'features: a plain batched (8) TF.js wasm script on the same images, same run; absorb: the exact refit of the same data', stimuli: 'made from the demo emoji (Noto Emoji): recoloured, cropped, composited; body/face/object/scene' };
+  for (const r of RUNS) Object.assign(out, await once(r.channels, r.images, r.suffix));
+  out.targets = { ackP99Ms: 50, ackMaxMs: 250, eventLoopMaxStallMs: 100, modelsGetP99Ms: 250, healthGetP99Ms: 50, featuresVsPlainScript: 1, newStimulusAbsorbMs: 50 };
+  return out;
+}
