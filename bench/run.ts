@@ -13,6 +13,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   deletion: () => import('./deletion.ts'),
   dashboard: () => import('./dashboard.ts'),
   'closed-loop': () => import('./closed-loop.ts'),
+  scale: () => import('./scale.ts'),
 };
 
 const wanted = process.argv.slice(2);
