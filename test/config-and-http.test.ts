@@ -7,18 +7,21 @@ import { spawnSync } from 'node:child_process';
 import { ConfigError, loadConfig } from '../server/src/config.ts';
 import { loadStimulusSets } from '../server/src/stimulus-sets.ts';
 import { Recorder } from '../server/src/sinks/recorder.ts';
-import { getJson, root, startApp, tmpDir, type TestApp } from './helpers.ts';
+import { apiFetch, getJson, root, startApp, tmpDir, type TestApp } from './helpers.ts';
 
 test('config: environment overrides are applied and validated', () => {
-  const c = loadConfig(root, { HOST: '0.0.0.0', PORT: '9001', DEMO: '0', RIG_TOKENS: 'aaaaaaaa,bbbbbbbb', FSYNC: 'always' });
+  const warnings: string[] = [];
+  const c = loadConfig(root, { HOST: '0.0.0.0', PORT: '9001', DEMO: '0', RIG_TOKENS: 'aaaaaaaa,bbbbbbbb', FSYNC: 'always' }, (w) => warnings.push(w));
   assert.equal(c.host, '0.0.0.0');
   assert.equal(c.port, 9001);
   assert.equal(c.demo, false);
-  assert.deepEqual(c.rigTokens, ['aaaaaaaa', 'bbbbbbbb']);
+  assert.deepEqual(c.rigTokens, { aaaaaaaa: 'rig1', bbbbbbbb: 'rig2' });
+  assert.match(warnings.join('\n'), /rigTokens is a list \(the old form\)/);
+  assert.deepEqual(loadConfig(root, { RIG_TOKENS: 'aaaaaaaa=left rig,bbbbbbbb=right rig' }).rigTokens, { aaaaaaaa: 'left rig', bbbbbbbb: 'right rig' });
   assert.equal(c.recording.fsync, 'always');
   assert.throws(() => loadConfig(root, { PORT: 'eighty' }), (e: Error) => e instanceof ConfigError && /PORT="eighty" is not an integer/.test(e.message));
   assert.throws(() => loadConfig(root, { PORT: '70000' }), /port: .*65535/);
-  assert.throws(() => loadConfig(root, { RIG_TOKENS: 'short' }), /rigTokens.0: rig tokens must be at least 8 characters/);
+  assert.throws(() => loadConfig(root, { RIG_TOKENS: 'short' }), /rigTokens: rig token #1 \(rig "rig1"\) must be at least 8 characters/);
   assert.throws(() => loadConfig(root, { FSYNC: 'sometimes' }), /recording.fsync/);
   assert.throws(() => loadConfig(root, { DEMO: 'maybe' }), /DEMO="maybe" is not a boolean/);
 });
@@ -83,17 +86,17 @@ test('HTTP path tricks and unknown ids get JSON 404s', async () => {
     assert.equal(r.status, 404, p);
     assert.ok(r.body.error?.message, p);
   }
-  const img = await fetch(`${t.url}/api/stimuli/demo/face-human-baby/image`);
+  const img = await apiFetch(`${t.url}/api/stimuli/demo/face-human-baby/image`);
   assert.equal(img.status, 200);
   assert.equal(img.headers.get('content-type'), 'image/png');
 });
 
 test('a malformed JSON body gets a 400 with the reason', async () => {
-  const r = await fetch(`${t.url}/api/sessions/x/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"speed":' });
+  const r = await apiFetch(`${t.url}/api/sessions/x/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"speed":' });
   assert.equal(r.status, 400);
   const body = await r.json();
   assert.ok(body.error.message);
-  const r2 = await fetch(`${t.url}/api/sessions/nope/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"speed": -3}' });
+  const r2 = await apiFetch(`${t.url}/api/sessions/nope/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"speed": -3}' });
   assert.equal(r2.status, 400);
   assert.match(JSON.stringify(await r2.json()), /speed/);
 });
@@ -117,13 +120,13 @@ test('extra stimulus sets are registered by adding a folder and rescanning; bad 
     fs.writeFileSync(path.join(dir, 'extra', 'manifest.json'), JSON.stringify({ id: 'extra', stimuli: [{ id: 'extra-monkey', file: 'm.png', category: 'body' }] }));
     fs.mkdirSync(path.join(dir, 'broken'));
     fs.writeFileSync(path.join(dir, 'broken', 'manifest.json'), JSON.stringify({ id: 'broken', stimuli: [{ id: 'x', file: '../../etc/passwd', category: 'y' }] }));
-    const res = await fetch(`${t2.url}/api/stimuli/rescan`, { method: 'POST' });
+    const res = await apiFetch(`${t2.url}/api/stimuli/rescan`, { method: 'POST', json: {} });
     const body = await res.json();
     assert.deepEqual(body.added, ['extra']);
     assert.ok(body.problems.some((p: string) => /plain relative path/.test(p)));
     const list = (await getJson(`${t2.url}/api/stimuli`)).body;
     assert.deepEqual(list.map((s: { id: string }) => s.id).sort(), ['demo', 'extra']);
-    assert.equal((await fetch(`${t2.url}/api/stimuli/extra/extra-monkey/image`)).status, 200);
+    assert.equal((await apiFetch(`${t2.url}/api/stimuli/extra/extra-monkey/image`)).status, 200);
   } finally {
     await t2.close();
   }

@@ -7,7 +7,7 @@ import { lastValueFrom } from 'rxjs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
+import { demoStimuli, getJson, root, SIGN_IN_TOKEN, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
 
 const OUT = path.join(root, 'test-output');
 const C = 24;
@@ -27,7 +27,7 @@ before(async () => {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  await page.goto(t.url);
+  await page.goto(`${t.url}/?token=${SIGN_IN_TOKEN}`);
   const client = new ComputeClient({ cacheDir: t.config.compute.cacheDir, dataDir: t.config.dataDir, backend: 'auto', workers: 1 });
   const f = await lastValueFrom(client.features$(demoStimuli.map((s) => path.join(root, 'stimuli/demo', s.file))));
   await client.close();

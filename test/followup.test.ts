@@ -11,7 +11,7 @@ import { suggest, suggestConfirm, suggestWithNotes, suggestImprove, suggestProbe
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { runSimRig } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { demoStimuli, root, startApp, testConfig, TOKEN, until } from './helpers.ts';
+import { dashboardSocket, demoStimuli, root, startApp, testConfig, TOKEN, until } from './helpers.ts';
 import { io } from 'socket.io-client';
 
 const D = 30;
@@ -146,7 +146,7 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     await assert.rejects(sim.client.followups(3, { neurons: ['nope'] }), /unknown-channel/);
     // the experimenter asks from the dashboard: the rig receives them
     const pushed = new Promise<unknown[]>((resolve) => sim.client.onFollowups(resolve));
-    const dash = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+    const dash = dashboardSocket(t);
     const ack = await dash.timeout(5000).emitWithAck('followup:request', { sessionId: sim.sessionId, count: 4, strategy: 'improve' });
     assert.equal(ack.data.suggestions.length, 4);
     assert.equal(ack.data.sentToRig, 1);
@@ -160,7 +160,7 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     const given = t.app.recorder.load(sim.sessionId).records.filter((r) => r.frame.type === 'followup:suggested');
     assert.deepEqual(given.map((r) => (r.frame as { origin: string }).origin), ['rig', 'dashboard']);
     // and a replay shows the suggestions as they were given
-    const dash2 = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+    const dash2 = dashboardSocket(t);
     const rep = await dash2.timeout(5000).emitWithAck('session:replay', { sessionId: sim.sessionId, speed: 'max' });
     await until(() => t.app.store.get(rep.data.replayId)?.replay?.done, 'replay');
     const replayed = t.app.store.get(rep.data.replayId)!.followups!;

@@ -12,13 +12,17 @@ import { loadStimulusSets } from '../server/src/stimulus-sets.ts';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const TOKEN = 'test-rig-token';
+/** The fixed sign-in token of test apps (auth.token); it signs in as an operator. */
+export const SIGN_IN_TOKEN = 'test-sign-in-token';
+/** Session cookie of the operator that startApp signs in, by origin; getJson sends it. */
+const cookies = new Map<string, string>();
 
 export function tmpDir(prefix = 'sharedlens-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
 export function testConfig(over: Partial<Config> = {}): Config {
-  const base = loadConfig(root, { RIG_TOKENS: TOKEN, LOG_LEVEL: 'warn', DEMO: '0' });
+  const base = loadConfig(root, { RIG_TOKENS: TOKEN, AUTH_TOKEN: SIGN_IN_TOKEN, LOG_LEVEL: 'warn', DEMO: '0' });
   // encoding models are off unless a test asks for them (the CNN features take seconds to compute)
   return { ...base, dataDir: tmpDir(), compute: { ...base.compute, features: false, cacheDir: path.join(os.tmpdir(), 'sharedlens-test-features') }, ...over };
 }
@@ -28,6 +32,8 @@ export interface TestApp {
   url: string;
   config: Config;
   logs: Record<string, unknown>[];
+  /** Cookie header of a signed-in operator. */
+  cookie: string;
   close(): Promise<void>;
 }
 
@@ -38,7 +44,32 @@ export async function startApp(over: Partial<Config> = {}, port = 0): Promise<Te
   const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
   const app = createApp({ config, logger, clientDir: path.join(root, 'client', 'dist') });
   port = await app.listen(port, '127.0.0.1');
-  return { app, url: `http://127.0.0.1:${port}`, config, logs, close: () => app.close() };
+  const url = `http://127.0.0.1:${port}`;
+  const cookie = await signIn(url, { token: config.auth.token });
+  cookies.set(url, cookie);
+  return { app, url, config, logs, cookie, close: () => app.close() };
+}
+
+/** Signs in (`{ token }` or `{ user, password }`) and returns the Cookie header to send. */
+export async function signIn(url: string, creds: { token: string } | { user: string; password: string }): Promise<string> {
+  const res = await fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(creds) });
+  if (!res.ok) throw new Error(`sign-in failed: ${res.status} ${await res.text()}`);
+  return res.headers.get('set-cookie')!.split(';')[0]!;
+}
+
+/** fetch with the operator's cookie of the app at that origin (a JSON body gets its content type). */
+export function apiFetch(url: string, init: RequestInit & { json?: unknown } = {}): Promise<globalThis.Response> {
+  const { json, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  const cookie = cookies.get(new URL(url).origin);
+  if (cookie && !headers.has('cookie')) headers.set('cookie', cookie);
+  if (json !== undefined) headers.set('content-type', 'application/json');
+  return fetch(url, { ...rest, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) });
+}
+
+/** A socket on /dashboard signed in as `cookie` (default: the app's operator). */
+export function dashboardSocket(t: TestApp, cookie = t.cookie): Socket {
+  return io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true, extraHeaders: { cookie } });
 }
 
 export const demoStimuli: Stimulus[] = loadStimulusSets(path.join(root, 'stimuli')).sets.get('demo')!.manifest.stimuli;
@@ -85,6 +116,6 @@ export async function until<T>(fn: () => T | Promise<T>, what: string, tries = 4
 }
 
 export async function getJson(url: string): Promise<any> {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   return { status: res.status, body: await res.json() };
 }

@@ -10,7 +10,7 @@ import { pearson } from '../server/src/compute/neuron-stats.ts';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import type { FeatureNeuron } from '../server/src/sim/synthetic-neurons.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
+import { dashboardSocket, demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
 
 let t: TestApp;
 let sim: SimResult;
@@ -26,7 +26,7 @@ before(async () => {
   await client.close();
   assert.equal(f.type, 'features');
   if (f.type !== 'features') return;
-  dash = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+  dash = dashboardSocket(t);
   dash.on(dashboardEvents.explainReady, (e: Explanation) => explained.push(e));
   dash.on(dashboardEvents.sessionsUpdated, (list: { sessionId: string }[]) => {
     if (list[0]) dash.emit(dashboardEvents.sessionWatch, { sessionId: list[0].sessionId }, () => {});

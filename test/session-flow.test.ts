@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { io, type Socket } from 'socket.io-client';
 import { dashboardEvents, type SessionSnapshot, type StatsDelta } from '@sharedlens/shared';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
-import { demoStimuli, getJson, startApp, TOKEN, until, type TestApp } from './helpers.ts';
+import { dashboardSocket, demoStimuli, getJson, startApp, TOKEN, until, type TestApp } from './helpers.ts';
 
 let t: TestApp;
 let sim: SimResult;
@@ -14,7 +14,7 @@ const TRIALS = 160;
 
 before(async () => {
   t = await startApp();
-  dash = io(`${t.url}/dashboard`, { transports: ['websocket'], forceNew: true });
+  dash = dashboardSocket(t);
   dash.on(dashboardEvents.statsDelta, (d: StatsDelta) => deltas.push(d));
   // watch the first session as soon as it appears
   dash.on(dashboardEvents.sessionsUpdated, (list: { sessionId: string; state: string }[]) => {

@@ -3,9 +3,11 @@
  * configuration and listens nowhere: the entry file (main.ts) and the tests do that.
  */
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import path from 'node:path';
 import express, { type Request, type Response, type NextFunction } from 'express';
+import helmet from 'helmet';
 import { Server } from 'socket.io';
 import type { SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
@@ -16,6 +18,11 @@ import { Recorder } from './sinks/recorder.ts';
 import { logRejections } from './sinks/rejection-log.ts';
 import { SessionStore } from './sinks/session-store.ts';
 import { attachRigGateway } from './sources/rig-gateway.ts';
+import { rigAuth } from './sources/rig-auth.ts';
+import { guardDashboard, hostGuard, refusals, signedIn, steeringNeedsOperatorJson } from './auth/guards.ts';
+import { allowedHostNames, hostOrOriginProblem } from './auth/hosts.ts';
+import { SignIn } from './auth/sign-in.ts';
+import { authRouter, loginPageRouter, pageSignIn } from './http/auth.ts';
 import { loadStimulusSets, stimulusFile } from './stimulus-sets.ts';
 import { apiError } from './http/api-error.ts';
 import { healthRouter, statusRouter } from './http/health.ts';
@@ -46,6 +53,10 @@ export interface App {
   store: SessionStore;
   recorder: Recorder;
   rejectedCounts: { total: number; byCode: Record<string, number> };
+  /** Refused HTTP requests and dashboard connections or commands (Host, Origin, sign-in, role), by code. */
+  refusedCounts: { total: number; byCode: Record<string, number> };
+  /** Sign-in state: `signIn.token` is the start token of the printed URL. */
+  signIn: SignIn;
   /** Computed shared-feature maps per session (what the drivers gallery lists). */
   driverPairs: Map<string, Map<string, Explanation>>;
   listen(port: number, host: string): Promise<number>;
@@ -91,8 +102,18 @@ export function createApp(deps: AppDeps): App {
   });
 
   const app = express();
-  const httpServer = http.createServer(app);
+  const httpServer = config.tls ? https.createServer({ cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) }, app) : http.createServer(app);
+  const allowedHosts = allowedHostNames(config.host, config.allowedHosts);
+  const refused = refusals((fields, msg) => logger.warn(fields, msg));
+  const logSteering = (fields: Record<string, unknown>, msg: string) => logger.info(fields, msg);
+  const signIn = new SignIn({ ...config.auth, secure: !!config.tls, log: (level, msg, fields) => logger[level](fields, msg), ...(deps.now ? { now: deps.now } : {}) });
   io = new Server(httpServer, {
+    // Host and Origin for every socket.io request, rigs included (cross-origin pages, DNS rebinding)
+    allowRequest: (req, callback) => {
+      const problem = hostOrOriginProblem(req, allowedHosts);
+      if (problem) refused.refuse(problem.slice(0, problem.indexOf(':')), `socket.io ${problem}`, { address: req.socket.remoteAddress });
+      callback(problem, !problem);
+    },
     // above maxPayloadBytes so oversized payloads get an acknowledged error, not a dropped connection
     maxHttpBufferSize: config.limits.maxPayloadBytes * 4 + 1024 * 1024,
     serveClient: false,
@@ -104,21 +125,29 @@ export function createApp(deps: AppDeps): App {
     store,
     recorder,
     stimulusSets,
-    rigTokens: config.rigTokens,
     limits: config.limits,
     ...(deps.now ? { now: deps.now } : {}),
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
+  io.of('/rig').use(
+    rigAuth({
+      tokens: config.rigTokens,
+      maxFailedAttempts: config.auth.maxFailedAttempts,
+      failedWindowS: config.auth.failedWindowS,
+      ...(deps.now ? { now: deps.now } : {}),
+      onRefused: (socket, message) => rejections$.next({ atMs: (deps.now ?? Date.now)(), socketId: socket.id, event: 'connect', error: { code: message.startsWith('rate-limited') ? 'rate-limited' : 'invalid', message } }),
+    }),
+  );
   const rejected = logRejections(rejections$, store, logger);
   const commandDeps: CommandDeps = {
     store,
     recorder,
     log: (msg, fields) => logger.warn(fields, msg),
     // asked from the dashboard: recorded in a live session's log (replays only show them) and pushed to its rig
-    followups: (rt, body) => {
+    followups: (rt, body, by) => {
       const r = suggestFollowups(followupDeps, rt, body as unknown as FollowupAsk);
       if ('error' in r) return r;
-      const frame = { type: 'followup:suggested' as const, sessionId: rt.id, origin: 'dashboard' as const, atMs: Date.now(), suggestions: r.suggestions };
+      const frame = { type: 'followup:suggested' as const, sessionId: rt.id, origin: 'dashboard' as const, atMs: Date.now(), suggestions: r.suggestions, ...(by ? { by } : {}) };
       if (rt.kind === 'live' && recorder.isOpen(rt.id)) recorder.append({ atMs: frame.atMs, frame });
       if (rt.kind === 'live') store.feed(rt, frame);
       else {
@@ -126,11 +155,12 @@ export function createApp(deps: AppDeps): App {
         store.followups$.next(rt);
       }
       const sentToRig = rt.kind === 'live' ? pushToRig(rt.id, dashboardEvents.followupSuggested, { sessionId: rt.id, suggestions: r.suggestions }) : 0;
-      logger.info({ sessionId: rt.id, count: r.suggestions.length, sentToRig }, 'follow-up suggestions from the dashboard');
+      logger.info({ sessionId: rt.id, count: r.suggestions.length, sentToRig, by }, 'follow-up suggestions from the dashboard');
       return { data: { suggestions: r.suggestions, notes: r.notes, sentToRig } };
     },
   };
   const dashboard = io.of('/dashboard');
+  guardDashboard(dashboard, signIn, refused, logSteering);
   attachDashboardCommands(dashboard, commandDeps);
   const broadcast = broadcastToDashboards(dashboard, store, rejections$, {
     ...config.dashboard,
@@ -159,17 +189,29 @@ export function createApp(deps: AppDeps): App {
       : null;
   const driverPairs = explanations?.results ?? new Map<string, Map<string, Explanation>>();
 
+  app.use(hostGuard(allowedHosts, refused));
+  app.use(
+    helmet({
+      // the built dashboard loads only its own scripts and styles; maps and images are data: URLs or same-origin
+      contentSecurityPolicy: { directives: { 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': config.tls ? [] : null } },
+      strictTransportSecurity: !!config.tls,
+    }),
+  );
   app.use(express.json({ limit: '64kb' }));
   const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets };
   app.use('/api', healthRouter(healthDeps));
+  app.use('/api/auth', authRouter(signIn));
+  app.use('/api', signedIn(signIn, refused), steeringNeedsOperatorJson(refused, logSteering));
   app.use('/api', statusRouter(healthDeps));
   app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
   app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
   app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
   app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
+  app.use(loginPageRouter());
   const clientDir = deps.clientDir;
   if (clientDir && fs.existsSync(clientDir)) {
+    app.use(pageSignIn(signIn, refused));
     app.use(express.static(clientDir, { index: 'index.html' }));
     app.get(/^\/(?!api\/|socket\.io\/).*/, (_req, res) => res.sendFile(path.join(clientDir, 'index.html')));
   }
@@ -185,11 +227,14 @@ export function createApp(deps: AppDeps): App {
     store,
     recorder,
     rejectedCounts: rejected.counts,
+    refusedCounts: refused.counts,
+    signIn,
     driverPairs,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         httpServer.once('error', reject);
         httpServer.listen(port, host, () => {
+          for (const name of allowedHostNames(host, [])) allowedHosts.add(name);
           httpServer.off('error', reject);
           resolve((httpServer.address() as { port: number }).port);
         });

@@ -1,7 +1,7 @@
 /**
  * Configuration: config/default.json, then an optional file named by SHAREDLENS_CONFIG, then environment
- * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, LOG_LEVEL, FSYNC, FEATURES,
- * COMPUTE_BACKEND). Validated at start;
+ * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, AUTH_TOKEN, ALLOWED_HOSTS, LOG_LEVEL, FSYNC,
+ * FEATURES, COMPUTE_BACKEND). Validated at start;
  * every problem is reported with the key that holds it.
  */
 import fs from 'node:fs';
@@ -14,7 +14,35 @@ export const configSchema = z.object({
   port: z.number().int().min(0).max(65_535),
   dataDir: z.string().min(1),
   stimulusDir: z.string().min(1),
-  rigTokens: z.array(z.string().min(8, 'rig tokens must be at least 8 characters')).min(1, 'at least one rig token is needed'),
+  /** Rig token -> rig name. The old array form still loads (rigs named rig1..n; loadConfig warns). */
+  rigTokens: z.preprocess(
+    (v) => (Array.isArray(v) ? Object.fromEntries(v.map((t, i) => [t, `rig${i + 1}`])) : v),
+    z.record(z.string(), z.string().min(1).max(64)).superRefine((r, ctx) => {
+      const tokens = Object.keys(r);
+      if (!tokens.length) ctx.addIssue({ code: 'custom', message: 'at least one rig token is needed' });
+      // the message names the token's position, never the token (config errors are printed)
+      tokens.forEach((t, i) => t.length < 8 && ctx.addIssue({ code: 'custom', message: `rig token #${i + 1} (rig "${r[t]}") must be at least 8 characters` }));
+    }),
+  ),
+  /** Host names the HTTP server answers besides localhost, 127.0.0.1, [::1] and the bound host (DNS rebinding). */
+  allowedHosts: z.array(z.string().min(1)),
+  /** Sign-in for people (docs/security.md). */
+  auth: z.object({
+    /** The sign-in token of the printed URL; empty: a random one at every start, as Jupyter does. */
+    token: z.string(),
+    /** Role of whoever signs in with the token. */
+    tokenRole: z.enum(['viewer', 'operator']),
+    /** Named accounts: name -> { hash (scrypt, from `npm run user -- add`), role }. */
+    users: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'user names are 1-64 of A-Z a-z 0-9 . _ -'), z.object({ hash: z.string().min(1), role: z.enum(['viewer', 'operator']) })),
+    /** File written by `npm run user -- add`; empty: <dataDir>/users.json. */
+    usersFile: z.string(),
+    sessionHours: z.number().positive().max(24 * 90),
+    /** Failed sign-ins or rig tokens per address and window before that address is refused. */
+    maxFailedAttempts: z.number().int().min(1),
+    failedWindowS: z.number().int().min(1),
+  }),
+  /** Serve https directly (PEM files); without it, put a TLS reverse proxy in front (docs/security.md). */
+  tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   demo: z.boolean(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   recording: z.object({ fsync: z.enum(['always', 'interval', 'never']), fsyncIntervalMs: z.number().int().min(10).max(60_000) }),
@@ -80,7 +108,7 @@ const boolEnv = (v: string, name: string): boolean => {
 };
 
 /** Loads and validates the configuration; throws ConfigError with every problem listed. */
-export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env, warn: (message: string) => void = () => {}): Config {
   const read = (file: string): Record<string, unknown> => {
     try {
       return JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -95,7 +123,14 @@ export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env): 
   if (env.DEMO !== undefined && env.DEMO !== '') raw.demo = boolEnv(env.DEMO, 'DEMO');
   if (env.DATA_DIR) raw.dataDir = env.DATA_DIR;
   if (env.STIMULUS_DIR) raw.stimulusDir = env.STIMULUS_DIR;
-  if (env.RIG_TOKENS) raw.rigTokens = env.RIG_TOKENS.split(',').map((t) => t.trim()).filter(Boolean);
+  if (env.RIG_TOKENS) {
+    // TOKEN=NAME,... names each rig; plain tokens are the old form
+    const entries = env.RIG_TOKENS.split(',').map((t) => t.trim()).filter(Boolean);
+    raw.rigTokens = entries.every((e) => e.includes('=')) ? Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])) : entries;
+  }
+  if (env.AUTH_TOKEN) raw.auth = { ...(raw.auth as object), token: env.AUTH_TOKEN };
+  if (env.ALLOWED_HOSTS) raw.allowedHosts = env.ALLOWED_HOSTS.split(',').map((h) => h.trim()).filter(Boolean);
+  if (Array.isArray(raw.rigTokens)) warn('rigTokens is a list (the old form): its rigs are named rig1..n; write it as { "TOKEN": "RIG NAME" } to name them');
   if (env.LOG_LEVEL) raw.logLevel = env.LOG_LEVEL;
   if (env.FEATURES !== undefined && env.FEATURES !== '') raw.compute = { ...(raw.compute as object), features: boolEnv(env.FEATURES, 'FEATURES') };
   if (env.COMPUTE_BACKEND) raw.compute = { ...(raw.compute as object), backend: env.COMPUTE_BACKEND };
@@ -105,6 +140,8 @@ export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env): 
   const cfg = parsed.data;
   cfg.dataDir = path.resolve(root, cfg.dataDir);
   cfg.stimulusDir = path.resolve(root, cfg.stimulusDir);
+  cfg.auth.usersFile = cfg.auth.usersFile ? path.resolve(root, cfg.auth.usersFile) : path.join(cfg.dataDir, 'users.json');
+  if (cfg.tls) cfg.tls = { cert: path.resolve(root, cfg.tls.cert), key: path.resolve(root, cfg.tls.key) };
   cfg.compute.cacheDir = cfg.compute.cacheDir ? path.resolve(root, cfg.compute.cacheDir) : path.join(cfg.dataDir, 'features');
   if (cfg.compute.model) {
     cfg.compute.model.dir = path.resolve(root, cfg.compute.model.dir);

@@ -27,7 +27,7 @@ export interface CommandDeps {
   store: SessionStore;
   recorder: Recorder;
   /** Computes, records and delivers follow-up suggestions asked for from the dashboard. */
-  followups?: (rt: Runtime, body: Record<string, unknown>) => Result<{ suggestions: Suggestion[]; notes: string[]; sentToRig: number }>;
+  followups?: (rt: Runtime, body: Record<string, unknown>, by?: string) => Result<{ suggestions: Suggestion[]; notes: string[]; sentToRig: number }>;
   log: (msg: string, fields: Record<string, unknown>) => void;
 }
 
@@ -105,7 +105,7 @@ export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void
       const rt = deps.store.get(p.data.sessionId);
       if (!rt) return fail('unknown-session', `no live session or replay "${p.data.sessionId}"`);
       if (!deps.followups) return fail('invalid', 'follow-ups are not available on this server');
-      return deps.followups(rt, p.data);
+      return deps.followups(rt, p.data, (socket.data.person as { name?: string } | undefined)?.name);
     });
     on(dashboardEvents.replayControl, (body) => controlReplay(deps, body));
   });

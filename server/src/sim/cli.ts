@@ -14,7 +14,7 @@ const config = loadConfig(root);
 const { values } = parseArgs({
   options: {
     url: { type: 'string', default: `http://${config.host}:${config.port}` },
-    token: { type: 'string', default: config.rigTokens[0] },
+    token: { type: 'string', default: Object.keys(config.rigTokens)[0] },
     channels: { type: 'string', default: String(config.sim.channels) },
     trials: { type: 'string', default: 'Infinity' },
     seed: { type: 'string', default: String(config.sim.seed) },

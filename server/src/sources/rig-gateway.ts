@@ -35,7 +35,6 @@ export interface RigGatewayDeps {
   store: SessionStore;
   recorder: Recorder;
   stimulusSets: Map<string, StimulusSet>;
-  rigTokens: string[];
   limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number };
   now?: () => number;
   /** Follow-up suggestions for a session (followup-service.ts). */
@@ -51,14 +50,6 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
   const rejections$ = new Subject<Rejection>();
   const now = deps.now ?? Date.now;
   const owned = new Map<string, Set<string>>(); // socket id -> session ids it drives
-
-  nsp.use((socket, next) => {
-    const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
-    if (typeof token === 'string' && deps.rigTokens.includes(token)) return next();
-    const e = new Error('unauthorized: the rig token is missing or not one of the configured rigTokens');
-    rejections$.next({ atMs: now(), socketId: socket.id, event: 'connect', error: { code: 'invalid', message: e.message } });
-    next(e);
-  });
 
   nsp.on('connection', (socket: Socket) => {
     const bucket = new TokenBucket(deps.limits.burstEvents, deps.limits.eventsPerSec, now);

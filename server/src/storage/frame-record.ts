@@ -32,7 +32,7 @@ const frameSchema = z.discriminatedUnion('type', [
   countsTrialSchema.extend({ type: z.literal('counts:trial') }),
   trialAbortSchema.extend({ type: z.literal('trial:abort') }),
   sessionEndSchema.extend({ type: z.literal('session:end') }),
-  z.object({ type: z.literal('followup:suggested'), sessionId: z.string(), seq: z.number().int().optional(), origin: z.enum(['rig', 'dashboard']), atMs: z.number(), suggestions: z.array(suggestionSchema) }),
+  z.object({ type: z.literal('followup:suggested'), sessionId: z.string(), seq: z.number().int().optional(), origin: z.enum(['rig', 'dashboard']), atMs: z.number(), suggestions: z.array(suggestionSchema), by: z.string().optional() }),
 ]);
 const recordSchema = z.object({ atMs: z.number(), frame: frameSchema });
 

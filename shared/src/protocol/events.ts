@@ -83,7 +83,7 @@ export type Frame =
   | ({ type: 'trial:abort' } & TrialAbort)
   | ({ type: 'session:end' } & SessionEnd)
   /** Follow-up suggestions that were given (to the rig, or pushed from the dashboard); recorded and replayed. */
-  | { type: 'followup:suggested'; sessionId: string; seq?: number; origin: 'rig' | 'dashboard'; atMs: number; suggestions: Suggestion[] };
+  | { type: 'followup:suggested'; sessionId: string; seq?: number; origin: 'rig' | 'dashboard'; atMs: number; suggestions: Suggestion[]; by?: string };
 
 export type FrameType = Frame['type'];
 
