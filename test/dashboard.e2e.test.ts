@@ -48,10 +48,13 @@ test('the grid shows a tile per channel with statistics and model scores; the se
   assert.match(bar!, /rig sim-rig/);
   assert.match(bar!, new RegExp(`aborted ${live.trialsAborted}`));
   // model scores appear once the models are fitted (channels whose noise ceiling is undefined show a dash)
-  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="channel-tile"]')].filter((e) => /model \d/.test(e.textContent ?? '')).length >= 12, null, { timeout: 60_000 });
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="channel-tile"]')].filter((e) => /nr -?\d/.test(e.textContent ?? '')).length >= 12, null, { timeout: 60_000 });
   const first = await page.textContent('[data-testid="channel-tile"]');
   assert.match(first!, /ch001/);
   assert.match(first!, /SI -?\d\.\d\d/);
+  // every abbreviation on the tiles is explained beside the grid
+  const key = (await page.textContent('[data-testid="grid-key"]'))!;
+  for (const k of [/SI selectivity index/, /rel noise ceiling/, /nr normalised r/, /spikes per response window/]) assert.match(key, k);
   await page.screenshot({ path: path.join(OUT, 'grid.png') });
 });
 
@@ -84,7 +87,8 @@ test('driver cards show the driver and its reference with both heatmaps on one s
   await page.waitForSelector('[data-testid="driver-card"]', { timeout: 90_000 });
   const card = page.locator('[data-testid="driver-card"]').first();
   assert.equal(await card.locator('img[data-testid="driver-image"]').count(), 2);
-  assert.equal(await card.locator('canvas[data-testid="heatmap"]').count(), 2);
+  // the maps arrive as one PNG per card on screen, never with the page of pairs
+  await page.waitForFunction(() => document.querySelector('[data-testid="driver-card"]')?.querySelectorAll('canvas[data-testid="heatmap"]').length === 2, null, { timeout: 20_000 });
   // the images load and the heatmaps are drawn (not blank)
   await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="driver-card"] img')].slice(0, 2).every((i) => (i as HTMLImageElement).naturalWidth > 0));
   const painted = await card.locator('canvas[data-testid="heatmap"]').first().evaluate((c) => {

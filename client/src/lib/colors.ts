@@ -23,3 +23,26 @@ export function viridis(v: number): [number, number, number] {
   const b = STOPS[i + 1];
   return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
 }
+
+/** viridis() of every byte 0..255, as CSS colours low to high (for colour bars). */
+export const viridisCss = (stops = 11) => Array.from({ length: stops }, (_, i) => `rgb(${viridis((255 * i) / (stops - 1)).map(Math.round).join(',')})`);
+
+const LUT = (() => {
+  const t = new Uint8ClampedArray(256 * 3);
+  for (let v = 0; v < 256; v++) t.set(viridis(v).map(Math.round), v * 3);
+  return t;
+})();
+
+/** Paints a size x size map of bytes 0-255 into a canvas with the viridis colour map. */
+export function paintMap(canvas: HTMLCanvasElement, map: Uint8Array, size: number): void {
+  const ctx = canvas.getContext('2d')!;
+  const img = ctx.createImageData(size, size);
+  for (let i = 0; i < size * size; i++) {
+    const v = map[i] * 3;
+    img.data[i * 4] = LUT[v];
+    img.data[i * 4 + 1] = LUT[v + 1];
+    img.data[i * 4 + 2] = LUT[v + 2];
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}

@@ -6,7 +6,7 @@
 import { io } from 'socket.io-client';
 import { get, writable } from 'svelte/store';
 import { dashboardEvents } from '@sharedlens/shared/events';
-import type { ChannelStats, Explanation, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
+import type { ChannelStats, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
 import type { Suggestion } from '@sharedlens/shared/events';
 
 export type Connection = 'connecting' | 'connected' | 'reconnecting';
@@ -20,16 +20,28 @@ export const progress = writable<{ trialsCompleted: number; trialsAborted: numbe
 export const models = writable<ModelSnapshot | null>(null);
 /** Model score history per channel: [trialsCompleted, looR] (bounded). */
 export const scoreHistory = writable<Record<string, [number, number][]>>({});
-export const explanations = writable<Explanation[]>([]);
+/** Counts map pairs announced since the session was picked: the drivers gallery refetches its page when it changes. */
+export const pairsAnnounced = writable(0);
 export const replay = writable<{ replayId: string; position: number; total: number; speed: number | 'max'; paused: boolean; done: boolean } | null>(null);
 export const errors = writable<{ id: number; message: string }[]>([]);
 /** The latest suggestions; notes (dashboard asks only): why a strategy asked for gave nothing. */
 export const followups = writable<{ origin: string; atMs: number; suggestions: Suggestion[]; notes?: string[] } | null>(null);
 export const featureProgress = writable<{ stimulusSetId: string; done: number; total: number } | null>(null);
 
-const MAX_EXPLANATIONS = 200;
 const MAX_HISTORY = 300;
 let errorId = 0;
+
+/**
+ * The new list with the previous objects kept where nothing changed, so immutable components (grid tiles)
+ * re-render only the channels whose values moved.
+ */
+export function keepUnchanged<T extends { id: string }>(prev: T[], next: T[]): T[] {
+  const old = new Map(prev.map((x) => [x.id, x]));
+  return next.map((x) => {
+    const o = old.get(x.id);
+    return o && JSON.stringify(o) === JSON.stringify(x) ? o : x;
+  });
+}
 
 /** Shows an error message (server-reported or local) until dismissed. */
 export function reportError(message: string): void {
@@ -54,7 +66,7 @@ socket.on(dashboardEvents.sessionsUpdated, (list: SessionSummary[]) => {
 });
 socket.on(dashboardEvents.statsDelta, (d: StatsDelta) => {
   if (d.sessionId !== get(watched)) return;
-  channels.set(d.channels);
+  channels.set(keepUnchanged(get(channels), d.channels));
   progress.set({ trialsCompleted: d.trialsCompleted, trialsAborted: d.trialsAborted, trialsPerSec: d.trialsPerSec });
 });
 socket.on(dashboardEvents.statsSnapshot, (s: SessionSnapshot) => {
@@ -62,7 +74,8 @@ socket.on(dashboardEvents.statsSnapshot, (s: SessionSnapshot) => {
 });
 socket.on(dashboardEvents.modelsUpdated, (m: ModelSnapshot) => {
   if (m.sessionId !== get(watched)) return;
-  models.set(m);
+  const prev = get(models);
+  models.set(prev ? { ...m, channels: keepUnchanged(prev.channels, m.channels) } : m);
   const n = get(progress).trialsCompleted;
   scoreHistory.update((h) => {
     for (const c of m.channels) {
@@ -74,11 +87,9 @@ socket.on(dashboardEvents.modelsUpdated, (m: ModelSnapshot) => {
     return h;
   });
 });
-socket.on(dashboardEvents.explainReady, (raw: Explanation) => {
-  if (raw.sessionId !== get(watched)) return;
-  // binary attachments arrive as ArrayBuffers in the browser
-  const e = { ...raw, driverMap: new Uint8Array(raw.driverMap as unknown as ArrayBuffer), referenceMap: new Uint8Array(raw.referenceMap as unknown as ArrayBuffer) };
-  explanations.update((list) => [e, ...list.filter((x) => !(x.channelId === e.channelId && x.driverId === e.driverId && x.referenceId === e.referenceId))].slice(0, MAX_EXPLANATIONS));
+// the announcement carries no maps: the gallery fetches a page of pairs and the maps of the cards on screen
+socket.on(dashboardEvents.explainReady, (e: { sessionId: string }) => {
+  if (e.sessionId === get(watched)) pairsAnnounced.update((n) => n + 1);
 });
 socket.on(dashboardEvents.replayProgress, (p) => replay.set(p));
 socket.on(dashboardEvents.followupSuggested, (f: { sessionId: string; origin: string; atMs: number; suggestions: Suggestion[] }) => {
@@ -93,7 +104,7 @@ export function watch(sessionId: string): void {
     snapshot.set(null);
     channels.set([]);
     models.set(null);
-    explanations.set([]);
+    pairsAnnounced.set(0);
     followups.set(null);
     scoreHistory.set({});
     progress.set({ trialsCompleted: 0, trialsAborted: 0, trialsPerSec: 0 });
@@ -111,14 +122,6 @@ export function watch(sessionId: string): void {
   fetch(`/api/sessions/${encodeURIComponent(sessionId)}/models`)
     .then((r) => (r.ok ? r.json() : null))
     .then((m: ModelSnapshot | null) => m && m.sessionId === get(watched) && models.set(m))
-    .catch(() => {});
-  fetch(`/api/sessions/${encodeURIComponent(sessionId)}/explanations`)
-    .then((r) => (r.ok ? r.json() : null))
-    .then((body) => {
-      if (!body) return;
-      const decode = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      explanations.set(body.explanations.map((e: Explanation & { driverMap: string; referenceMap: string }) => ({ ...e, driverMap: decode(e.driverMap), referenceMap: decode(e.referenceMap) })));
-    })
     .catch(() => {});
 }
 
