@@ -42,7 +42,7 @@ const DRIVER_TRIALS = 600;
 /** Replaces every population's score targets (e.g. "0.5" for a quick many-seed check of the headline). */
 const TARGETS_OVERRIDE = process.env.BENCH_CLOSED_LOOP_TARGETS?.split(',').map(Number);
 /** The server's default regularisation grid (config/default.json): the models' choice and the improve design's prior, as a lab runs them. */
-const alphas = loadConfig(root, {}).compute.alphas;
+const { alphas, drivers: driverRule } = loadConfig(root, {}).compute;
 
 interface Population {
   name: 'mixed' | 'category';
@@ -168,7 +168,7 @@ function session(stimuli: Stimulus[], fs: FeatureSet, seed: number, pop: Populat
       const cs = channelStats(stats);
       driversFound = neurons.reduce((acc, _, c) => {
         const k = cs[c].preferredCategory ? stats.categories.indexOf(cs[c].preferredCategory!) : -1;
-        return acc + findDrivers(stats, c, k, { minRepeats: 3, z: 1 }).filter((d) => trueDrivers[c].has(d.stimulus)).length;
+        return acc + findDrivers(stats, c, k, driverRule).drivers.filter((d) => trueDrivers[c].has(d.stimulus)).length;
       }, 0);
     }
     const driversDone = !pop.drivers || strategy === 'improve' || trial >= DRIVER_TRIALS;

@@ -24,7 +24,7 @@ function explanation(channelId: string, driverId: string, referenceId: string, o
   return { sessionId: 's', channelId, stimulusSetId: 'demo', driverId, referenceId, similarity: 0.5, driverResponse: 3, referenceResponse: 4, modelVersion: 1, computedAt: '2026-01-01T00:00:00.000Z', computeMs: 100, backend: 'wasm', size, driverMap, referenceMap, ...over };
 }
 
-const channel = (id: string, preferredCategory: string, area = 'aSTS'): ChannelStats => ({ id, label: id, area, nTrials: 10, categoryMeans: {}, preferredCategory, selectivityIndex: 0.3, dPrime: 1, splitHalfR: 0.5, noiseCeiling: 0.6, reliabilityStimuli: 10 });
+const channel = (id: string, preferredCategory: string, area = 'aSTS'): ChannelStats => ({ id, label: id, area, nTrials: 10, categoryMeans: {}, preferredCategory, selectivityIndex: 0.3, selectivityReason: null, dPrime: 1, splitHalfR: 0.5, noiseCeiling: 0.6, reliabilityStimuli: 10 });
 
 test('a pair whose driver is now in the preferred category, or whose reference is outside it, is retired with the reason', () => {
   const [face1, face2] = ofCategory('face');
@@ -47,9 +47,9 @@ test('one card per (channel, driver): the newest holding pair; the model decides
   const models: ModelSnapshot = {
     sessionId: 's', version: 3, featureModel: 'm', backend: 'wasm', refits: 3,
     channels: [{ id: 'ch001', scores: null, drivers: [
-      { stimulusId: obj1, category: 'object', meanResponse: 3, nTrials: 4, preferredMean: 4, referenceId: face2, similarity: 0.4, referenceResponse: 4 },
-      { stimulusId: obj2, category: 'object', meanResponse: 2, nTrials: 4, preferredMean: 4, referenceId: face1, similarity: 0.3, referenceResponse: 4 },
-    ] }],
+      { stimulusId: obj1, category: 'object', meanResponse: 3, nTrials: 4, preferredMean: 4, statistic: 3, df: 5, p: 0.01, q: 0.02, referenceId: face2, similarity: 0.4, referenceResponse: 4 },
+      { stimulusId: obj2, category: 'object', meanResponse: 2, nTrials: 4, preferredMean: 4, statistic: 3, df: 5, p: 0.01, q: 0.02, referenceId: face1, similarity: 0.3, referenceResponse: 4 },
+    ], selectivity: null, driverCandidates: 2, driversReason: null }],
   };
   const { current, retired } = classifyPairs(
     [

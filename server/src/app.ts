@@ -93,12 +93,12 @@ export function createApp(deps: AppDeps): App {
         },
       })
     : null;
-  const { alphas, refitEveryTrials, minStimuli, driverMinRepeats, driverZ, refitInWorkerFromStimuli } = config.compute;
+  const { alphas, refitEveryTrials, minStimuli, minReliability, refitInWorkerFromStimuli } = config.compute;
   const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
   const store = new SessionStore({
     psthBinMs: config.pipeline.psthBinMs,
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { minRepeats: driverMinRepeats, z: driverZ }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli } } } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli } } } : {}),
   });
 
   const app = express();

@@ -69,8 +69,19 @@ export const configSchema = z.object({
     minStimuli: z.number().int().min(3),
     /** Exact refits of at least this many stimuli run in a worker thread (smaller ones inline: milliseconds). */
     refitInWorkerFromStimuli: z.number().int().min(1),
-    driverMinRepeats: z.number().int().min(1),
-    driverZ: z.number().min(0),
+    /** Below this noise ceiling (reliability of the mean responses) normalisedR and fev are null (docs/compute.md). */
+    minReliability: z.number().min(0).max(1),
+    /** Which out-of-category stimuli are drivers (docs/compute.md, "Drivers"). */
+    drivers: z.object({
+      /** Trials a candidate needs before it is tested (the Welch test needs at least 2). */
+      minRepeats: z.number().int().min(2),
+      /** Category-selectivity gate over stimulus means: Welch t-test or label permutation. */
+      selectivityTest: z.enum(['welch', 'permutation']),
+      selectivityAlpha: z.number().gt(0).max(1),
+      /** Benjamini-Hochberg false discovery rate over a channel's candidates. */
+      q: z.number().gt(0).max(1),
+      permutations: z.number().int().min(99).max(100_000),
+    }),
     /** Follow-ups, strategy confirm: drivers with fewer presentations than this get repeats suggested. */
     confirmRepeats: z.number().int().min(2),
     maps: z.object({
@@ -81,6 +92,8 @@ export const configSchema = z.object({
       smoothSigmaPx: z.number().min(0).max(32),
       minWeightCosine: z.number().min(0).max(1),
       maxQueue: z.number().int().min(1),
+      /** Maps are computed for this many of each channel's strongest drivers. */
+      driversPerChannel: z.number().int().min(1).max(100),
     }),
   }),
   sim: z.object({

@@ -1,23 +1,28 @@
 /**
- * Per-channel report of the encoding models: scores (leave-one-stimulus-out correlation, the same over
- * the noise ceiling, the preferred-category generalisation test) and drivers with reference images.
+ * Per-channel report of the encoding models: scores (leave-one-stimulus-out correlation, normalised by the
+ * square root of the noise ceiling, the fraction of explainable variance, the preferred-category
+ * generalisation test) and the drivers' tests with reference images.
  */
 import type { ChannelModel, ChannelStats, ModelSnapshot } from '@sharedlens/shared';
 import { findDrivers, referenceImage, type DriverRule } from './drivers.ts';
 import type { EncodingConfig, EncodingState } from './encoding.ts';
-import { pearson, type NeuronStatsState } from './neuron-stats.ts';
+import { normalisedScores, pearson, type NeuronStatsState } from './neuron-stats.ts';
 import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, type RidgeBasis } from './ridge.ts';
 
-const MIN_CEILING = 0.1;
+/** Below this noise ceiling the normalised scores are null unless the rule says otherwise (a ratio over a ceiling near 0 is noise). */
+const MIN_RELIABILITY = 0.1;
+
+/** How drivers are tested, and the reliability below which normalised scores are not reported. */
+export type ReportRule = DriverRule & { minReliability?: number };
 
 type CategoryBasis = { basis: RidgeBasis; out: number[] } | null;
 const categoryBases = new WeakMap<EncodingState, { refits: number; bases: Map<number, CategoryBasis> }>();
 
 /** Report of every channel; `channels` are the derived statistics of the same state. */
-export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: DriverRule): ModelSnapshot {
+export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: ReportRule): ModelSnapshot {
   const base = { sessionId, version: enc.version, featureModel: enc.featureSet.modelId, backend: enc.featureSet.backend, refits: enc.refits };
   const ridge = enc.ridge;
-  if (!ridge) return { ...base, channels: channels.map((c) => ({ id: c.id, scores: null, drivers: [] })) };
+  if (!ridge) return { ...base, channels: channels.map((c) => ({ id: c.id, scores: null, drivers: [], selectivity: null, driverCandidates: 0, driversReason: 'no encoding models yet' })) };
   const { C } = stats;
   const { features, dim } = enc.featureSet;
   const rows = ridge.basis.rows;
@@ -42,7 +47,15 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
     const k = ch.preferredCategory ? stats.categories.indexOf(ch.preferredCategory) : -1;
     let generalisationR: number | null = null;
     let generalisationStimuli = 0;
-    const cb = k >= 0 ? categoryBasis(k) : null;
+    const cb = k >= 0 && stats.categories.length > 1 ? categoryBasis(k) : null;
+    const generalisationReason =
+      stats.categories.length < 2
+        ? 'the stimulus set has one category: generalisation fits the preferred category and tests the others'
+        : k < 0
+          ? 'no preferred category yet'
+          : cb
+            ? null
+            : `too few stimuli in the model: ${cfg.minStimuli} in the preferred category and 3 outside it needed`;
     if (cb) {
       const y = Float64Array.from(cb.basis.rows, (s) => stats.mean[s * C + c]);
       const m = neuronModel(createRidgeState(cb.basis, 1, y), 0);
@@ -51,7 +64,8 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
       generalisationStimuli = cb.out.length;
     }
     const prefStimuli = k >= 0 ? rows.filter((s) => stats.catOfStim[s] === k) : [];
-    const drivers = findDrivers(stats, c, k, rule).map((d) => {
+    const tests = findDrivers(stats, c, k, rule);
+    const drivers = tests.drivers.map((d) => {
       const ref = referenceImage(model.weights, features, dim, d.stimulus, prefStimuli);
       return {
         stimulusId: stats.stimuli[d.stimulus].id,
@@ -59,6 +73,10 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
         meanResponse: d.mean,
         nTrials: d.nTrials,
         preferredMean: d.preferredMean,
+        statistic: d.t,
+        df: d.df,
+        p: d.p,
+        q: d.q,
         referenceId: ref ? stats.stimuli[ref.stimulus].id : null,
         similarity: ref ? ref.similarity : null,
         referenceResponse: ref ? stats.mean[ref.stimulus * C + c] : null,
@@ -69,13 +87,16 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
       scores: {
         alpha: model.alpha,
         looR,
-        // below a ceiling of 0.1 the ratio is noise (seen: 50 for a channel with no reliable tuning)
-        looROverCeiling: looR !== null && ch.noiseCeiling !== null && ch.noiseCeiling >= MIN_CEILING ? looR / ch.noiseCeiling : null,
+        ...normalisedScores(looR, ch.noiseCeiling, rule.minReliability ?? MIN_RELIABILITY),
         nStimuli: rows.length,
         generalisationR,
         generalisationStimuli,
+        generalisationReason: generalisationR === null && !generalisationReason ? 'correlation undefined (constant predictions or responses)' : generalisationReason,
       },
       drivers,
+      selectivity: tests.selectivity,
+      driverCandidates: tests.candidates,
+      driversReason: tests.reason,
     };
   });
   return { ...base, channels: out };

@@ -158,6 +158,29 @@ export function spearmanBrown(r: number | null): number | null {
   return r === null || r <= -1 ? null : (2 * r) / (1 + r);
 }
 
+/** Model scores against the noise ceiling R (see normalisedScores). */
+export interface NormalisedScores {
+  normalisedR: number | null;
+  fev: number | null;
+  normalisedReason: string | null;
+}
+
+/**
+ * Scores a correlation r of predicted and measured mean responses against the reliability R of those means
+ * (the Spearman-Brown noise ceiling): normalisedR = r / sqrt(R) and fev = sign(r) r^2 / R. A model that
+ * predicts the true tuning exactly correlates with the measured means at sqrt(R), so both are 1 for it in
+ * expectation (r / R is not bounded by 1 and is not reported). Null with a reason when r or R is undefined
+ * or R is below `minReliability` (a ratio over a ceiling near 0 is noise).
+ * Example: normalisedScores(0.6, 0.81, 0.1) gives normalisedR 0.667, fev 0.444.
+ */
+export function normalisedScores(r: number | null, ceiling: number | null, minReliability: number): NormalisedScores {
+  const none = (normalisedReason: string) => ({ normalisedR: null, fev: null, normalisedReason });
+  if (r === null) return none('model correlation undefined (too few stimuli, or constant predictions or responses)');
+  if (ceiling === null) return none('no noise ceiling yet (needs stimuli with repeats in both split halves)');
+  if (!(ceiling >= minReliability)) return none(`noise ceiling ${ceiling.toFixed(3)} below the minimum reliability ${minReliability}`);
+  return { normalisedR: r / Math.sqrt(ceiling), fev: (Math.sign(r) * r * r) / ceiling, normalisedReason: null };
+}
+
 /** Derived statistics of every channel. */
 export function channelStats(state: NeuronStatsState): ChannelStats[] {
   const { C, categories } = state;
@@ -177,7 +200,8 @@ export function channelStats(state: NeuronStatsState): ChannelStats[] {
     }
     let selectivityIndex: number | null = null;
     let dPrime: number | null = null;
-    if (pref >= 0) {
+    let selectivityReason: string | null = K < 2 ? 'the stimulus set has one category: selectivity compares a preferred category with the others' : null;
+    if (pref >= 0 && K >= 2) {
       const p = pooled(state, [pref], c);
       const o = pooled(state, categories.map((_, k) => k).filter((k) => k !== pref), c);
       if (p.n > 0 && o.n > 0) {
@@ -189,6 +213,7 @@ export function channelStats(state: NeuronStatsState): ChannelStats[] {
         }
       }
     }
+    if (K >= 2 && selectivityIndex === null) selectivityReason = 'no trials yet in the preferred category or outside it';
     for (let i = 0; i < both.length; i++) {
       const s = both[i];
       a[i] = state.halfSum[0][s * C + c] / state.halfN[0][s];
@@ -205,6 +230,7 @@ export function channelStats(state: NeuronStatsState): ChannelStats[] {
       categoryMeans,
       preferredCategory: pref >= 0 && state.nCat[pref] > 0 ? categories[pref] : declared >= 0 ? categories[declared] : null,
       selectivityIndex,
+      selectivityReason,
       dPrime,
       splitHalfR,
       noiseCeiling: spearmanBrown(splitHalfR),

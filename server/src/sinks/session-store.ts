@@ -6,8 +6,7 @@ import { BehaviorSubject, Subject, concat, from, ignoreElements, map, of, startW
 import type { ChannelDetail, Frame, ModelSnapshot, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
 import { categoryPsth, channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
-import type { DriverRule } from '../compute/drivers.ts';
-import { modelReport } from '../compute/model-report.ts';
+import { modelReport, type ReportRule } from '../compute/model-report.ts';
 import { neuronModel } from '../compute/ridge.ts';
 import { encodingModels, type EncodingModelsOptions, type ModelUpdate } from '../pipeline/encoding-models.ts';
 import { buildSnapshot } from '../compute/session-snapshot.ts';
@@ -47,7 +46,7 @@ export interface SessionStoreOptions {
   psthBinMs: number;
   scheduler?: SchedulerLike;
   /** Encoding models: the features of a stimulus set, and how models and drivers are fitted. */
-  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: DriverRule; offload?: EncodingModelsOptions['offload'] };
+  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: ReportRule; offload?: EncodingModelsOptions['offload'] };
 }
 
 let replayCounter = 0;

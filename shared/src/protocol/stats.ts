@@ -11,11 +11,16 @@ export interface ChannelStats {
   preferredCategory: string | null;
   /** (R_pref - R_other) / (|R_pref| + |R_other|), trial means; null until both sides have trials. */
   selectivityIndex: number | null;
+  /** Why selectivityIndex and dPrime are null (e.g. a stimulus set with one category); null when they are not. */
+  selectivityReason: string | null;
   /** (mean_pref - mean_other) / sqrt((var_pref + var_other) / 2), trial responses. */
   dPrime: number | null;
   /** Pearson r across stimuli between mean responses of even and odd repeats. */
   splitHalfR: number | null;
-  /** Spearman-Brown corrected split-half r: 2r / (1 + r). */
+  /**
+   * Spearman-Brown corrected split-half r, 2r / (1 + r): the reliability R of the mean responses.
+   * A model that predicts the true tuning exactly correlates with the measured means at sqrt(R).
+   */
   noiseCeiling: number | null;
   /** Stimuli with repeats in both halves behind splitHalfR. */
   reliabilityStimuli: number;
@@ -23,6 +28,7 @@ export interface ChannelStats {
 
 export interface StimulusStats {
   id: string;
+  /** The stimulus' category; a set without categories has the single category "all". */
   category: string;
   nTrials: number;
   /** Mean response per channel (channel order of the session), null before any trial. */
@@ -31,7 +37,8 @@ export interface StimulusStats {
   variance: (number | null)[];
 }
 
-export type SessionState = 'live' | 'disconnected' | 'ended' | 'replay' | 'interrupted';
+/** `damaged`: the recorded log holds unreadable bytes inside (kept untouched; replayable, not resumable). */
+export type SessionState = 'live' | 'disconnected' | 'ended' | 'replay' | 'interrupted' | 'damaged';
 
 export interface SessionSnapshot {
   sessionId: string;
@@ -82,23 +89,49 @@ export interface StatsDelta {
 /** Encoding-model scores of one channel (ridge from CNN features to mean responses). */
 export interface ModelScores {
   alpha: number;
-  /** Leave-one-stimulus-out correlation of predicted and measured mean responses. */
+  /** Leave-one-stimulus-out correlation r of predicted and measured mean responses. */
   looR: number | null;
-  /** looR divided by the channel's noise ceiling. */
-  looROverCeiling: number | null;
+  /** Normalised correlation r / sqrt(R), R the noise ceiling: 1 for a model that predicts the true tuning (in expectation). */
+  normalisedR: number | null;
+  /** Fraction of explainable variance explained, sign(r) r^2 / R. */
+  fev: number | null;
+  /** Why normalisedR and fev are null (e.g. the noise ceiling below the configured minimum reliability); null when they are not. */
+  normalisedReason: string | null;
   nStimuli: number;
   /** Fitted on the preferred category only, correlation on out-of-category stimuli (the paper's test). */
   generalisationR: number | null;
   generalisationStimuli: number;
+  /** Why generalisationR is null; null when it is not. */
+  generalisationReason: string | null;
 }
 
-/** An out-of-category driver of a channel and its reference image. */
+/** The test that gates a channel's drivers: are its preferred category's stimuli above the others? */
+export interface SelectivityTest {
+  test: 'welch' | 'permutation';
+  /** welch: t of preferred vs other stimulus means; permutation: the difference of those means. */
+  statistic: number;
+  /** One-sided p-value, corrected for picking the preferred category from the data. */
+  p: number;
+  alpha: number;
+  significant: boolean;
+  preferredStimuli: number;
+  otherStimuli: number;
+}
+
+/** An out-of-category driver of a channel (significant at the channel's FDR) and its reference image. */
 export interface DriverInfo {
   stimulusId: string;
   category: string;
   meanResponse: number;
   nTrials: number;
   preferredMean: number;
+  /** Welch t of the driver's trials against the preferred category's trials, its degrees of freedom. */
+  statistic: number;
+  df: number;
+  /** One-sided p-value of that test. */
+  p: number;
+  /** Benjamini-Hochberg adjusted p-value among the channel's candidates. */
+  q: number;
   referenceId: string | null;
   /** Readout-weighted cosine similarity of driver and reference features. */
   similarity: number | null;
@@ -108,7 +141,14 @@ export interface DriverInfo {
 export interface ChannelModel {
   id: string;
   scores: ModelScores | null;
+  /** Significant drivers, strongest (highest mean response) first. */
   drivers: DriverInfo[];
+  /** The selectivity test that gates the drivers; null when it could not run (see driversReason). */
+  selectivity: SelectivityTest | null;
+  /** Out-of-category stimuli with enough trials that were tested. */
+  driverCandidates: number;
+  /** Why there are no drivers; null when there are some. */
+  driversReason: string | null;
 }
 
 export interface ModelSnapshot {
