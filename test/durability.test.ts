@@ -4,37 +4,52 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { RigClient, type Frame } from '@sharedlens/shared';
+import { RigClient, decodePayload, type Frame } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
-import { LogWriter, encodeRecord, readLog } from '../server/src/storage/session-log.ts';
+import { LogWriter, encodeRecord } from '../server/src/storage/session-log.ts';
+import { checkLog, scanLog } from '../server/src/storage/log-scan.ts';
 import { demoStimuli, root, sessionStart, startApp, tmpDir, TOKEN, until } from './helpers.ts';
 
-test('readLog stops at a torn or corrupted record and reopening cuts it off', () => {
+test('a torn tail is told from damage inside the log; reopening cuts only the torn tail', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'log.bin');
   fs.writeFileSync(file, '');
   const w = new LogWriter(file, 'always', 1000);
-  for (let i = 0; i < 5; i++) w.append({ i, payload: 'x'.repeat(i * 10) });
+  for (let i = 0; i < 5; i++) w.append({ atMs: i, payload: 'x'.repeat(i * 10) });
   w.close();
   const whole = fs.statSync(file).size;
   // a torn write: half of a sixth record
-  const sixth = encodeRecord({ i: 5 });
+  const sixth = encodeRecord({ atMs: 5 });
   fs.appendFileSync(file, sixth.subarray(0, sixth.length - 3));
-  let got = readLog(file);
-  assert.equal(got.records.length, 5);
+  let got = checkLog(file);
+  assert.equal(got.records, 5);
   assert.equal(got.validBytes, whole);
   assert.equal(got.tornBytes, sixth.length - 3);
-  // a flipped byte inside the last whole record: its checksum fails, the log ends before it
-  const buf = fs.readFileSync(file);
-  buf[whole - 2] ^= 0xff;
-  fs.writeFileSync(file, buf);
-  got = readLog(file);
-  assert.equal(got.records.length, 4);
+  assert.deepEqual(got.damaged, []);
   const w2 = new LogWriter(file, 'never', 1000, got.validBytes);
-  w2.append({ i: 'after' });
+  w2.append({ atMs: 'after' });
   w2.close();
-  assert.deepEqual(readLog(file).records.map((r) => (r as { i: unknown }).i), [0, 1, 2, 3, 'after']);
-  assert.equal(readLog(file).tornBytes, 0);
+  const values = () => [...scanLog(file)].flatMap((s) => (s.kind === 'record' ? [(decodePayload(s.payload) as { atMs: unknown }).atMs] : []));
+  assert.deepEqual(values(), [0, 1, 2, 3, 4, 'after']);
+  assert.equal(checkLog(file).tornBytes, 0);
+  // a flipped byte inside the third record: damage, resynchronised at the fourth; nothing counts as torn
+  const buf = fs.readFileSync(file);
+  const third = [...scanLog(file)].find((s) => s.kind === 'record' && s.index === 2) as { offset: number; end: number };
+  buf[third.end - 2] ^= 0xff;
+  fs.writeFileSync(file, buf);
+  got = checkLog(file);
+  assert.equal(got.records, 5);
+  assert.deepEqual(got.damaged, [{ fromByte: third.offset, toByte: third.end }]);
+  assert.equal(got.tornBytes, 0);
+  assert.deepEqual(values(), [0, 1, 3, 4, 'after']);
+  // a flipped bit in a length field: resynchronised by scanning for the next header with a valid checksum
+  const buf2 = fs.readFileSync(file);
+  const second = [...scanLog(file)].find((s) => s.kind === 'record' && s.index === 1) as { offset: number; end: number };
+  buf2[second.offset + 2] ^= 0x10;
+  fs.writeFileSync(file, buf2);
+  got = checkLog(file);
+  assert.deepEqual(got.damaged.map((d) => d.fromByte), [second.offset]);
+  assert.deepEqual(values(), [0, 3, 4, 'after']);
 });
 
 test('a killed server loses no acknowledged event, and the rig resumes the session after a restart', async () => {
@@ -94,9 +109,9 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
     const lastSeq = await rig2.resume(sessionId);
     assert.equal(lastSeq, Math.max(...recordedSeqs));
     assert.ok(t.logs.some((l) => /torn last record/.test(String(l.msg)) && l.tornBytes === 11), 'torn tail logged');
-    const before = t.app.store.get(sessionId)!.latest!.trialsCompleted;
     const completedBeforeKill = records.filter((r) => r.frame.type === 'stim:offset').length;
-    assert.equal(before, completedBeforeKill, 'statistics rebuilt from the log');
+    await until(() => t.app.store.get(sessionId)?.latest?.trialsCompleted === completedBeforeKill, 'statistics rebuilt from the log');
+    const before = completedBeforeKill;
     // continue with fresh trial numbers after the last bins
     const lastBin = records.map((r) => r.frame).filter((f): f is Extract<Frame, { type: 'counts:binned' }> => f.type === 'counts:binned').at(-1)!;
     const t0 = lastBin.startMs + lastBin.nBins;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'socket.io-client';
 import { io } from 'socket.io-client';
 import { encodePayload } from '@sharedlens/shared';
-import { demoStimuli, getJson, rawRig, send, sessionStart, startApp, TOKEN, until, type TestApp } from './helpers.ts';
+import { demoStimuli, getJson, rawRig, send, sessionStart, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
 
 let t: TestApp;
 let s: Socket;
@@ -14,7 +14,7 @@ const C = 4;
 const stimA = demoStimuli[0].id;
 
 before(async () => {
-  t = await startApp({ limits: { maxPayloadBytes: 64 * 1024, eventsPerSec: 2000, burstEvents: 4000 } });
+  t = await startApp({ limits: { ...testConfig().limits, maxPayloadBytes: 64 * 1024, eventsPerSec: 2000, burstEvents: 4000 } });
   s = await rawRig(t.url);
   const ack = await send(s, 'session:start', sessionStart(C));
   sessionId = ack.data.sessionId;
@@ -158,7 +158,7 @@ test('a wrong rig token is refused at connection with the reason', async () => {
 });
 
 test('a flood is rate-limited with an acknowledged error, and the server keeps serving', async () => {
-  const t2 = await startApp({ limits: { maxPayloadBytes: 65536, eventsPerSec: 10, burstEvents: 20 } });
+  const t2 = await startApp({ limits: { ...testConfig().limits, maxPayloadBytes: 65536, eventsPerSec: 10, burstEvents: 20 } });
   try {
     const f = await rawRig(t2.url);
     const acks = await Promise.all(Array.from({ length: 60 }, () => send(f, 'session:resume', { sessionId: 'x' })));

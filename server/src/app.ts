@@ -67,7 +67,7 @@ export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   const { sets: stimulusSets, problems } = loadStimulusSets(config.stimulusDir);
   for (const p of problems) logger.error(`stimulus set skipped: ${p}`);
-  const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs });
+  const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs, minFreeBytes: config.recording.minFreeBytes, log: (level, msg, fields) => logger[level](fields ?? {}, msg) });
   const interrupted = recorder.markInterrupted();
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
   const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
@@ -154,6 +154,7 @@ export function createApp(deps: AppDeps): App {
         rt.followups = frame;
         store.followups$.next(rt);
       }
+    maxReplays: config.limits.maxReplays,
       const sentToRig = rt.kind === 'live' ? pushToRig(rt.id, dashboardEvents.followupSuggested, { sessionId: rt.id, suggestions: r.suggestions }) : 0;
       logger.info({ sessionId: rt.id, count: r.suggestions.length, sentToRig, by }, 'follow-up suggestions from the dashboard');
       return { data: { suggestions: r.suggestions, notes: r.notes, sentToRig } };

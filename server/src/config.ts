@@ -45,11 +45,26 @@ export const configSchema = z.object({
   tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   demo: z.boolean(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-  recording: z.object({ fsync: z.enum(['always', 'interval', 'never']), fsyncIntervalMs: z.number().int().min(10).max(60_000) }),
+  recording: z.object({
+    fsync: z.enum(['always', 'interval', 'never']),
+    fsyncIntervalMs: z.number().int().min(10).max(60_000),
+    /** Free-space reserve of the data folder: events are refused (code storage) before less is left. */
+    minFreeBytes: z.number().int().min(0),
+  }),
   limits: z.object({
     maxPayloadBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
     eventsPerSec: z.number().positive(),
     burstEvents: z.number().int().positive(),
+    /** A seq more than this beyond the last one is refused (bad-sequence), not recorded as a gap. */
+    maxSeqJump: z.number().int().min(1),
+    /** Memory budget of one session's statistics: channels x stimuli x PSTH bins x 8 bytes x 3 arrays. */
+    sessionMemoryBytes: z.number().int().min(1024 * 1024),
+    maxSessions: z.number().int().min(1),
+    maxSessionsPerRig: z.number().int().min(1),
+    /** A disconnected session idle this long closes its log and leaves memory (resumable from disk). */
+    idleSessionCloseS: z.number().min(1),
+    /** Replays running at once; finished replays beyond this are freed, oldest first. */
+    maxReplays: z.number().int().min(1).max(64),
   }),
   pipeline: z.object({ psthBinMs: z.number().positive().max(1000) }),
   dashboard: z.object({ deltaThrottleMs: z.number().int().min(50), snapshotThrottleMs: z.number().int().min(100) }),

@@ -29,6 +29,8 @@ export interface CommandDeps {
   /** Computes, records and delivers follow-up suggestions asked for from the dashboard. */
   followups?: (rt: Runtime, body: Record<string, unknown>, by?: string) => Result<{ suggestions: Suggestion[]; notes: string[]; sentToRig: number }>;
   log: (msg: string, fields: Record<string, unknown>) => void;
+  /** Replays running at once (limits.maxReplays, default 4); finished ones beyond it are freed, oldest first. */
+  maxReplays?: number;
 }
 
 type Result<T> = Ack<T>;
@@ -40,12 +42,18 @@ export function startReplay(deps: CommandDeps, body: unknown): Result<{ replayId
   if (!p.success) return fail('invalid', 'session:replay needs { sessionId, speed }', fieldErrors(p.error));
   const { sessionId, speed } = p.data;
   if (!Recorder.isSessionId(sessionId) || !deps.recorder.meta(sessionId)) return fail('unknown-session', `no recorded session "${sessionId}"`);
-  const { records, tornBytes, invalid } = deps.recorder.load(sessionId);
-  if (invalid) deps.log('session log holds an invalid record; replay stops there', { sessionId, invalid });
-  if (tornBytes) deps.log('session log ends in a torn record; it is skipped', { sessionId, tornBytes });
-  if (!records.length) return fail('storage', `session "${sessionId}" has no readable records`);
-  const rt = deps.store.startReplay(sessionId, records, speed === 'max' ? Infinity : speed);
-  return { data: { replayId: rt.id, records: records.length } };
+  const max = deps.maxReplays ?? 4;
+  const replays = deps.store.all().filter((r) => r.replay);
+  const running = replays.filter((r) => !r.replay!.done);
+  if (running.length >= max) return fail('invalid', `${running.length} replays are running, the limit (limits.maxReplays ${max}); stop one first`);
+  // finished replays keep their final statistics until the cap needs the room (oldest first)
+  for (const r of replays.filter((r) => r.replay!.done).slice(0, Math.max(0, replays.length - max + 1))) deps.store.remove(r);
+  const source = deps.recorder.source(sessionId);
+  if (source.damaged.length) deps.log('session log is damaged; the replay skips the unreadable bytes', { sessionId, damaged: source.damaged });
+  if (source.tornBytes) deps.log('session log ends in a torn record; it is skipped', { sessionId, tornBytes: source.tornBytes });
+  if (!source.total) return fail('storage', `session "${sessionId}" has no readable records`);
+  const rt = deps.store.startReplay(sessionId, source, speed === 'max' ? Infinity : speed);
+  return { data: { replayId: rt.id, records: source.total } };
 }
 
 /** Pauses, resumes, seeks, changes the speed of or stops a replay. */
@@ -85,7 +93,13 @@ export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void
     socket.emit(dashboardEvents.sessionsUpdated, deps.store.all().map((rt) => deps.store.summary(rt)));
     const on = (event: string, fn: (body: unknown) => Result<unknown>) =>
       socket.on(event, (body: unknown, ack: unknown) => {
-        const res = fn(body);
+        let res: Result<unknown>;
+        try {
+          res = fn(body);
+        } catch (e) {
+          // a fault (disk, a log too damaged to open) is answered as an error; the process keeps running
+          res = fail('storage', `${event} failed: ${(e as Error).message}`);
+        }
         if ('error' in res) deps.log(`dashboard command rejected: ${res.error.message}`, { event, code: res.error.code });
         if (typeof ack === 'function') ack(res);
       });

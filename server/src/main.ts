@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.ts';
 import { createApp } from './app.ts';
+import { lockDataDir } from './storage/data-dir-lock.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let config;
@@ -22,6 +23,15 @@ import fs from 'node:fs';
 const built = path.join(root, 'client', 'dist');
 if (!fs.existsSync(path.join(built, 'index.html'))) console.error('sharedlens: the dashboard is not built (npm run build); serving the API only');
 const clientDir = built;
+// one server per data folder: taken before the app marks the previous process's sessions interrupted
+let dataLock: ReturnType<typeof lockDataDir>;
+try {
+  dataLock = lockDataDir(config.dataDir);
+} catch (e) {
+  console.error(`sharedlens: ${(e as Error).message}`);
+  process.exit(3);
+}
+process.on('exit', () => dataLock.release());
 const app = createApp({ config, logger, clientDir });
 const port = await app.listen(config.port, config.host).catch((e: Error) => {
   console.error(`sharedlens: cannot listen on ${config.host}:${config.port}: ${e.message}`);

@@ -6,12 +6,12 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { BehaviorSubject, last, map, tap } from 'rxjs';
+import { BehaviorSubject, filter, last, map, tap } from 'rxjs';
 import { loadConfig } from './config.ts';
 import { buildSnapshot } from './compute/session-snapshot.ts';
 import { sessionPipeline } from './pipeline/session-pipeline.ts';
 import { Recorder } from './sinks/recorder.ts';
-import { replayRecords } from './sources/replay.ts';
+import { replayRecords, type Replayed } from './sources/replay.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig(root);
@@ -33,22 +33,28 @@ if (!(speed > 0)) {
   console.error(`replay: --speed must be a positive number or "max", got ${values.speed}`);
   process.exit(2);
 }
-const { records, tornBytes, invalid } = recorder.load(id);
-if (tornBytes) console.error(`replay: the log ends in a torn record of ${tornBytes} bytes; it is skipped`);
-if (invalid) console.error(`replay: invalid record, replay stops there: ${invalid}`);
+const source = recorder.source(id);
+if (source.tornBytes) console.error(`replay: the log ends in a torn record of ${source.tornBytes} bytes; it is skipped`);
+for (const d of source.damaged) console.error(`replay: unreadable bytes ${d.fromByte}-${d.toByte} are skipped (npm run verify -- ${id})`);
 const meta = recorder.meta(id)!;
-replayRecords(records, { speed$: new BehaviorSubject(speed), paused$: new BehaviorSubject(false) })
+const rejected: Record<string, number> = {};
+let seqGaps = 0;
+replayRecords(source, { speed$: new BehaviorSubject(speed), paused$: new BehaviorSubject(false) })
   .pipe(
-    tap(({ index }) => {
-      if (!values.json && Number.isFinite(speed) && index % 500 === 0) console.log(`replay: record ${index + 1}/${records.length}`);
+    tap((r) => {
+      if (!values.json && Number.isFinite(speed) && r.index % 500 === 0) console.log(`replay: record ${r.index + 1}/${source.total}`);
+      if (!('note' in r)) return;
+      if (r.note.kind === 'gap') seqGaps++;
+      else rejected[r.note.code] = (rejected[r.note.code] ?? 0) + 1;
     }),
+    filter((r): r is Extract<Replayed, { frame: unknown }> => 'frame' in r),
     map(({ frame }) => frame),
     sessionPipeline(config.pipeline),
     last(),
   )
   .subscribe({
     next: (u) => {
-      const snap = buildSnapshot(u.state, { sessionId: id, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps: 0, rejected: {} }, values.json);
+      const snap = buildSnapshot(u.state, { sessionId: id, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps, rejected }, values.json);
       if (values.json) return console.log(JSON.stringify(snap, null, 2));
       console.log(`session ${id}: ${snap.trialsCompleted} trials, ${snap.trialsAborted} aborted, categories ${snap.categories.join(', ')}`);
       const f = (v: number | null) => (v === null ? '    -' : v.toFixed(2).padStart(5));

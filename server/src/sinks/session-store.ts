@@ -2,7 +2,7 @@
  * The session store: the sink that runs each session's pipeline (live or replay), keeps its latest
  * statistics for the status endpoint and the dashboard, and republishes every update on `updates$`.
  */
-import { BehaviorSubject, Subject, concat, from, ignoreElements, map, of, startWith, switchMap, take, tap, type Observable, type OperatorFunction, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
+import { BehaviorSubject, Subject, concat, defer, filter, from, ignoreElements, map, of, startWith, switchMap, take, tap, type Observable, type OperatorFunction, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
 import type { ChannelDetail, Frame, ModelSnapshot, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
 import { categoryPsth, channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
@@ -12,9 +12,8 @@ import { encodingModels, type EncodingModelsOptions, type ModelUpdate } from '..
 import { buildSnapshot } from '../compute/session-snapshot.ts';
 import { sessionPipeline } from '../pipeline/session-pipeline.ts';
 import type { StatsUpdate } from '../pipeline/neuron-statistics.ts';
-import { replayRecords, type ReplayControls } from '../sources/replay.ts';
+import { replayRecords, replayedRange, type RecordSource, type ReplayControls } from '../sources/replay.ts';
 import type { GuardState } from '../sources/ingest-guard.ts';
-import type { LogRecord } from '../storage/frame-record.ts';
 
 export interface ReplayState {
   controls: ReplayControls;
@@ -40,6 +39,12 @@ export interface Runtime {
   rejected: Record<string, number>;
   replay: ReplayState | null;
   sub: Subscription | null;
+  /** Replays: sequence gaps the live session counted (from the log's gap records). */
+  seqGaps?: number;
+  /** Name of the rig that owns a live session (only it may write, resume or end it). */
+  owner?: string;
+  /** Frames fed while the recorded backlog of a resumed session is still streaming through the pipeline. */
+  pending?: Frame[] | null;
 }
 
 export interface SessionStoreOptions {
@@ -61,8 +66,16 @@ export class SessionStore {
 
   constructor(private readonly opts: SessionStoreOptions) {}
 
-  /** Starts the pipeline of a live session; `backlog` are frames recorded before (resume after restart). */
-  startLive(start: Extract<Frame, { type: 'session:start' }>, guard: GuardState, backlog: Frame[] = []): Runtime {
+  /** PSTH bin width of the statistics (ms): session budgets are computed with it. */
+  get psthBinMs(): number {
+    return this.opts.psthBinMs;
+  }
+
+  /**
+   * Starts the pipeline of a live session; `backlog` are frames recorded before (resume after restart),
+   * possibly streamed from the log in the background: frames fed meanwhile wait until it is through.
+   */
+  startLive(start: Extract<Frame, { type: 'session:start' }>, guard: GuardState, backlog: Frame[] | Observable<Frame> = [], owner?: string): Runtime {
     const frames$ = new Subject<Frame>();
     const rt: Runtime = {
       id: start.sessionId,
@@ -78,24 +91,38 @@ export class SessionStore {
       rejected: {},
       replay: null,
       sub: null,
+      ...(owner ? { owner } : {}),
+      pending: Array.isArray(backlog) ? null : [],
     };
     this.runtimes.set(rt.id, rt);
-    rt.sub = concat(from([start, ...backlog]), frames$).pipe(this.noteFollowups(rt), this.pipeline(start.start.stimulusSetId)).subscribe((u) => this.publish(rt, u));
+    const drained$ = defer(() => {
+      const queued = rt.pending ?? [];
+      rt.pending = null;
+      return concat(from(queued), frames$);
+    });
+    rt.sub = concat(from([start]), Array.isArray(backlog) ? from(backlog) : backlog, drained$).pipe(this.noteFollowups(rt), this.pipeline(start.start.stimulusSetId)).subscribe((u) => this.publish(rt, u));
     this.changed$.next(rt);
     return rt;
   }
 
   /** Feeds one accepted frame to a live session's pipeline. */
   feed(rt: Runtime, frame: Frame): void {
-    rt.frames$?.next(frame);
+    if (rt.pending) rt.pending.push(frame);
+    else rt.frames$?.next(frame);
   }
 
-  /** Starts a replay of recorded frames as a session of its own (id `replay-N-<source>`). */
-  startReplay(sourceId: string, records: LogRecord[], speed: number): Runtime {
-    const first = records[0]?.frame;
+  /**
+   * Starts a replay of a recorded session as a session of its own (id `replay-N-<source>`). Records are read
+   * from `source` as they are replayed (a log of any length; the replay holds its statistics, not the log).
+   */
+  startReplay(sourceId: string, source: RecordSource, speed: number): Runtime {
+    const head = source.open(0);
+    const firstItem = head.next();
+    head.return?.();
+    const first = !firstItem.done && 'frame' in firstItem.value ? firstItem.value.frame : null;
     if (!first || first.type !== 'session:start') throw new Error(`session ${sourceId} has no session:start record`);
     const controls: ReplayControls = { speed$: new BehaviorSubject(speed), paused$: new BehaviorSubject(false) };
-    const replay: ReplayState = { controls, seek$: new Subject(), position: 0, total: records.length, done: false };
+    const replay: ReplayState = { controls, seek$: new Subject(), position: 0, total: source.total, done: false };
     const rt: Runtime = {
       id: `replay-${++replayCounter}-${sourceId}`.slice(0, 100),
       kind: 'replay',
@@ -120,12 +147,21 @@ export class SessionStore {
         startWith(0),
         switchMap((target) => {
           replay.done = false;
-          const before = from(records.slice(0, target).map((r, index) => ({ index, frame: r.frame })));
-          const rest = replayRecords(records, controls, target, scheduler);
+          rt.rejected = {};
+          rt.seqGaps = 0;
+          // records before the target run at full speed, read from the log as they go
+          const before = from(replayedRange(source, 0, target));
+          const rest = replayRecords(source, controls, target, scheduler);
           // wait for the stimulus features, so a replay fits its models like the live session did
           const ready = this.opts.models ? this.opts.models.featuresFor(first.start.stimulusSetId).pipe(take(1), ignoreElements()) : of();
           return concat(ready, before, rest).pipe(
-            tap(({ index }) => (replay.position = index + 1)),
+            tap((r) => {
+              replay.position = r.index + 1;
+              if (!('note' in r)) return;
+              if (r.note.kind === 'gap') rt.seqGaps = (rt.seqGaps ?? 0) + 1;
+              else rt.rejected[r.note.code] = (rt.rejected[r.note.code] ?? 0) + 1;
+            }),
+            filter((r): r is Extract<typeof r, { frame: Frame }> => 'frame' in r),
             map(({ frame }) => frame),
             this.noteFollowups(rt),
             this.pipeline(first.start.stimulusSetId),
@@ -233,7 +269,7 @@ export class SessionStore {
         startedAt: rt.startedAt,
         state: rt.state,
         lastSeq: rt.guard?.lastAcceptedSeq ?? 0,
-        seqGaps: rt.guard?.seqGaps ?? 0,
+        seqGaps: rt.guard?.seqGaps ?? rt.seqGaps ?? 0,
         rejected: rt.rejected,
       },
       detail,

@@ -27,6 +27,38 @@ export interface GuardState {
 
 const EPS = 1e-6;
 
+/**
+ * Bytes the statistics of a session would hold: per (stimulus, channel) a mean, a second moment and two
+ * split-half sums, plus a PSTH sum per bin in binned sessions (8-byte floats). Checked against the memory
+ * budget before a session starts.
+ */
+export function sessionMemoryBytes(start: SessionStart, nStimuli: number, psthBinMs: number): number {
+  const t = start.timing;
+  const binMs = Math.max(psthBinMs, t.binWidthMs);
+  const psthBins = start.countsMode === 'binned' ? Math.ceil((t.baselineWindowMs + t.latencyMs + t.responseWindowMs) / binMs) : 0;
+  return 8 * start.channels.length * nStimuli * (4 + psthBins);
+}
+
+/** The guard as JSON-safe data, for a checkpoint of the session log. */
+export function saveGuard(g: GuardState): unknown {
+  return { lastSeq: g.lastSeq, lastAcceptedSeq: g.lastAcceptedSeq, seqGaps: g.seqGaps, open: [...g.open], awaitingCounts: [...g.awaitingCounts], usedTrials: [...g.usedTrials], lastBinEndMs: Number.isFinite(g.lastBinEndMs) ? g.lastBinEndMs : null, ended: g.ended };
+}
+
+/** Rebuilds a guard from its session:start frame and a checkpoint written by saveGuard. */
+export function restoreGuard(start: Extract<Frame, { type: 'session:start' }>, saved: unknown): GuardState {
+  const s = saved as { lastSeq: number; lastAcceptedSeq: number; seqGaps: number; open: [number, { stimulusId: string; onsetMs: number }][]; awaitingCounts: number[]; usedTrials: number[]; lastBinEndMs: number | null; ended: boolean };
+  const g = createGuard(start.sessionId, start.start, start.stimuli);
+  g.lastSeq = s.lastSeq;
+  g.lastAcceptedSeq = s.lastAcceptedSeq;
+  g.seqGaps = s.seqGaps;
+  g.open = new Map(s.open);
+  g.awaitingCounts = new Set(s.awaitingCounts);
+  g.usedTrials = new Set(s.usedTrials);
+  g.lastBinEndMs = s.lastBinEndMs ?? -Infinity;
+  g.ended = s.ended;
+  return g;
+}
+
 export function createGuard(sessionId: string, start: SessionStart, stimuli: Stimulus[]): GuardState {
   return {
     sessionId,

@@ -18,9 +18,14 @@ import {
   type Suggestion,
 } from '@sharedlens/shared';
 import type { Recorder } from '../sinks/recorder.ts';
+import type { Note } from '../storage/frame-record.ts';
 import type { Runtime, SessionStore } from '../sinks/session-store.ts';
 import type { StimulusSet } from '../stimulus-sets.ts';
-import { applyFrame, checkEvent, createGuard } from './ingest-guard.ts';
+import { applyFrame, checkEvent, createGuard, restoreGuard, saveGuard, sessionMemoryBytes } from './ingest-guard.ts';
+import { precheck } from './cheap-checks.ts';
+import { DamagedLogError } from '../sinks/recorder.ts';
+import { StorageError } from '../storage/session-log.ts';
+import { logFrames$ } from './replay.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface Rejection {
@@ -35,12 +40,12 @@ export interface RigGatewayDeps {
   store: SessionStore;
   recorder: Recorder;
   stimulusSets: Map<string, StimulusSet>;
-  limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number };
+  limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number; maxSeqJump: number; sessionMemoryBytes: number; maxSessions: number; maxSessionsPerRig: number; idleSessionCloseS: number };
   now?: () => number;
   /** Follow-up suggestions for a session (followup-service.ts). */
   followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[]; notes: string[] } | { error: AckError };
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
-  log: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
 type AckFn = (ack: Ack<unknown>) => void;
@@ -66,11 +71,31 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
         if (rt && rt.state === 'live') {
           deps.store.setState(rt, 'disconnected');
           deps.log('warn', 'rig disconnected; session waits for session:resume', { sessionId: id, reason });
+          scheduleIdleClose(id);
         }
       }
       owned.delete(socket.id);
     });
   });
+
+  /** The rig's name from its token (socket.data.rigName, set by the rig sign-in middleware). */
+  const rigOf = (socket: Socket): string => (socket.data as { rigName?: string }).rigName ?? 'rig';
+  const idleTimers = new Map<string, NodeJS.Timeout>();
+
+  /** A disconnected session left idle closes its log and leaves memory; session:resume reloads it from disk. */
+  function scheduleIdleClose(id: string): void {
+    clearTimeout(idleTimers.get(id));
+    const t = setTimeout(() => {
+      idleTimers.delete(id);
+      const rt = deps.store.get(id);
+      if (!rt || rt.state !== 'disconnected') return;
+      deps.store.remove(rt);
+      deps.recorder.finish(id, 'interrupted', rt.latest?.trialsCompleted);
+      deps.log('info', 'idle disconnected session closed; resumable from disk', { sessionId: id });
+    }, deps.limits.idleSessionCloseS * 1000);
+    t.unref();
+    idleTimers.set(id, t);
+  }
 
   function reject(socket: Socket, event: string, ack: AckFn | null, sessionId: string | undefined, error: AckError): void {
     rejections$.next({ atMs: now(), socketId: socket.id, event, ...(sessionId ? { sessionId } : {}), error });
@@ -78,8 +103,29 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     else socket.emit('rig:error', { event, error });
   }
 
+  /** Records what the live session counts besides frames (rejections, gaps), so replays count them too. */
+  function note(n: Note): void {
+    if (!deps.recorder.isOpen(n.sessionId)) return;
+    try {
+      deps.recorder.append({ atMs: now(), note: n });
+    } catch (e) {
+      deps.log('warn', `could not record a ${n.kind} note: ${(e as Error).message}`, { sessionId: n.sessionId });
+    }
+  }
+
+  /** Every event ends in an acknowledgement: a thrown error becomes an error answer, never an exit. */
   function handle(socket: Socket, bucket: TokenBucket, event: RigEventName, payload: unknown, rawAck: unknown): void {
     const ack = typeof rawAck === 'function' ? (rawAck as AckFn) : null;
+    try {
+      handleEvent(socket, bucket, event, payload, ack);
+    } catch (e) {
+      const storage = e instanceof StorageError;
+      deps.log('error', storage ? 'event refused: the session log could not record it' : 'rig event handler failed', { event, error: (e as Error).message });
+      reject(socket, event, ack, undefined, storage ? { code: 'storage', message: `not recorded, not acknowledged: ${(e as Error).message}` } : { code: 'invalid', message: `the server failed on this event (${(e as Error).message}); nothing was recorded` });
+    }
+  }
+
+  function handleEvent(socket: Socket, bucket: TokenBucket, event: RigEventName, payload: unknown, ack: AckFn | null): void {
     if (!bucket.take()) return reject(socket, event, ack, undefined, { code: 'rate-limited', message: `more than ${deps.limits.eventsPerSec} events/s (burst ${deps.limits.burstEvents}); slow down or batch bins` });
     if (!ack) return reject(socket, event, null, undefined, { code: 'invalid', message: `${event} needs an acknowledgement callback` });
     // msgpack bytes are the protocol; JSON text is accepted too, for clients without msgpack (docs/protocol.md)
@@ -93,19 +139,17 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     } catch (e) {
       return reject(socket, event, ack, undefined, { code: 'malformed', message: `payload is not valid ${isText ? 'JSON' : 'msgpack'}: ${(e as Error).message}` });
     }
+    const junk = precheck(decoded);
+    if (junk) return reject(socket, event, ack, undefined, { code: 'invalid', message: `${event} payload does not match the protocol: ${junk}` });
     const parsed = rigEventSchemas[event].safeParse(decoded);
     if (!parsed.success) {
       const sid = (decoded as { sessionId?: unknown } | null)?.sessionId;
       return reject(socket, event, ack, typeof sid === 'string' ? sid : undefined, { code: 'invalid', message: `${event} payload does not match the protocol`, details: fieldErrors(parsed.error) });
     }
     const p = parsed.data as Record<string, unknown>;
-    try {
-      if (event === 'session:start') return startSession(socket, ack, p);
-      if (event === 'session:resume') return resumeSession(socket, ack, p.sessionId as string);
-      sessionEvent(socket, ack, event, p as Record<string, unknown> & { sessionId: string; seq: number });
-    } catch (e) {
-      reject(socket, event, ack, p.sessionId as string | undefined, { code: 'storage', message: `could not record the event: ${(e as Error).message}` });
-    }
+    if (event === 'session:start') return startSession(socket, ack, p);
+    if (event === 'session:resume') return resumeSession(socket, ack, p.sessionId as string);
+    sessionEvent(socket, ack, event, p as Record<string, unknown> & { sessionId: string; seq: number });
   }
 
   function startSession(socket: Socket, ack: AckFn, p: Record<string, unknown>): void {
@@ -113,44 +157,85 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     const set = deps.stimulusSets.get(start.stimulusSetId);
     if (!set) return reject(socket, 'session:start', ack, undefined, { code: 'unknown-stimulus', message: `unknown stimulus set "${start.stimulusSetId}"; known: ${[...deps.stimulusSets.keys()].join(', ')}` });
     const stimuli = set.manifest.stimuli;
+    const needBytes = sessionMemoryBytes(start, stimuli.length, deps.store.psthBinMs);
+    if (needBytes > deps.limits.sessionMemoryBytes) {
+      return reject(socket, 'session:start', ack, undefined, { code: 'too-large', message: `the session's statistics would need ${needBytes} bytes (${start.channels.length} channels x ${stimuli.length} stimuli x PSTH bins), more than limits.sessionMemoryBytes ${deps.limits.sessionMemoryBytes}; fewer channels, a shorter window or a coarser PSTH bin` });
+    }
+    const rig = rigOf(socket);
+    const live = deps.store.all().filter((r) => r.kind === 'live' && r.state !== 'ended');
+    if (live.length >= deps.limits.maxSessions) return reject(socket, 'session:start', ack, undefined, { code: 'too-large', message: `${live.length} sessions are open, the server's limit (limits.maxSessions); end one first` });
+    const mine = live.filter((r) => r.owner === rig).length;
+    if (mine >= deps.limits.maxSessionsPerRig) return reject(socket, 'session:start', ack, undefined, { code: 'too-large', message: `rig "${rig}" has ${mine} sessions open, its limit (limits.maxSessionsPerRig); end one first` });
     if (start.preferredCategory && !stimuli.some((s) => s.category === start.preferredCategory)) {
       return reject(socket, 'session:start', ack, undefined, { code: 'invalid', message: `preferredCategory "${start.preferredCategory}" is not a category of set ${set.manifest.id}` });
     }
     const startedAt = new Date(now()).toISOString();
     const sessionId = `${startedAt.replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}-${start.rigId.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}-${Math.random().toString(36).slice(2, 8)}`;
     const frame: Extract<Frame, { type: 'session:start' }> = { type: 'session:start', sessionId, startedAt, start, stimuli };
-    deps.recorder.create(frame, now());
-    deps.store.startLive(frame, createGuard(sessionId, start, stimuli));
+    deps.recorder.create(frame, now(), rig);
+    deps.store.startLive(frame, createGuard(sessionId, start, stimuli), [], rig);
     owned.get(socket.id)?.add(sessionId);
     deps.log('info', 'session started', { sessionId, rigId: start.rigId, channels: start.channels.length });
     ack({ data: { sessionId, lastSeq: 0 } });
   }
 
   function resumeSession(socket: Socket, ack: AckFn, sessionId: string): void {
+    const meta = deps.recorder.meta(sessionId);
     let rt = deps.store.get(sessionId);
-    if (!rt && deps.recorder.meta(sessionId)) rt = reload(sessionId) ?? undefined;
+    const owner = rt?.owner ?? meta?.owner;
+    if ((rt || meta) && owner !== undefined && owner !== rigOf(socket)) return reject(socket, 'session:resume', ack, sessionId, { code: 'not-owner', message: `session ${sessionId} belongs to rig "${owner}"; only it may resume it` });
+    if (!rt && meta?.state === 'damaged') return reject(socket, 'session:resume', ack, sessionId, { code: 'storage', message: new DamagedLogError(sessionId, meta.damaged ?? []).message });
+    if (!rt && meta) {
+      try {
+        rt = reload(sessionId) ?? undefined;
+      } catch (e) {
+        if (e instanceof DamagedLogError) return reject(socket, 'session:resume', ack, sessionId, { code: 'storage', message: e.message });
+        throw e;
+      }
+    }
     if (!rt || rt.kind !== 'live' || !rt.guard) return reject(socket, 'session:resume', ack, sessionId, { code: 'unknown-session', message: `no live or resumable session "${sessionId}"` });
     if (rt.guard.ended) return reject(socket, 'session:resume', ack, sessionId, { code: 'session-ended', message: `session ${sessionId} has ended` });
+    clearTimeout(idleTimers.get(sessionId));
     owned.get(socket.id)?.add(sessionId);
     if (rt.state !== 'live') deps.store.setState(rt, 'live');
     deps.log('info', 'session resumed', { sessionId, lastSeq: rt.guard.lastAcceptedSeq });
     ack({ data: { sessionId, lastSeq: rt.guard.lastAcceptedSeq } });
   }
 
-  /** Reopens a session recorded by an earlier server process and rebuilds its state from the log. */
+  /**
+   * Reopens a session recorded by an earlier server process (or closed while idle). The ingest state comes
+   * from the latest checkpoint plus the records after it (resume reads only those); the statistics are
+   * rebuilt by streaming the whole log through the pipeline in the background, ahead of new frames.
+   */
   function reload(sessionId: string): Runtime | null {
     const meta = deps.recorder.meta(sessionId);
     if (!meta || meta.state === 'ended') return null;
-    const { records, tornBytes, invalid } = deps.recorder.reopen(sessionId);
-    if (tornBytes > 0) deps.log('warn', 'dropped a torn last record of the session log', { sessionId, tornBytes });
-    if (invalid) deps.log('warn', 'session log holds an invalid record; replay stops there', { sessionId, invalid });
-    const first = records[0]?.frame;
-    if (!first || first.type !== 'session:start') return null;
-    const guard = createGuard(sessionId, first.start, first.stimuli);
-    const backlog = records.slice(1).map((r) => r.frame);
-    for (const f of backlog) applyFrame(guard, f);
-    deps.log('info', 'session reloaded from its log', { sessionId, records: records.length });
-    return deps.store.startLive(first, guard, backlog);
+    const { checkpoint, scan } = deps.recorder.reopen(sessionId);
+    if (scan.tornBytes > 0) deps.log('warn', 'dropped a torn last record of the session log', { sessionId, tornBytes: scan.tornBytes });
+    let first: Extract<Frame, { type: 'session:start' }> | null = null;
+    for (const v of deps.recorder.items(sessionId, null)) {
+      if ('item' in v && 'frame' in v.item && v.item.frame.type === 'session:start') first = v.item.frame;
+      break;
+    }
+    if (!first) {
+      deps.recorder.close1(sessionId);
+      return null;
+    }
+    const guard = checkpoint ? restoreGuard(first, checkpoint.state) : createGuard(sessionId, first.start, first.stimuli);
+    const upTo = scan.validBytes;
+    let invalid = 0;
+    for (const v of deps.recorder.items(sessionId, checkpoint, upTo)) {
+      if ('invalid' in v) invalid++;
+      if (!('item' in v)) continue;
+      if ('frame' in v.item) {
+        if (v.item.frame.type !== 'session:start') applyFrame(guard, v.item.frame);
+      } else if (v.item.note.kind === 'gap') guard.seqGaps++;
+      else guard.lastSeq = Math.max(guard.lastSeq, v.item.note.seq ?? 0);
+    }
+    if (invalid) deps.log('warn', 'session log holds records that fail validation; they are skipped', { sessionId, invalid });
+    const backlog$ = logFrames$(() => deps.recorder.items(sessionId, null, upTo), (range) => deps.log('error', 'damage found while rebuilding statistics', { sessionId, ...range }));
+    deps.log('info', 'session reloaded from its log', { sessionId, fromCheckpoint: checkpoint?.offset ?? 0, records: (checkpoint?.records ?? 0) + scan.records });
+    return deps.store.startLive(first, guard, backlog$, first.owner ?? meta.owner);
   }
 
   /** Sends an event to every rig connection driving the session; returns how many got it. */
@@ -170,6 +255,7 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     const result = deps.followups ? deps.followups(rt, p) : { error: { code: 'invalid' as const, message: 'follow-ups are not available on this server' } };
     if ('error' in result) {
       g.lastSeq = p.seq;
+      note({ kind: 'rejected', sessionId: g.sessionId, seq: p.seq, event: 'followup:request', code: result.error.code });
       return reject(socket, 'followup:request', ack, g.sessionId, result.error);
     }
     const frame: Frame = { type: 'followup:suggested', sessionId: g.sessionId, seq: p.seq, origin: 'rig', atMs: now(), suggestions: result.suggestions };
@@ -182,33 +268,48 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
   function sessionEvent(socket: Socket, ack: AckFn, event: Exclude<RigEventName, 'session:start' | 'session:resume'>, p: Record<string, unknown> & { sessionId: string; seq: number }): void {
     const rt = deps.store.get(p.sessionId);
     if (!rt || !rt.guard) return reject(socket, event, ack, p.sessionId, { code: 'unknown-session', message: `unknown session "${p.sessionId}"; start one or resume it first` });
+    if (rt.owner !== undefined && rt.owner !== rigOf(socket)) return reject(socket, event, ack, p.sessionId, { code: 'not-owner', message: `session ${p.sessionId} belongs to rig "${rt.owner}"; only it may write to or end it` });
     const g = rt.guard;
     if (p.seq <= g.lastSeq) return ack({ data: { seq: p.seq, duplicate: true } });
-    const gap = p.seq > g.lastSeq + 1 ? { from: g.lastSeq + 1, to: p.seq - 1 } : undefined;
-    if (gap) {
-      g.seqGaps++;
-      deps.log('warn', 'sequence gap: events missing from the rig', { sessionId: g.sessionId, ...gap });
+    if (p.seq - g.lastSeq > deps.limits.maxSeqJump) {
+      // refused without consuming numbers: one absurd seq must not turn every later event into a duplicate
+      return reject(socket, event, ack, g.sessionId, { code: 'bad-sequence', message: `seq ${p.seq} jumps ${p.seq - g.lastSeq} past the last seq ${g.lastSeq} (limits.maxSeqJump ${deps.limits.maxSeqJump}); resend from ${g.lastSeq + 1}` });
     }
+    const gap = p.seq > g.lastSeq + 1 ? { from: g.lastSeq + 1, to: p.seq - 1 } : undefined;
     if (g.ended) {
       g.lastSeq = p.seq;
       return reject(socket, event, ack, g.sessionId, { code: 'session-ended', message: `session ${g.sessionId} has ended; start a new session` });
     }
-    if (event === 'followup:request') return followupRequest(socket, ack, rt, p);
+    if (event === 'followup:request') {
+      if (gap) noteGap(g, gap, p.seq);
+      return followupRequest(socket, ack, rt, p);
+    }
     const checked = checkEvent(g, event, p);
     if ('error' in checked) {
+      if (gap) noteGap(g, gap, p.seq);
       g.lastSeq = p.seq; // a rejected event consumes its number (docs/protocol.md)
+      note({ kind: 'rejected', sessionId: g.sessionId, seq: p.seq, event, code: checked.error.code });
       return reject(socket, event, ack, g.sessionId, checked.error);
     }
-    // throws on I/O failure before any state changed: the rig may resend the same seq
+    // throws a StorageError on I/O failure before any state changed (the log is back at its last whole
+    // record): no acknowledgement, the rig may resend the same seq
     deps.recorder.append({ atMs: now(), frame: checked.frame });
+    if (gap) noteGap(g, gap, p.seq);
     applyFrame(g, checked.frame);
     ack({ data: { seq: p.seq, duplicate: false, ...(gap ? { gap } : {}) } });
     deps.store.feed(rt, checked.frame);
+    deps.recorder.maybeCheckpoint(g.sessionId, deps.recorder.meta(g.sessionId)?.records ?? 0, () => saveGuard(g));
     if (checked.frame.type === 'session:end') {
       deps.recorder.finish(g.sessionId, 'ended', rt.latest?.trialsCompleted);
       deps.store.setState(rt, 'ended');
       deps.log('info', 'session ended', { sessionId: g.sessionId, trials: rt.latest?.trialsCompleted });
     }
+  }
+
+  function noteGap(g: { sessionId: string; seqGaps: number }, gap: { from: number; to: number }, seq: number): void {
+    g.seqGaps++;
+    deps.log('warn', 'sequence gap: events missing from the rig', { sessionId: g.sessionId, ...gap });
+    note({ kind: 'gap', sessionId: g.sessionId, seq, ...gap });
   }
 
   return { rejections$, pushToRig };

@@ -3,17 +3,57 @@
  * Writes are synchronous (fs.writeSync), so an event is in the operating system's page cache before the
  * rig's acknowledgement is sent: a killed server process loses no acknowledged event. Durability against
  * power loss follows the fsync policy: `always` fdatasyncs before every acknowledgement, `interval`
- * (default) every `fsyncIntervalMs`, `never` leaves it to the OS. A torn last record (crash mid-write) is
- * detected by its length or checksum and cut off when the log is reopened.
+ * (default) every `fsyncIntervalMs`, `never` leaves it to the OS.
+ *
+ * A failed or short append never leaves half a record behind: the file is cut back to its last whole
+ * record and the caller gets a StorageError (the event is refused, not acknowledged). Where even the cut
+ * fails, the writer remembers it and cuts before its next append. A free-space reserve refuses events
+ * before the disk is full; an fsync that fails in `interval` mode is remembered and refuses events until
+ * a sync succeeds again (an event acknowledged after a failed fsync might not be on disk: issue 11).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { decodePayload, encodePayload } from '@sharedlens/shared';
+import { encodePayload } from '@sharedlens/shared';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
-const HEADER_BYTES = 8;
-/** Largest record accepted on read; larger lengths mean a torn or foreign file. */
-const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+export const HEADER_BYTES = 8;
+
+/**
+ * The file calls the writer makes, injectable so tests can make them fail as a full or broken disk
+ * would (ENOSPC, EIO, short writes) on real files.
+ */
+export interface FileOps {
+  writeSync(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  fdatasyncSync(fd: number): void;
+  ftruncateSync(fd: number, length: number): void;
+  /** Free bytes available to this process on the file system holding `dir`. */
+  freeBytes(dir: string): number;
+}
+
+export const realFileOps: FileOps = {
+  writeSync: (fd, buf, offset, length) => fs.writeSync(fd, buf, offset, length),
+  fdatasyncSync: (fd) => fs.fdatasyncSync(fd),
+  ftruncateSync: (fd, length) => fs.ftruncateSync(fd, length),
+  freeBytes: (dir) => {
+    const s = fs.statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  },
+};
+
+/** An append, sync or reserve failure; the event is refused with code `storage`. */
+export class StorageError extends Error {
+  constructor(
+    message: string,
+    /** errno code of the underlying failure (ENOSPC, EIO, ...), or `RESERVE` / `SHORT`. */
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+const errCode = (e: unknown): string => (e as NodeJS.ErrnoException)?.code ?? 'EUNKNOWN';
+const errText = (e: unknown): string => (e as Error)?.message ?? String(e);
 
 /** Encodes one record with its header. */
 export function encodeRecord(value: unknown): Buffer {
@@ -25,34 +65,12 @@ export function encodeRecord(value: unknown): Buffer {
   return out;
 }
 
-export interface LogContents {
-  /** Decoded payloads, unvalidated (`unknown` until the record schema accepts them). */
-  records: unknown[];
-  /** Bytes of whole, checksummed records. */
-  validBytes: number;
-  /** Bytes after the last whole record (a torn write), 0 for a clean log. */
-  tornBytes: number;
-}
-
-/** Reads every whole record of a log; stops at the first torn or corrupt one. */
-export function readLog(path: string): LogContents {
-  const buf = fs.readFileSync(path);
-  const records: unknown[] = [];
-  let off = 0;
-  while (off + HEADER_BYTES <= buf.length) {
-    const len = buf.readUInt32LE(off);
-    const sum = buf.readUInt32LE(off + 4);
-    if (len > MAX_RECORD_BYTES || off + HEADER_BYTES + len > buf.length) break;
-    const payload = buf.subarray(off + HEADER_BYTES, off + HEADER_BYTES + len);
-    if (crc32(payload) !== sum) break;
-    try {
-      records.push(decodePayload(payload));
-    } catch {
-      break;
-    }
-    off += HEADER_BYTES + len;
-  }
-  return { records, validBytes: off, tornBytes: buf.length - off };
+export interface LogWriterOptions {
+  ops?: FileOps;
+  /** Refuse appends that would leave less than this many bytes free (0: no reserve). */
+  minFreeBytes?: number;
+  /** Called (never throws) when a background fsync fails. */
+  onSyncError?: (message: string) => void;
 }
 
 /** Appends records to one session's log according to the fsync policy. */
@@ -60,15 +78,25 @@ export class LogWriter {
   private fd: number;
   private dirty = false;
   private timer: NodeJS.Timeout | null = null;
+  private readonly ops: FileOps;
+  /** Set when a cut back after a failed append failed too: the tail must be cut before the next append. */
+  private needsCut: string | null = null;
+  /** Set when a background fsync failed: appends are refused until a sync succeeds. */
+  private syncFailed: string | null = null;
+  /** Bytes of whole records in the file. */
   bytes: number;
+  /** Byte offset where the last whole record starts, and its checksum (checkpoints name it). */
+  lastRecord: { offset: number; crc: number } | null = null;
 
-  /** Opens for append; `truncateTo` cuts a torn tail found by readLog first. */
+  /** Opens for append; `truncateTo` cuts a torn tail found by the scanner first. */
   constructor(
     readonly path: string,
     private readonly policy: FsyncPolicy,
     fsyncIntervalMs: number,
     truncateTo?: number,
+    private readonly options: LogWriterOptions = {},
   ) {
+    this.ops = options.ops ?? realFileOps;
     if (truncateTo !== undefined) fs.truncateSync(path, truncateTo);
     this.fd = fs.openSync(path, 'a');
     this.bytes = fs.fstatSync(this.fd).size;
@@ -78,20 +106,59 @@ export class LogWriter {
     }
   }
 
-  /** Writes one record; throws on I/O errors (the caller rejects the event instead of acknowledging it). */
-  append(value: unknown): void {
-    const rec = encodeRecord(value);
-    let off = 0;
-    while (off < rec.length) off += fs.writeSync(this.fd, rec, off, rec.length - off);
-    this.bytes += rec.length;
-    if (this.policy === 'always') fs.fdatasyncSync(this.fd);
-    else this.dirty = true;
+  /** Why appends are refused right now, or null when they are accepted. */
+  get fault(): string | null {
+    return this.needsCut ?? this.syncFailed;
   }
 
+  /**
+   * Writes one record, or throws a StorageError and leaves the file at its last whole record (the
+   * caller refuses the event instead of acknowledging it; a resend after the fault clears appends).
+   */
+  append(value: unknown): void {
+    if (this.fd < 0) throw new StorageError(`session log ${this.path} is closed`, 'ECLOSED');
+    this.recover();
+    const rec = encodeRecord(value);
+    const reserve = this.options.minFreeBytes ?? 0;
+    if (reserve > 0) {
+      let free: number;
+      try {
+        free = this.ops.freeBytes(path.dirname(this.path));
+      } catch (e) {
+        throw new StorageError(`cannot read the free space of the data folder: ${errText(e)}`, errCode(e));
+      }
+      if (free - rec.length < reserve) {
+        throw new StorageError(`disk nearly full: ${free} bytes free, recording keeps a reserve of ${reserve} bytes (recording.minFreeBytes); free space, then resend`, 'RESERVE');
+      }
+    }
+    let off = 0;
+    try {
+      while (off < rec.length) {
+        const n = this.ops.writeSync(this.fd, rec, off, rec.length - off);
+        if (n <= 0) throw new StorageError(`short write: ${off} of ${rec.length} bytes written`, 'SHORT');
+        off += n;
+      }
+      if (this.policy === 'always') this.ops.fdatasyncSync(this.fd);
+    } catch (e) {
+      this.cutBack();
+      throw new StorageError(`could not append to the session log (${errCode(e)}): ${errText(e)}; the log is back at its last whole record`, errCode(e));
+    }
+    this.lastRecord = { offset: this.bytes, crc: rec.readUInt32LE(4) };
+    this.bytes += rec.length;
+    if (this.policy !== 'always') this.dirty = true;
+  }
+
+  /** Flushes to disk; a failure is remembered (appends refused until a sync succeeds), never thrown. */
   sync(): void {
     if (!this.dirty || this.fd < 0) return;
-    this.dirty = false;
-    fs.fdatasyncSync(this.fd);
+    try {
+      this.ops.fdatasyncSync(this.fd);
+      this.dirty = false;
+      this.syncFailed = null;
+    } catch (e) {
+      this.syncFailed = `fsync of the session log failed (${errCode(e)}): ${errText(e)}`;
+      this.options.onSyncError?.(this.syncFailed);
+    }
   }
 
   close(): void {
@@ -100,5 +167,29 @@ export class LogWriter {
     this.sync();
     fs.closeSync(this.fd);
     this.fd = -1;
+  }
+
+  /** Cuts a half-written tail left by a failed cut, and retries a failed fsync, before a new append. */
+  private recover(): void {
+    if (this.needsCut) {
+      try {
+        this.ops.ftruncateSync(this.fd, this.bytes);
+        this.needsCut = null;
+      } catch (e) {
+        throw new StorageError(`the session log still holds a partial record that cannot be cut (${errCode(e)}): ${errText(e)}`, errCode(e));
+      }
+    }
+    if (this.syncFailed) {
+      this.sync();
+      if (this.syncFailed) throw new StorageError(`${this.syncFailed}; events are refused until the disk accepts a sync`, 'EIO');
+    }
+  }
+
+  private cutBack(): void {
+    try {
+      this.ops.ftruncateSync(this.fd, this.bytes);
+    } catch (e) {
+      this.needsCut = `cut back to ${this.bytes} bytes failed: ${errText(e)}`;
+    }
   }
 }

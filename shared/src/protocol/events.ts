@@ -75,7 +75,8 @@ export interface RigAckData {
  * produce this type. Binned counts are normalised to a Uint16Array of bins x channels.
  */
 export type Frame =
-  | { type: 'session:start'; sessionId: string; startedAt: string; start: SessionStart; stimuli: Stimulus[] }
+  /** owner: name of the rig that started it (its token's rig name); only that rig may write, resume or end it. */
+  | { type: 'session:start'; sessionId: string; startedAt: string; start: SessionStart; stimuli: Stimulus[]; owner?: string }
   | ({ type: 'stim:onset' } & StimEvent)
   | ({ type: 'stim:offset' } & StimEvent)
   | { type: 'counts:binned'; sessionId: string; seq: number; startMs: number; binWidthMs: number; nBins: number; counts: Uint16Array }
