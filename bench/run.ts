@@ -13,6 +13,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   deletion: () => import('./deletion.ts'),
   dashboard: () => import('./dashboard.ts'),
   'closed-loop': () => import('./closed-loop.ts'),
+  drivers: () => import('./drivers.ts'),
   scale: () => import('./scale.ts'),
 };
 
