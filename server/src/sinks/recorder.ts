@@ -10,12 +10,12 @@ import path from 'node:path';
 import { decodePayload, type Frame, type SessionState, type SessionSummary } from '@sharedlens/shared';
 import { fromStored, toStored, type LogRecord, type StoredItem } from '../storage/frame-record.ts';
 import { checkLog, scanLog, type ScanSummary } from '../storage/log-scan.ts';
-import { LogWriter, type FileOps, type FsyncPolicy } from '../storage/session-log.ts';
+import { LogWriter, realFileOps, type FileOps, type FsyncPolicy } from '../storage/session-log.ts';
 import type { RecordSource } from '../sources/replay.ts';
 
 const SESSION_ID = /^[A-Za-z0-9_-]{1,100}$/;
-/** msgpack of `{ atMs: ...`: how every record's payload starts (fixmap of 2, fixstr "atMs"); resync looks for it. */
-const RECORD_PREFIX = Buffer.from([0x82, 0xa4, 0x61, 0x74, 0x4d, 0x73]);
+/** msgpack of `{ atMs: ...`: how every record's payload starts (msgpackr's map16 of 2, fixstr "atMs"); resync looks for it. */
+const RECORD_PREFIX = Buffer.from([0xde, 0x00, 0x02, 0xa4, 0x61, 0x74, 0x4d, 0x73]);
 /** A checkpoint of the ingest state is written after this many bytes of log (resume reads only past it). */
 const CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024;
 /** Replays keep the offset of every INDEX_EVERY-th record, so a seek reads at most that many records. */
@@ -96,8 +96,11 @@ export class Recorder {
   private readonly writers = new Map<string, LogWriter>();
   private readonly metas = new Map<string, SessionMeta>();
   private readonly checkpointAt = new Map<string, number>();
+  /** File calls of every log writer, looked up at each call (tests swap in failing ones: ENOSPC, EIO). */
+  fileOps: FileOps;
 
   constructor(private readonly opts: RecorderOptions) {
+    this.fileOps = opts.ops ?? realFileOps;
     this.root = path.resolve(opts.dataDir, 'sessions');
     fs.mkdirSync(this.root, { recursive: true });
   }
@@ -118,7 +121,12 @@ export class Recorder {
 
   private writer(file: string, truncateTo?: number): LogWriter {
     return new LogWriter(file, this.opts.fsync, this.opts.fsyncIntervalMs, truncateTo, {
-      ...(this.opts.ops ? { ops: this.opts.ops } : {}),
+      ops: {
+        writeSync: (fd, buf, off, len) => this.fileOps.writeSync(fd, buf, off, len),
+        fdatasyncSync: (fd) => this.fileOps.fdatasyncSync(fd),
+        ftruncateSync: (fd, len) => this.fileOps.ftruncateSync(fd, len),
+        freeBytes: (dir) => this.fileOps.freeBytes(dir),
+      },
       minFreeBytes: this.opts.minFreeBytes ?? 0,
       onSyncError: (message) => this.opts.log?.('error', message, { file }),
     });
