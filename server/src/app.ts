@@ -33,6 +33,8 @@ import { stimuliRouter } from './http/stimuli.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
 import { RidgeWorker } from './workers/ridge-client.ts';
+import { ModelReports } from './workers/report-client.ts';
+import { gpuPackageStatus } from './compute/gpu-package.ts';
 import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
@@ -71,7 +73,12 @@ export function createApp(deps: AppDeps): App {
   const interrupted = recorder.markInterrupted();
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
   const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
-  const computeStatus: { backend: string | null; features: Record<string, string> } = { backend: null, features: {} };
+  // which backend runs and why: until the first features are computed, what the GPU package's presence predicts
+  const computeStatus: { backend: string | null; backendReason: string; features: Record<string, string> } = {
+    backend: null,
+    backendReason: compute ? `pending (no features computed yet; @tensorflow/tfjs-node-gpu ${gpuPackageStatus()})` : 'off (compute.features is false)',
+    features: {},
+  };
   let io: Server;
   const featuresFor = compute
     ? stimulusFeatures({
@@ -84,8 +91,9 @@ export function createApp(deps: AppDeps): App {
         },
         onReady: (setId, f) => {
           computeStatus.backend = f.backend;
+          if (f.backendReason) computeStatus.backendReason = f.backendReason;
           computeStatus.features[setId] = 'ready';
-          logger.info({ stimulusSetId: setId, backend: f.backend, model: f.modelId, dim: f.dim }, 'stimulus features ready; compute backend in use');
+          logger.info({ stimulusSetId: setId, backend: f.backend, backendReason: f.backendReason, model: f.modelId, dim: f.dim }, 'stimulus features ready; compute backend in use');
         },
         onError: (setId, message) => {
           computeStatus.features[setId] = `failed: ${message}`;
@@ -95,10 +103,12 @@ export function createApp(deps: AppDeps): App {
     : null;
   const { alphas, refitEveryTrials, minStimuli, minReliability, refitInWorkerFromStimuli } = config.compute;
   const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
+  // model reports (readouts, scores, drivers' reference images) in a thread of their own, at most one per session per second
+  const reports = featuresFor ? new ModelReports({ minIntervalMs: 1000, minWeightCosine: config.compute.maps.minWeightCosine, onError: (message) => logger.error(message) }) : null;
   const store = new SessionStore({
     psthBinMs: config.pipeline.psthBinMs,
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli } } } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli }, reports: reports! } } : {}),
   });
 
   const app = express();
@@ -249,6 +259,7 @@ export function createApp(deps: AppDeps): App {
       recorder.close();
       await compute?.close();
       await ridgeWorker?.close();
+      await reports?.close();
     },
   };
 }

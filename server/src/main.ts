@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.ts';
 import { createApp } from './app.ts';
+import { gpuPackageStatus } from './compute/gpu-package.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -40,6 +41,13 @@ const port = await app.listen(config.port, config.host).catch((e: Error) => {
 const url = `http://${config.host}:${port}`;
 logger.info({ url, dataDir: config.dataDir, fsync: config.recording.fsync }, 'sharedlens listening');
 console.log(`\n  sharedlens dashboard: ${url}/\n  status: ${url}/api/status\n`);
+
+// which compute backend will run and why (the compute workers confirm it in /api/health once features are computed)
+if (config.compute.features) {
+  const gpu = gpuPackageStatus();
+  const backend = config.compute.backend === 'auto' ? (gpu === 'installed' ? 'tensorflow if @tensorflow/tfjs-node-gpu loads, else wasm' : 'wasm') : config.compute.backend;
+  console.log(`  compute backend: ${backend} (COMPUTE_BACKEND=${config.compute.backend}; @tensorflow/tfjs-node-gpu ${gpu})\n`);
+}
 
 const children: ReturnType<typeof spawn>[] = [];
 if (config.demo) {

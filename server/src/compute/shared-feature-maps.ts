@@ -4,25 +4,77 @@
  *   v = w (.) phi(x_o) (.) phi(x_ref)        dimensions active in both images and weighted by the neuron
  *   S_o = J_phi(x_o)^T v,  S_ref = J_phi(x_ref)^T v
  * Each map is ONE vector-Jacobian product: the gradient of the scalar <stop_gradient(v), phi(x)>.
- * Options: keep only positive contributions of v; integrated gradients from a grey baseline instead of
- * the plain gradient. Display: |S| summed over colour channels, Gaussian-smoothed, both maps normalised
- * by one robust maximum of the pair (99.5th percentile) so they share one colour scale.
+ *
+ * Methods (`MapOptions.method`, chosen on the planted benchmark `bench/maps-quality.ts`, docs/compute.md):
+ * - 'gradient': |S| summed over colour channels (the display before issue 15; fails the sanity checks of
+ *   Adebayo et al. 2018: the map hardly depends on the neuron);
+ * - 'signed': S summed over colour channels, positive part; 'gradientInput': S (.) (x - grey), positive part;
+ * - 'integrated': integrated gradients from a grey baseline (positive part); 'smoothgrad': |mean S| over
+ *   noisy copies of the image (Smilkov et al. 2017);
+ * - 'layer': the same vector-Jacobian product taken at a mid-level convolutional layer A (H' x W' x C),
+ *   sum over channels of A (.) dA, positive part, resized to the image (Grad-CAM's weighting, Selvaraju et
+ *   al. 2017, with the shared vector v as the target).
+ * Features (`MapOptions.features`): 'raw' as above; 'centred' v = w (.) (phi_o - mu) (.) (phi_ref - mu) with
+ * mu the stimulus set's mean feature; 'standardised' the same over the set's SD per dimension (w in the
+ * units of standardised features).
+ * Display: Gaussian-smoothed, both maps normalised by one robust maximum of the pair (99.5th percentile) so
+ * they share one colour scale.
  */
+import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { inputGradientOnly, tf } from './backend.ts';
 import { weightedCosine } from './drivers.ts';
+import type { FeatureModelSpec } from './feature-model.ts';
+
+export type MapMethod = 'gradient' | 'signed' | 'gradientInput' | 'integrated' | 'smoothgrad' | 'layer';
+export type MapFeatures = 'raw' | 'centred' | 'standardised';
 
 export interface MapOptions {
   positiveOnly: boolean;
-  /** 0: plain gradient; n > 0: integrated gradients with n steps from a grey baseline. */
+  /** Steps of integrated gradients ('integrated'; with 'gradient', n > 0 integrates |S| as before). */
   integratedSteps: number;
   /** Gaussian smoothing of the display maps, in pixels (0: none). */
   smoothSigmaPx: number;
+  /** How the pixel map is computed from v (default 'gradient', the display before issue 15). */
+  method?: MapMethod;
+  features?: MapFeatures;
+  /** Graph node of the layer for method 'layer' (4-D, H' x W' x C). */
+  layer?: string;
+  /** Noisy copies for 'smoothgrad', and their noise SD in image units ([0, 1]). */
+  smoothSamples?: number;
+  smoothNoise?: number;
+  /** The stimulus set's mean and SD of each feature (for 'centred' and 'standardised'). */
+  featureMean?: ArrayLike<number>;
+  featureSd?: ArrayLike<number>;
 }
 
 export const defaultMapOptions: MapOptions = { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 };
 
-/** phi: images (1 x H x W x 3 in [0, 1]) to feature vectors (1 x D). */
-export type FeatureFn = (x: tf.Tensor4D) => tf.Tensor2D;
+/** phi: images (1 x H x W x 3 in [0, 1]) to feature vectors (1 x D); `split` cuts the network at a layer. */
+export type FeatureFn = ((x: tf.Tensor4D) => tf.Tensor2D) & {
+  split?: (layer: string) => { lower: (x: tf.Tensor4D) => tf.Tensor4D; upper: (a: tf.Tensor4D) => tf.Tensor2D };
+};
+
+/** The feature function of a graph model, splittable at any of its 4-D nodes (fed back in by name). */
+export function graphFeatureFn(model: GraphModel, spec: FeatureModelSpec): FeatureFn {
+  const pool = (t: tf.Tensor) => (t.rank === 4 ? tf.mean(t, [1, 2]) : t) as tf.Tensor2D;
+  const phi: FeatureFn = (x) => tf.tidy(() => pool(model.execute(x, spec.layer) as tf.Tensor));
+  phi.split = (layer) => ({
+    lower: (x) => model.execute(x, layer) as tf.Tensor4D,
+    upper: (a) => tf.tidy(() => pool(model.execute({ [layer]: a }, spec.layer) as tf.Tensor)),
+  });
+  return phi;
+}
+
+/** Mean and SD per feature dimension of a set of feature vectors (n x dim, row-major). */
+export function featureMoments(features: ArrayLike<number>, dim: number): { mean: Float32Array; sd: Float32Array } {
+  const n = Math.floor(features.length / dim);
+  const mean = new Float32Array(dim);
+  const sd = new Float32Array(dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) mean[d] += features[i * dim + d] / n;
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) sd[d] += (features[i * dim + d] - mean[d]) ** 2 / Math.max(1, n - 1);
+  for (let d = 0; d < dim; d++) sd[d] = Math.sqrt(sd[d]);
+  return { mean, sd };
+}
 
 export interface SharedFeatureMaps {
   /** Display maps, H x W, in [0, 1] on a common scale. */
@@ -36,12 +88,31 @@ export interface SharedFeatureMaps {
   similarity: number;
 }
 
-/** The vector v = w (.) phi(x_o) (.) phi(x_ref), optionally clipped at zero. */
-export function sharedVector(w: ArrayLike<number>, phiO: ArrayLike<number>, phiRef: ArrayLike<number>, positiveOnly: boolean): Float32Array {
+/**
+ * The vector v = w (.) phi(x_o) (.) phi(x_ref), optionally clipped at zero. With `moments`, the features
+ * are centred on the set's mean (and divided by its SD when `sd` is given; dimensions with SD 0 drop out).
+ */
+export function sharedVector(
+  w: ArrayLike<number>,
+  phiO: ArrayLike<number>,
+  phiRef: ArrayLike<number>,
+  positiveOnly: boolean,
+  moments?: { mean: ArrayLike<number>; sd?: ArrayLike<number> },
+): Float32Array {
   return Float32Array.from({ length: w.length }, (_, d) => {
-    const v = w[d] * phiO[d] * phiRef[d];
+    const mu = moments?.mean[d] ?? 0;
+    const sd = moments?.sd ? moments.sd[d] : 1;
+    const v = sd > 0 ? (w[d] * (phiO[d] - mu) * (phiRef[d] - mu)) / sd : 0;
     return positiveOnly ? Math.max(0, v) : v;
   });
+}
+
+/** The feature moments `opts.features` asks for; an error when the set's moments are missing. */
+function momentsFor(opts: MapOptions): { mean: ArrayLike<number>; sd?: ArrayLike<number> } | undefined {
+  const f = opts.features ?? 'raw';
+  if (f === 'raw') return undefined;
+  if (!opts.featureMean || (f === 'standardised' && !opts.featureSd)) throw new Error(`map features '${f}' need the stimulus set's feature mean${f === 'standardised' ? ' and SD' : ''}`);
+  return { mean: opts.featureMean, sd: f === 'standardised' ? opts.featureSd : undefined };
 }
 
 /** Gradient of <v, phi(x)> with respect to the pixels (plain or integrated), 1 x H x W x 3. */
@@ -63,26 +134,87 @@ export function attribution(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, inte
   });
 }
 
-/** |S| summed over colour channels, optionally Gaussian-smoothed: H x W. */
-export function displayMap(s: tf.Tensor4D, sigmaPx: number): tf.Tensor2D {
+/** Mean gradient of <v, phi> over `n` copies of x with Gaussian noise of SD `noise` (SmoothGrad), 1 x H x W x 3. */
+function smoothGradient(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, n: number, noise: number): tf.Tensor4D {
+  const g = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(phi(inp as tf.Tensor4D), v)));
+  return inputGradientOnly(() =>
+    tf.tidy(() => {
+      let sum: tf.Tensor4D = tf.zerosLike(x);
+      for (let k = 0; k < n; k++) {
+        // a fixed seed per copy: the same image and v give the same map
+        const next = tf.add(sum, g(tf.add(x, tf.randomNormal(x.shape, 0, noise, 'float32', 1000 + k))));
+        sum.dispose();
+        sum = next as tf.Tensor4D;
+      }
+      return tf.div(sum, n) as tf.Tensor4D;
+    }),
+  );
+}
+
+/**
+ * Activation times gradient of <v, phi> at the layer `layer` (1 x H' x W' x C), summed over channels, positive
+ * part, resized to the image (1 x H x W x 1) with half-pixel centres (each cell covers its own patch; corner
+ * alignment would shift the map by up to half a cell towards the bottom right).
+ */
+function layerMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string): tf.Tensor4D {
+  if (!phi.split) throw new Error(`map method 'layer' needs a feature function that can be split at a layer`);
+  const { lower, upper } = phi.split(layer);
+  return inputGradientOnly(() =>
+    tf.tidy(() => {
+      const a = lower(x);
+      if (a.rank !== 4) throw new Error(`map layer ${layer} is not 4-D (${a.shape.join(' x ')})`);
+      const da = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(upper(inp as tf.Tensor4D), v)))(a);
+      const m = tf.relu(tf.sum(tf.mul(a, da), 3, true)) as tf.Tensor4D;
+      return tf.image.resizeBilinear(m, [x.shape[1], x.shape[2]], false, true);
+    }),
+  );
+}
+
+/** The undisplayed map of one image for the shared vector v (1 x H x W x 1, non-negative), by method. */
+export function rawMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, opts: MapOptions): tf.Tensor4D {
+  const method = opts.method ?? 'gradient';
+  if (method === 'layer') return layerMap(phi, x, v, opts.layer ?? '');
   return tf.tidy(() => {
-    let m = tf.sum(tf.abs(s), 3, true) as tf.Tensor4D; // 1 x H x W x 1
-    if (sigmaPx > 0) {
-      const r = Math.ceil(3 * sigmaPx);
-      const k1 = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigmaPx * sigmaPx)));
-      const total = k1.reduce((a, b) => a + b, 0);
-      const k = tf.tensor1d(k1.map((x) => x / total));
-      m = tf.conv2d(m, k.reshape([2 * r + 1, 1, 1, 1]) as tf.Tensor4D, 1, 'same');
-      m = tf.conv2d(m, k.reshape([1, 2 * r + 1, 1, 1]) as tf.Tensor4D, 1, 'same');
+    const channelSum = (t: tf.Tensor) => tf.sum(t, 3, true) as tf.Tensor4D;
+    switch (method) {
+      case 'gradient':
+        return channelSum(tf.abs(attribution(phi, x, v, opts.integratedSteps)));
+      case 'signed':
+        return tf.relu(channelSum(attribution(phi, x, v, 0)));
+      case 'gradientInput':
+        return tf.relu(channelSum(tf.mul(attribution(phi, x, v, 0), tf.sub(x, 0.5))));
+      case 'integrated':
+        return tf.relu(channelSum(attribution(phi, x, v, Math.max(1, opts.integratedSteps))));
+      case 'smoothgrad':
+        return channelSum(tf.abs(smoothGradient(phi, x, v, opts.smoothSamples ?? 8, opts.smoothNoise ?? 0.1)));
+      default:
+        throw new Error(`unknown map method '${method as string}'`);
     }
-    return m.squeeze([0, 3]) as tf.Tensor2D;
   });
+}
+
+/** A 1 x H x W x 1 map convolved with a Gaussian of SD `sigmaPx` (separable, zero padding at the border). */
+export function smoothMap(m: tf.Tensor4D, sigmaPx: number): tf.Tensor4D {
+  if (sigmaPx <= 0) return tf.clone(m);
+  return tf.tidy(() => {
+    const r = Math.ceil(3 * sigmaPx);
+    const k1 = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigmaPx * sigmaPx)));
+    const total = k1.reduce((a, b) => a + b, 0);
+    const k = tf.tensor1d(k1.map((x) => x / total));
+    const rows = tf.conv2d(m, k.reshape([2 * r + 1, 1, 1, 1]) as tf.Tensor4D, 1, 'same');
+    return tf.conv2d(rows, k.reshape([1, 2 * r + 1, 1, 1]) as tf.Tensor4D, 1, 'same');
+  });
+}
+
+/** |S| summed over colour channels, optionally Gaussian-smoothed: H x W (the 'gradient' display). */
+export function displayMap(s: tf.Tensor4D, sigmaPx: number): tf.Tensor2D {
+  return tf.tidy(() => smoothMap(tf.sum(tf.abs(s), 3, true) as tf.Tensor4D, sigmaPx).squeeze([0, 3]) as tf.Tensor2D);
 }
 
 export interface SideMap {
   /** Display map (H x W), not yet normalised. */
   map: Float32Array;
-  /** Sum of |S| over pixels. */
+  /** Sum of the unsmoothed map over pixels. */
   mass: number;
   /** cos(w (.) phi_o, w (.) phi_ref). */
   similarity: number;
@@ -111,13 +243,13 @@ export function sideMap(
   };
   const phiO = known?.phiO ?? read(xO);
   const phiRef = known?.phiRef ?? read(xRef);
-  const v = tf.tensor1d(sharedVector(w, phiO, phiRef, opts.positiveOnly));
+  const v = tf.tensor1d(sharedVector(w, phiO, phiRef, opts.positiveOnly, momentsFor(opts)));
   try {
-    const s = attribution(phi, side === 'driver' ? xO : xRef, v, opts.integratedSteps);
-    const m = displayMap(s, opts.smoothSigmaPx);
-    const mass = tf.tidy(() => tf.sum(tf.abs(s)).dataSync()[0]);
+    const raw = rawMap(phi, side === 'driver' ? xO : xRef, v, opts);
+    const m = smoothMap(raw, opts.smoothSigmaPx);
+    const mass = tf.tidy(() => tf.sum(raw).dataSync()[0]);
     const map = m.dataSync() as Float32Array;
-    tf.dispose([s, m]);
+    tf.dispose([raw, m]);
     return { map, mass, similarity: weightedCosine(w, phiO, phiRef) };
   } finally {
     v.dispose();
@@ -142,7 +274,7 @@ export function normalizePair(a: Float32Array, b: Float32Array): [Float32Array, 
 /**
  * Both maps of one (driver, reference) pair for a neuron with readout weights w (length D), in this
  * thread: two forward passes per side and one vector-Jacobian product per side (times the
- * integrated-gradient steps).
+ * integrated-gradient steps or SmoothGrad samples).
  */
 export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions = defaultMapOptions): SharedFeatureMaps {
   const d = sideMap(phi, xO, xRef, w, opts, 'driver');

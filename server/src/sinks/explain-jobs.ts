@@ -1,12 +1,16 @@
 /**
- * Shared-feature map jobs: for the strongest driver of every channel, both maps are computed in the
- * compute worker, one job at a time (the event loop never waits), deduplicated by (channel, driver,
- * reference), cached, and recomputed when the channel's readout weights changed materially (cosine with
- * the weights the cached maps came from below `minWeightCosine`). Results go out as `explain:ready`.
+ * Shared-feature map jobs: for the strongest `perChannel` drivers of every channel, and for any driver
+ * asked for (`request`, the API), both maps are computed in the compute workers, one pair at a time (the
+ * event loop never waits), deduplicated by (channel, driver, reference) and cached. Each map carries the
+ * model version whose readout made it; when a channel's readout changes materially (cosine with the weights
+ * the map came from below `minWeightCosine`) the map is marked stale at once (re-sent as `explain:ready`
+ * with `stale: true`) and recomputed; a stale pair that is neither among the strongest drivers nor asked
+ * for is retired (removed) instead. Results go out as `explain:ready`.
  */
 import { groupBy, map, mergeMap, throttleTime, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
 import type { Explanation } from '@sharedlens/shared';
-import type { MapOptions } from '../compute/shared-feature-maps.ts';
+import { featureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
+import type { FeatureSet } from '../compute/encoding.ts';
 import type { ComputeClient } from '../workers/compute-client.ts';
 import type { Runtime, SessionStore } from './session-store.ts';
 
@@ -15,14 +19,21 @@ export interface ExplainDeps {
   client: ComputeClient;
   imageFile: (stimulusSetId: string, stimulusId: string) => string | null;
   emit: (e: Explanation) => void;
+  /** Called with the key of a retired pair (stale, and no longer wanted). */
+  retire?: (sessionId: string, e: Explanation) => void;
   log: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void;
   options: MapOptions;
   /** How often a session's drivers are looked at. */
   intervalMs: number;
   minWeightCosine: number;
   maxQueue: number;
+  /** Maps computed without asking for the strongest this many drivers of each channel. */
+  perChannel?: number;
   scheduler?: SchedulerLike;
 }
+
+/** What `request` answers: the pair's key and whether its maps are ready, queued or refused (with why). */
+export type ExplainRequestResult = { status: 'ready' | 'queued'; key: string; explanation?: Explanation } | { status: 'rejected'; code: 'unknown-channel' | 'unknown-driver' | 'no-models' | 'no-readout' | 'queue-full'; message: string };
 
 interface Job {
   key: string;
@@ -49,11 +60,30 @@ const cosine = (a: Float32Array, b: Float32Array) => {
   return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
 };
 
-export function scheduleExplanations(deps: ExplainDeps): { results: Map<string, Map<string, Explanation>>; queued: () => number; sub: Subscription } {
+export function scheduleExplanations(deps: ExplainDeps): {
+  results: Map<string, Map<string, Explanation>>;
+  queued: () => number;
+  request: (sessionId: string, channelId: string, driverId: string) => ExplainRequestResult;
+  sub: Subscription;
+} {
   const results = new Map<string, Map<string, Explanation>>();
   const weightsOf = new Map<string, Float32Array>();
   const queue = new Map<string, Job>();
+  /** Pairs asked for through `request`: kept fresh like the strongest drivers. */
+  const pinned = new Set<string>();
+  const moments = new WeakMap<FeatureSet, { mean: Float32Array; sd: Float32Array }>();
+  const perChannel = deps.perChannel ?? 1;
   let busy = false;
+  let rejected = 0;
+
+  /** The map options of a job: the set's feature moments added when the method centres or standardises. */
+  const optionsFor = (fs: FeatureSet | undefined): MapOptions => {
+    if ((deps.options.features ?? 'raw') === 'raw') return deps.options;
+    if (!fs) throw new Error('centred map features need the stimulus set features');
+    if (!moments.has(fs)) moments.set(fs, featureMoments(fs.features, fs.dim));
+    const m = moments.get(fs)!;
+    return { ...deps.options, featureMean: m.mean, featureSd: m.sd };
+  };
 
   const pump = () => {
     if (busy) return;
@@ -64,14 +94,21 @@ export function scheduleExplanations(deps: ExplainDeps): { results: Map<string, 
     const driverFile = deps.imageFile(setId, job.driverId);
     const referenceFile = deps.imageFile(setId, job.referenceId);
     if (!driverFile || !referenceFile) return pump();
-    busy = true;
     // the stimuli's cached features spare each side two forward passes
     const fs = job.rt.encoding?.featureSet;
     const idx = job.rt.latest?.stimIndex;
     const o = idx?.get(job.driverId);
     const r = idx?.get(job.referenceId);
     const known = fs && o !== undefined && r !== undefined ? { phiO: fs.features.slice(o * fs.dim, (o + 1) * fs.dim), phiRef: fs.features.slice(r * fs.dim, (r + 1) * fs.dim) } : undefined;
-    deps.client.explain$(driverFile, referenceFile, job.weights, deps.options, known).subscribe({
+    let options: MapOptions;
+    try {
+      options = optionsFor(fs);
+    } catch (err) {
+      deps.log('warn', `shared-feature maps skipped: ${(err as Error).message}`, { sessionId: job.rt.id, channel: job.channelId, driver: job.driverId });
+      return pump();
+    }
+    busy = true;
+    deps.client.explain$(driverFile, referenceFile, job.weights, options, known).subscribe({
       next: (r) => {
         const e: Explanation = {
           sessionId: job.rt.id,
@@ -83,6 +120,8 @@ export function scheduleExplanations(deps: ExplainDeps): { results: Map<string, 
           driverResponse: job.driverResponse,
           referenceResponse: job.referenceResponse,
           modelVersion: job.modelVersion,
+          method: `${options.method ?? 'gradient'}/${options.features ?? 'raw'}`,
+          stale: false,
           computedAt: new Date().toISOString(),
           computeMs: r.ms,
           backend: r.backend,
@@ -107,21 +146,90 @@ export function scheduleExplanations(deps: ExplainDeps): { results: Map<string, 
     });
   };
 
+  /** A job for driver `d` of channel `c`, or why there is none. */
+  const jobFor = (rt: Runtime, c: number, driverId: string): Job | Extract<ExplainRequestResult, { status: 'rejected' }> => {
+    const models = deps.store.models(rt);
+    if (!models) return { status: 'rejected', code: 'no-models', message: 'no encoding models yet' };
+    const ch = models.channels[c];
+    const d = ch.drivers.find((x) => x.stimulusId === driverId);
+    if (!d?.referenceId) return { status: 'rejected', code: 'unknown-driver', message: `"${driverId}" is not a driver with a reference image of channel ${ch.id}` };
+    const weights = deps.store.readout(rt, c);
+    if (!weights) return { status: 'rejected', code: 'no-readout', message: `no readout for channel ${ch.id}` };
+    const key = `${rt.id}|${ch.id}|${d.stimulusId}|${d.referenceId}`;
+    return { key, rt, channel: c, channelId: ch.id, driverId: d.stimulusId, referenceId: d.referenceId, driverResponse: d.meanResponse, referenceResponse: d.referenceResponse, modelVersion: models.version, weights };
+  };
+
+  /** True when the pair has fresh maps for these weights. */
+  const fresh = (key: string, weights: Float32Array) => {
+    const done = weightsOf.get(key);
+    return done !== undefined && cosine(done, weights) >= deps.minWeightCosine;
+  };
+
   const look = (rt: Runtime) => {
     const models = deps.store.models(rt);
     if (!models) return;
+    const wanted = new Set<string>();
     models.channels.forEach((ch, c) => {
-      const d = ch.drivers[0];
-      if (!d?.referenceId) return;
-      const key = `${rt.id}|${ch.id}|${d.stimulusId}|${d.referenceId}`;
-      const weights = deps.store.readout(rt, c);
-      if (!weights) return;
-      const done = weightsOf.get(key);
-      if (done && cosine(done, weights) >= deps.minWeightCosine) return;
-      if (!queue.has(key) && queue.size >= deps.maxQueue) return;
-      queue.set(key, { key, rt, channel: c, channelId: ch.id, driverId: d.stimulusId, referenceId: d.referenceId, driverResponse: d.meanResponse, referenceResponse: d.referenceResponse, modelVersion: models.version, weights });
+      for (const d of ch.drivers.slice(0, perChannel)) {
+        const job = jobFor(rt, c, d.stimulusId);
+        if ('status' in job) continue;
+        wanted.add(job.key);
+        if (fresh(job.key, job.weights)) continue;
+        if (!queue.has(job.key) && queue.size >= deps.maxQueue) continue;
+        queue.set(job.key, job);
+      }
     });
+    // computed pairs whose channel's readout moved: marked stale now, then recomputed or retired
+    const own = results.get(rt.id);
+    const channelIndex = new Map(models.channels.map((ch, c) => [ch.id, c]));
+    for (const [key, e] of own ?? []) {
+      const c = channelIndex.get(e.channelId);
+      const weights = c === undefined ? null : deps.store.readout(rt, c);
+      if (weights && fresh(key, weights)) continue;
+      if (!e.stale) {
+        const marked = { ...e, stale: true };
+        own!.set(key, marked);
+        deps.emit(marked);
+      }
+      if (wanted.has(key) || queue.has(key)) continue;
+      const job = pinned.has(key) && c !== undefined ? jobFor(rt, c, e.driverId) : null;
+      if (job && !('status' in job) && job.key === key) {
+        if (queue.size < deps.maxQueue) queue.set(key, job);
+        continue;
+      }
+      own!.delete(key);
+      weightsOf.delete(key);
+      pinned.delete(key);
+      deps.retire?.(rt.id, e);
+    }
     pump();
+  };
+
+  const request = (sessionId: string, channelId: string, driverId: string): ExplainRequestResult => {
+    const reject = (code: Extract<ExplainRequestResult, { status: 'rejected' }>['code'], message: string): ExplainRequestResult => {
+      rejected++;
+      deps.log('warn', `map request refused: ${message}`, { sessionId, channel: channelId, driver: driverId, code, rejectedRequests: rejected });
+      return { status: 'rejected', code, message };
+    };
+    const rt = deps.store.get(sessionId);
+    const models = rt && deps.store.models(rt);
+    if (!rt || !models) return reject('no-models', `no encoding models for session "${sessionId}" yet`);
+    const c = models.channels.findIndex((ch) => ch.id === channelId);
+    if (c < 0) return reject('unknown-channel', `no channel "${channelId}" in session "${sessionId}"`);
+    const job = jobFor(rt, c, driverId);
+    if ('status' in job) return reject(job.code, job.message);
+    pinned.add(job.key);
+    const done = results.get(rt.id)?.get(job.key);
+    if (done && fresh(job.key, job.weights)) return { status: 'ready', key: job.key, explanation: done };
+    if (!queue.has(job.key) && queue.size >= deps.maxQueue) return reject('queue-full', `${queue.size} map jobs are waiting`);
+    // asked-for pairs go first
+    queue.delete(job.key);
+    const rest = [...queue.entries()];
+    queue.clear();
+    queue.set(job.key, job);
+    for (const [k, j] of rest) queue.set(k, j);
+    pump();
+    return { status: 'queued', key: job.key };
   };
 
   const sub = deps.store.updates$
@@ -131,5 +239,5 @@ export function scheduleExplanations(deps: ExplainDeps): { results: Map<string, 
       mergeMap((g) => g.pipe(throttleTime(deps.intervalMs, deps.scheduler ?? asyncScheduler, { leading: true, trailing: true }))),
     )
     .subscribe(look);
-  return { results, queued: () => queue.size + (busy ? 1 : 0), sub };
+  return { results, queued: () => queue.size + (busy ? 1 : 0), request, sub };
 }

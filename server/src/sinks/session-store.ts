@@ -8,6 +8,7 @@ import { categoryPsth, channelStats, type NeuronStatsState } from '../compute/ne
 import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
 import { modelReport, type ReportRule } from '../compute/model-report.ts';
 import { neuronModel } from '../compute/ridge.ts';
+import { reportJob, type ModelReports } from '../workers/report-client.ts';
 import { encodingModels, type EncodingModelsOptions, type ModelUpdate } from '../pipeline/encoding-models.ts';
 import { buildSnapshot } from '../compute/session-snapshot.ts';
 import { sessionPipeline } from '../pipeline/session-pipeline.ts';
@@ -51,7 +52,7 @@ export interface SessionStoreOptions {
   psthBinMs: number;
   scheduler?: SchedulerLike;
   /** Encoding models: the features of a stimulus set, and how models and drivers are fitted. */
-  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: ReportRule; offload?: EncodingModelsOptions['offload'] };
+  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: ReportRule; offload?: EncodingModelsOptions['offload']; reports?: ModelReports };
 }
 
 let replayCounter = 0;
@@ -200,6 +201,8 @@ export class SessionStore {
   /** Scores and drivers of every channel, or null before the models exist. */
   models(rt: Runtime): ModelSnapshot | null {
     if (!rt.latest || !rt.encoding || !this.opts.models) return null;
+    // with a report worker: its latest report (computed off the event loop after each update)
+    if (this.opts.models.reports) return this.opts.models.reports.report(rt.id);
     return modelReport(rt.id, rt.latest, rt.encoding, channelStats(rt.latest), this.opts.models.encoding, this.opts.models.drivers);
   }
 
@@ -235,6 +238,7 @@ export class SessionStore {
   /** Readout weights (length D) of channel `c` at its chosen regularisation, or null without a model. */
   readout(rt: Runtime, c: number): Float32Array | null {
     const ridge = rt.encoding?.ridge;
+    if (this.opts.models?.reports) return ridge ? this.opts.models.reports.readout(rt.id, c) : null;
     return ridge ? Float32Array.from(neuronModel(ridge, c).weights) : null;
   }
 
@@ -253,6 +257,7 @@ export class SessionStore {
 
   /** Stops a session's pipeline and forgets it. */
   remove(rt: Runtime): void {
+    this.opts.models?.reports?.forget(rt.id);
     rt.sub?.unsubscribe();
     rt.frames$?.complete();
     this.runtimes.delete(rt.id);
@@ -302,6 +307,12 @@ export class SessionStore {
   private publish(rt: Runtime, mu: ModelUpdate): void {
     rt.latest = mu.stats.state;
     rt.encoding = mu.encoding;
+    const m = this.opts.models;
+    if (m?.reports && mu.encoding) {
+      const enc = mu.encoding;
+      // the job is built when it starts, from the session's state then
+      m.reports.request(rt.id, enc.featureSet.features, () => (rt.latest && rt.encoding ? reportJob(rt.id, rt.latest, rt.encoding, m.encoding, m.drivers, m.reports!.minWeightCosine) : null));
+    }
     this.updates$.next({ runtime: rt, update: mu.stats });
   }
 }

@@ -6,11 +6,11 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
-import { initBackend, type BackendChoice, type BackendName } from '../compute/backend.ts';
+import { backendReason, initBackend, type BackendChoice, type BackendName } from '../compute/backend.ts';
 import { computeFeatures } from '../compute/feature-cache.ts';
-import { ensureDefaultModel, featuresOf, loadModel, type FeatureModelSpec } from '../compute/feature-model.ts';
+import { ensureDefaultModel, loadModel, type FeatureModelSpec } from '../compute/feature-model.ts';
 import { loadImage } from '../compute/image-input.ts';
-import { sideMap, type MapOptions } from '../compute/shared-feature-maps.ts';
+import { graphFeatureFn, sideMap, type MapOptions } from '../compute/shared-feature-maps.ts';
 import { tf } from '../compute/backend.ts';
 
 export interface FeaturesRequest {
@@ -62,13 +62,13 @@ parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
       const files = req.known ? [own] : [req.driverFile, req.referenceFile];
       const xs = (await Promise.all(files.map((f) => loadImage(f, size)))).map((px) => tf.tensor4d(px, [1, size, size, 3]));
       const [xO, xR] = req.known ? [xs[0], xs[0]] : xs;
-      const side = sideMap((x) => featuresOf(model, spec, x), xO, xR, req.weights, req.options, req.side, req.known);
+      const side = sideMap(graphFeatureFn(model, spec), xO, xR, req.weights, req.options, req.side, req.known);
       tf.dispose(xs);
       parentPort!.postMessage({ id: req.id, type: 'side', ...side, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer]);
       return;
     }
     const { features, dim } = await computeFeatures(model, spec, req.files, req.cacheDir, (p) => parentPort!.postMessage({ id: req.id, type: 'progress', ...p }));
-    parentPort!.postMessage({ id: req.id, type: 'features', features, dim, backend, modelId: spec.id }, [features.buffer as ArrayBuffer]);
+    parentPort!.postMessage({ id: req.id, type: 'features', features, dim, backend, backendReason, modelId: spec.id }, [features.buffer as ArrayBuffer]);
   } catch (e) {
     parentPort!.postMessage({ id: req.id, type: 'error', message: (e as Error).message });
   }

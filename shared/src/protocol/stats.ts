@@ -174,6 +174,10 @@ export interface Explanation {
   referenceResponse: number | null;
   /** Model version the readout weights came from. */
   modelVersion: number;
+  /** How the maps were computed: `method/features` of compute.maps (e.g. 'layer/centred'). */
+  method?: string;
+  /** True once the channel's readout changed materially since (the maps are being recomputed or retired). */
+  stale?: boolean;
   computedAt: string;
   computeMs: number;
   backend: string;
