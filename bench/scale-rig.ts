@@ -15,6 +15,8 @@ import { createFeatureNeurons, mulberry32, poisson, shuffle } from '../server/sr
 interface Args {
   url: string;
   token: string;
+  /** The operator's sign-in token for the HTTP API. */
+  authToken: string;
   setId: string;
   channels: number;
   seconds: number;
@@ -63,16 +65,26 @@ const emit = (event: string, body: Record<string, unknown>) => {
   });
 };
 
-const polls: Record<'models' | 'health', { ms: number[]; status: Record<number, number> }> = { models: { ms: [], status: {} }, health: { ms: [], status: {} } };
+const login = await fetch(`${args.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: args.authToken }) });
+if (!login.ok) throw new Error(`sign-in failed: ${login.status}`);
+const headers = { cookie: login.headers.get('set-cookie')!.split(';')[0]! };
+const polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }> = { models: { ms: [], status: {} }, health: { ms: [], status: {} } };
 let modelsFirstS: number | null = null;
 const wall0 = now();
 const poll = async (kind: 'models' | 'health') => {
   const t0 = now();
-  const res = await fetch(kind === 'models' ? `${args.url}/api/sessions/${sessionId}/models` : `${args.url}/api/health`);
-  await res.arrayBuffer();
+  let status: number | string;
+  try {
+    const res = await fetch(kind === 'models' ? `${args.url}/api/sessions/${sessionId}/models` : `${args.url}/api/health`, { headers });
+    await res.arrayBuffer();
+    status = res.status;
+  } catch (e) {
+    // counted, not fatal (a keep-alive connection closed by the server between polls)
+    status = `error: ${(e as Error).cause ?? (e as Error).message}`;
+  }
   polls[kind].ms.push(now() - t0);
-  polls[kind].status[res.status] = (polls[kind].status[res.status] ?? 0) + 1;
-  if (kind === 'models' && res.status === 200 && modelsFirstS === null) modelsFirstS = (now() - wall0) / 1000;
+  polls[kind].status[status] = (polls[kind].status[status] ?? 0) + 1;
+  if (kind === 'models' && status === 200 && modelsFirstS === null) modelsFirstS = (now() - wall0) / 1000;
 };
 let polling = true;
 const poller = (async () => {
@@ -120,7 +132,7 @@ while (now() - wall0 < args.seconds * 1000) {
 polling = false;
 await poller;
 while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
-const final = await fetch(`${args.url}/api/sessions/${sessionId}/models`);
+const final = await fetch(`${args.url}/api/sessions/${sessionId}/models`, { headers });
 const report = final.ok ? ((await final.json()) as { channels: { drivers: unknown[]; scores: { looR: number | null } | null }[] }) : null;
 const end = (await socket.timeout(60_000).emitWithAck('session:end', encodePayload({ sessionId, seq: ++seq }))) as { error?: unknown };
 if (end.error) errors++;

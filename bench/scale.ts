@@ -27,6 +27,7 @@ import { root, tmpDir } from './support.ts';
 const QUICK = process.env.BENCH_SCALE_QUICK === '1';
 const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? (QUICK ? 60 : 600));
 const TOKEN = 'bench-rig-token';
+const AUTH_TOKEN = 'bench-operator-token';
 const RUNS = QUICK ? [{ channels: 384, images: 200, suffix: '' }] : [{ channels: 384, images: 1000, suffix: '' }, { channels: 1536, images: 500, suffix: '1536' }];
 
 const pct = (xs: number[], p: number) => {
@@ -61,6 +62,7 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   const base = loadConfig(root, { RIG_TOKENS: TOKEN, DEMO: '0', LOG_LEVEL: 'warn' });
   const config = { ...base, dataDir: path.join(dir, 'data'), stimulusDir, compute: { ...base.compute, cacheDir: path.join(dir, 'features') } };
   config.limits = { ...config.limits, maxPayloadBytes: 16 * 1024 * 1024 };
+  config.auth = { ...config.auth, token: AUTH_TOKEN };
   const files = stimuli.map((s) => path.join(stimulusDir, setId, s.file));
   const { f, oursS, plainS } = await features(config, files, dir);
   console.log(`  features: ${(images / oursS).toFixed(1)} images/s (${oursS.toFixed(1)} s) vs plain batched TF.js wasm script ${(images / plainS).toFixed(1)} images/s (${plainS.toFixed(1)} s) -> ${(plainS / oursS).toFixed(2)}x`);
@@ -81,7 +83,7 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   }, 10);
   const outFile = path.join(dir, 'rig.json');
   const argsFile = path.join(dir, 'rig-args.json');
-  fs.writeFileSync(argsFile, JSON.stringify({ url: `http://127.0.0.1:${port}`, token: TOKEN, setId, channels, seconds: SECONDS, stimuli, featuresFile, dim: f.dim, outFile }));
+  fs.writeFileSync(argsFile, JSON.stringify({ url: `http://127.0.0.1:${port}`, token: TOKEN, authToken: AUTH_TOKEN, setId, channels, seconds: SECONDS, stimuli, featuresFile, dim: f.dim, outFile }));
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/scale-rig.ts'), argsFile], { stdio: ['ignore', 'inherit', 'inherit'] });
   const code = await new Promise((r) => child.once('exit', r));
   clearInterval(ticker);

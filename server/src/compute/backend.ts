@@ -14,6 +14,7 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
+import { gpuPackageStatus } from './gpu-package.ts';
 import type { KernelConfig, KernelFunc, TensorInfo, NamedAttrMap, KernelBackend } from '@tensorflow/tfjs-core';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -304,25 +305,36 @@ function patchKernels(): void {
 /** Selects and initialises the backend; returns the one in use. */
 export async function initBackend(choice: BackendChoice = 'auto'): Promise<BackendName> {
   patchKernels();
+  let gpu = 'not tried (COMPUTE_BACKEND=' + choice + ')';
   if (choice === 'auto' || choice === 'tensorflow') {
     try {
       // optional dependency: present only where its install could download libtensorflow
       createRequire(import.meta.url)('@tensorflow/tfjs-node-gpu');
-      if (await tf.setBackend('tensorflow')) return 'tensorflow';
-    } catch {
-      if (choice === 'tensorflow') throw new Error('backend "tensorflow" requested but @tensorflow/tfjs-node-gpu is not installed or does not load');
+      if (await tf.setBackend('tensorflow')) {
+        backendReason = 'tensorflow: @tensorflow/tfjs-node-gpu loaded';
+        return 'tensorflow';
+      }
+      gpu = 'loaded but its backend did not initialise';
+    } catch (e) {
+      gpu = gpuPackageStatus() === 'not installed' ? 'not installed' : `does not load (${(e as Error).message.split('\n')[0]})`;
+      if (choice === 'tensorflow') throw new Error(`backend "tensorflow" requested but @tensorflow/tfjs-node-gpu ${gpu}`);
     }
   }
   if (choice === 'auto' || choice === 'wasm') {
     if (await tf.setBackend('wasm')) {
       await tf.ready();
+      backendReason = `wasm: @tensorflow/tfjs-node-gpu ${gpu}`;
       return 'wasm';
     }
     if (choice === 'wasm') throw new Error('the wasm backend failed to initialise');
   }
   await tf.setBackend('cpu');
   await tf.ready();
+  backendReason = choice === 'cpu' ? 'cpu: requested (COMPUTE_BACKEND=cpu)' : `cpu: wasm did not initialise; @tensorflow/tfjs-node-gpu ${gpu}`;
   return 'cpu';
 }
+
+/** Why the backend of this thread is the one in use, e.g. "wasm: @tensorflow/tfjs-node-gpu not installed" (set by initBackend). */
+export let backendReason = 'not initialised';
 
 export { tf };

@@ -20,6 +20,8 @@ export interface FeatureSet {
   dim: number;
   modelId: string;
   backend: string;
+  /** Why that backend runs, e.g. "wasm: @tensorflow/tfjs-node-gpu not installed". */
+  backendReason?: string;
 }
 
 export interface EncodingState {

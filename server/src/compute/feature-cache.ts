@@ -22,9 +22,13 @@ export function cacheFolder(cacheDir: string, spec: FeatureModelSpec): string {
   return path.join(cacheDir, spec.id.replace(/[^A-Za-z0-9._-]/g, '_'), layer);
 }
 
+/** Images per forward pass: batches amortise the per-call overhead of the graph (a plain script batching 8 ran 2x faster than one at a time). */
+const BATCH = 8;
+
 /**
  * Features (files.length x D, row-major) of image files, from the cache where present, otherwise computed
- * one image at a time and cached. Reports progress after each image.
+ * in batches of 8 (decoding of the next batch overlaps the forward pass) and cached. Reports progress
+ * after each batch.
  */
 export async function computeFeatures(
   model: GraphModel,
@@ -35,29 +39,43 @@ export async function computeFeatures(
 ): Promise<{ features: Float32Array; dim: number }> {
   const folder = cacheFolder(cacheDir, spec);
   fs.mkdirSync(folder, { recursive: true });
-  const rows: Float32Array[] = [];
+  const rows: (Float32Array | null)[] = files.map(() => null);
+  const keys = files.map((f) => path.join(folder, `${imageHash(f)}.f32`));
   let cached = 0;
-  for (let i = 0; i < files.length; i++) {
-    const file = path.join(folder, `${imageHash(files[i])}.f32`);
-    let row: Float32Array;
-    if (fs.existsSync(file)) {
-      const buf = fs.readFileSync(file);
-      row = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-      cached++;
-    } else {
-      const pixels = await loadImage(files[i], spec.inputSize);
-      const out = tf.tidy(() => featuresOf(model, spec, tf.tensor4d(pixels, [1, spec.inputSize, spec.inputSize, 3])));
-      row = out.dataSync() as Float32Array;
-      out.dispose();
-      const tmp = `${file}.tmp`;
+  const missing: number[] = [];
+  keys.forEach((file, i) => {
+    if (!fs.existsSync(file)) return void missing.push(i);
+    const buf = fs.readFileSync(file);
+    rows[i] = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    cached++;
+  });
+  let done = cached;
+  if (cached) onProgress({ done, total: files.length, cached });
+  const size = spec.inputSize;
+  const decode = (idx: number[]) => Promise.all(idx.map((i) => loadImage(files[i], size)));
+  let next = missing.length ? decode(missing.slice(0, BATCH)) : null;
+  for (let b = 0; b < missing.length; b += BATCH) {
+    const idx = missing.slice(b, b + BATCH);
+    const pixels = await next!;
+    next = b + BATCH < missing.length ? decode(missing.slice(b + BATCH, b + 2 * BATCH)) : null;
+    const batch = new Float32Array(idx.length * size * size * 3);
+    pixels.forEach((p, k) => batch.set(p, k * p.length));
+    const out = tf.tidy(() => featuresOf(model, spec, tf.tensor4d(batch, [idx.length, size, size, 3])));
+    const values = (await out.data()) as Float32Array;
+    out.dispose();
+    const dim = values.length / idx.length;
+    idx.forEach((i, k) => {
+      const row = values.slice(k * dim, (k + 1) * dim);
+      rows[i] = row;
+      const tmp = `${keys[i]}.tmp`;
       fs.writeFileSync(tmp, Buffer.from(row.buffer, row.byteOffset, row.byteLength));
-      fs.renameSync(tmp, file);
-    }
-    rows.push(row);
-    onProgress({ done: i + 1, total: files.length, cached });
+      fs.renameSync(tmp, keys[i]);
+    });
+    done += idx.length;
+    onProgress({ done, total: files.length, cached });
   }
   const dim = rows[0]?.length ?? 0;
   const features = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => features.set(r, i * dim));
+  rows.forEach((r, i) => features.set(r!, i * dim));
   return { features, dim };
 }

@@ -7,7 +7,8 @@ import type { ChannelModel, ChannelStats, ModelSnapshot } from '@sharedlens/shar
 import { findDrivers, referenceImage, type DriverRule } from './drivers.ts';
 import type { EncodingConfig, EncodingState } from './encoding.ts';
 import { normalisedScores, pearson, type NeuronStatsState } from './neuron-stats.ts';
-import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, type RidgeBasis } from './ridge.ts';
+import { buildBasis, chosenAlphas, createRidgeState, neuronModel, predict, type NeuronModel, type RidgeBasis } from './ridge.ts';
+import { referenceImages, type ReferenceCache } from './reference-cache.ts';
 
 /** Below this noise ceiling the normalised scores are null unless the rule says otherwise (a ratio over a ceiling near 0 is noise). */
 const MIN_RELIABILITY = 0.1;
@@ -18,8 +19,14 @@ export type ReportRule = DriverRule & { minReliability?: number };
 type CategoryBasis = { basis: RidgeBasis; out: number[] } | null;
 const categoryBases = new WeakMap<EncodingState, { refits: number; bases: Map<number, CategoryBasis> }>();
 
+/** Optional parts of a report: the reference images from a cache (workers/report-worker.ts), each channel's model as computed. */
+export interface ReportExtras {
+  references?: ReferenceCache;
+  onModel?: (c: number, model: NeuronModel) => void;
+}
+
 /** Report of every channel; `channels` are the derived statistics of the same state. */
-export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: ReportRule): ModelSnapshot {
+export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: ReportRule, extras: ReportExtras = {}): ModelSnapshot {
   const base = { sessionId, version: enc.version, featureModel: enc.featureSet.modelId, backend: enc.featureSet.backend, refits: enc.refits };
   const ridge = enc.ridge;
   if (!ridge) return { ...base, channels: channels.map((c) => ({ id: c.id, scores: null, drivers: [], selectivity: null, driverCandidates: 0, driversReason: 'no encoding models yet' })) };
@@ -42,6 +49,7 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
   };
   const out: ChannelModel[] = channels.map((ch, c) => {
     const model = neuronModel(ridge, c, alphaIdx[c]);
+    extras.onModel?.(c, model);
     const measured = Float64Array.from(rows, (s) => stats.mean[s * C + c]);
     const looR = pearson(measured, model.looPredictions);
     const k = ch.preferredCategory ? stats.categories.indexOf(ch.preferredCategory) : -1;
@@ -65,8 +73,10 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
     }
     const prefStimuli = k >= 0 ? rows.filter((s) => stats.catOfStim[s] === k) : [];
     const tests = findDrivers(stats, c, k, rule);
-    const drivers = tests.drivers.map((d) => {
-      const ref = referenceImage(model.weights, features, dim, d.stimulus, prefStimuli);
+    // all of the channel's drivers against its preferred stimuli at once, recomputed only when its readout changed
+    const refs = extras.references ? referenceImages(extras.references, c, model.weights, features, dim, tests.drivers.map((d) => d.stimulus), prefStimuli) : null;
+    const drivers = tests.drivers.map((d, i) => {
+      const ref = refs ? refs[i] : referenceImage(model.weights, features, dim, d.stimulus, prefStimuli);
       return {
         stimulusId: stats.stimuli[d.stimulus].id,
         category: stats.stimuli[d.stimulus].category,

@@ -29,7 +29,7 @@ export function stimulusFeatures(deps: StimulusFeaturesDeps): (setId: string) =>
         : deps.client.features$(set.manifest.stimuli.map((s) => path.join(set.dir, s.file))).pipe(
             tap((e) => e.type === 'progress' && deps.onProgress(setId, e)),
             filter((e) => e.type === 'features'),
-            map((e) => ({ features: e.features, dim: e.dim, modelId: e.modelId, backend: e.backend })),
+            map((e) => ({ features: e.features, dim: e.dim, modelId: e.modelId, backend: e.backend, ...(e.backendReason ? { backendReason: e.backendReason } : {}) })),
             tap((fs) => deps.onReady(setId, fs)),
             catchError((e: Error) => {
               deps.onError(setId, e.message);

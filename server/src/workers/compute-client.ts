@@ -3,7 +3,7 @@
  * go to the first worker; the two maps of a pair are computed at once on two workers (one per core).
  */
 import { Worker } from 'node:worker_threads';
-import { Observable, forkJoin, map } from 'rxjs';
+import { Observable, defer, forkJoin, map, merge, mergeMap } from 'rxjs';
 import type { BackendChoice } from '../compute/backend.ts';
 import type { Config } from '../config.ts';
 import type { FeatureProgress } from '../compute/feature-cache.ts';
@@ -12,7 +12,7 @@ import { normalizePair, type MapOptions, type SideMap } from '../compute/shared-
 
 export type FeatureEvent =
   | ({ type: 'progress' } & FeatureProgress)
-  | { type: 'features'; features: Float32Array; dim: number; backend: string; modelId: string };
+  | { type: 'features'; features: Float32Array; dim: number; backend: string; modelId: string; /** Why that backend, e.g. "wasm: @tensorflow/tfjs-node-gpu not installed". */ backendReason?: string };
 
 export interface ExplainResult {
   /** Display maps, size x size bytes (0-255 on the pair's common scale). */
@@ -74,9 +74,37 @@ export class ComputeClient {
     return slot.worker;
   }
 
-  /** Features of image files (cached on disk), with progress; errors end the stream with the reason. */
+  /**
+   * Features of image files (cached on disk), with progress; errors end the stream with the reason. The
+   * files are split in contiguous parts over the workers (both cores), progress summed over the parts.
+   */
   features$(files: string[]): Observable<FeatureEvent> {
-    return this.request$<FeatureEvent>(this.slots[0], { type: 'features', files }, 'features');
+    const parts = this.slots.length > 1 && files.length >= 16 ? this.slots.length : 1;
+    const per = Math.ceil(files.length / parts);
+    const chunks = Array.from({ length: parts }, (_, k) => files.slice(k * per, (k + 1) * per)).filter((c) => c.length);
+    if (chunks.length === 1) return this.request$<FeatureEvent>(this.slots[0], { type: 'features', files }, 'features');
+    return defer(() => {
+      const progress = chunks.map((c) => ({ done: 0, total: c.length, cached: 0 }));
+      const results: Extract<FeatureEvent, { type: 'features' }>[] = [];
+      return merge(...chunks.map((c, k) => this.request$<FeatureEvent>(this.slots[k], { type: 'features', files: c }, 'features').pipe(map((e) => ({ e, k }))))).pipe(
+        mergeMap(({ e, k }): FeatureEvent[] => {
+          if (e.type === 'features') {
+            results[k] = e;
+            if (results.filter(Boolean).length < chunks.length) return [];
+            const dim = results[0].dim;
+            const features = new Float32Array(files.length * dim);
+            let o = 0;
+            for (const r of results) {
+              features.set(r.features, o);
+              o += r.features.length;
+            }
+            return [{ ...results[0], features }];
+          }
+          progress[k] = { done: e.done, total: e.total, cached: e.cached };
+          return [{ type: 'progress', done: progress.reduce((a, p) => a + p.done, 0), total: files.length, cached: progress.reduce((a, p) => a + p.cached, 0) }];
+        }),
+      );
+    });
   }
 
   /** Both shared-feature maps of a (driver, reference) pair for readout weights `weights`. */

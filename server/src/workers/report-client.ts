@@ -1,0 +1,191 @@
+/**
+ * Main-thread side of the model-report worker (workers/report-worker.ts). After every update of a session
+ * the store asks for a report; at most one job per session is in flight and jobs start at most every
+ * `minIntervalMs`, each built from the latest state (copies of the statistics and of each channel's
+ * chosen-regularisation residuals: O(channels x stimuli), no features). `GET /models`, the dashboard's
+ * snapshots and the map jobs read the latest finished report and its readouts, never computing one.
+ */
+import { Worker } from 'node:worker_threads';
+import type { ModelSnapshot } from '@sharedlens/shared';
+import type { EncodingConfig, EncodingState } from '../compute/encoding.ts';
+import type { ReportRule } from '../compute/model-report.ts';
+import type { NeuronStatsState } from '../compute/neuron-stats.ts';
+import { chosenAlphas } from '../compute/ridge.ts';
+
+/** One report to compute: the statistics without PSTHs, the models' responses and chosen residuals. */
+export interface ReportJob {
+  type: 'report';
+  id: number;
+  sessionId: string;
+  stats: NeuronStatsState;
+  /** The features (S x dim) the first time a session's job is sent, then null (the worker keeps them). */
+  features: Float32Array | null;
+  dim: number;
+  modelId: string;
+  backend: string;
+  version: number;
+  config: EncodingConfig;
+  rule: ReportRule;
+  minWeightCosine: number;
+  model: {
+    rows: number[];
+    refits: number;
+    alphas: number[];
+    /** Chosen regularisation index per channel, its residuals (N x n), the responses (N x n), per-alpha g and losses. */
+    alphaIdx: Int32Array;
+    rChosen: Float64Array;
+    y: Float64Array;
+    g: Float64Array[];
+    loss: Float64Array;
+  } | null;
+}
+
+interface Latest {
+  report: ModelSnapshot;
+  weights: Float32Array;
+  dim: number;
+}
+
+interface SessionSlot {
+  latest: Latest | null;
+  busy: boolean;
+  /** Builds the job from the session's state as it is when the job starts. */
+  next: (() => Omit<ReportJob, 'id' | 'features'> | null) | null;
+  lastStartMs: number;
+  timer: NodeJS.Timeout | null;
+  featuresSent: Float32Array | null;
+}
+
+/** The job of a session's current state, or null before its models exist. O(channels x stimuli) copies. */
+export function reportJob(sessionId: string, stats: NeuronStatsState, enc: EncodingState, config: EncodingConfig, rule: ReportRule, minWeightCosine: number): Omit<ReportJob, 'id' | 'features'> {
+  const ridge = enc.ridge;
+  let model: ReportJob['model'] = null;
+  if (ridge) {
+    const { n, rows, alphas, g } = ridge.basis;
+    const alphaIdx = chosenAlphas(ridge);
+    const rChosen = new Float64Array(ridge.N * n);
+    for (let t = 0; t < ridge.N; t++) rChosen.set(ridge.r[alphaIdx[t]].subarray(t * n, (t + 1) * n), t * n);
+    model = { rows: rows.slice(), refits: enc.refits, alphas, alphaIdx, rChosen, y: ridge.y.slice(), g: g.map((x) => x.slice()), loss: ridge.loss.slice() };
+  }
+  // the PSTH sums (stimuli x channels x bins) are not part of a report
+  const slim: NeuronStatsState = { ...stats, psthSum: [], nStim: stats.nStim.slice(), mean: stats.mean.slice(), m2: stats.m2.slice(), nCat: stats.nCat.slice(), catMean: stats.catMean.slice(), catM2: stats.catM2.slice(), halfSum: [stats.halfSum[0].slice(), stats.halfSum[1].slice()], halfN: [stats.halfN[0].slice(), stats.halfN[1].slice()], recentOnsetsMs: stats.recentOnsetsMs.slice() };
+  return { type: 'report', sessionId, stats: slim, dim: enc.featureSet.dim, modelId: enc.featureSet.modelId, backend: enc.featureSet.backend, version: enc.version, config, rule, minWeightCosine, model };
+}
+
+/** The job's own copies, moved to the thread without another copy (never the session's features). */
+function jobBuffers(job: ReportJob): ArrayBuffer[] {
+  const st = job.stats;
+  const arrays = [st.nStim, st.mean, st.m2, st.nCat, st.catMean, st.catM2, ...st.halfSum, ...st.halfN];
+  if (job.model) arrays.push(job.model.alphaIdx, job.model.rChosen, job.model.y, ...job.model.g, job.model.loss);
+  return arrays.map((a) => a.buffer as ArrayBuffer);
+}
+
+export class ModelReports {
+  private worker: Worker | null = null;
+  private readonly slots = new Map<string, SessionSlot>();
+  private readonly handlers = new Map<number, (msg: { type: string; report?: ModelSnapshot; weights?: Float32Array; recomputed?: number; message?: string }) => void>();
+  private nextId = 1;
+  /** Reports finished, and (channel, driver) reference images computed from scratch, over all sessions. */
+  readonly counts = { reports: 0, referencesRecomputed: 0 };
+
+  /** Readout cosine below which a channel's reference images are recomputed (the map jobs' rule). */
+  readonly minWeightCosine: number;
+
+  constructor(private readonly opts: { minIntervalMs: number; minWeightCosine: number; onError: (message: string) => void }) {
+    this.minWeightCosine = opts.minWeightCosine;
+  }
+
+  private start(): Worker {
+    if (!this.worker) {
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './report-worker.ts' } });
+      w.on('message', (msg: { id: number }) => this.handlers.get(msg.id)?.(msg as never));
+      w.on('error', (e) => {
+        this.worker = null;
+        for (const h of [...this.handlers.values()]) h({ type: 'error', message: `report worker failed: ${e.message}` });
+        for (const s of this.slots.values()) s.featuresSent = null;
+      });
+      w.unref();
+      this.worker = w;
+    }
+    return this.worker;
+  }
+
+  /** Asks for a report of session `sessionId`; `build` is called when the job starts (the latest state then). */
+  request(sessionId: string, features: Float32Array, build: () => Omit<ReportJob, 'id' | 'features'> | null): void {
+    let slot = this.slots.get(sessionId);
+    if (!slot) this.slots.set(sessionId, (slot = { latest: null, busy: false, next: null, lastStartMs: -Infinity, timer: null, featuresSent: null }));
+    slot.next = build;
+    this.pump(sessionId, slot, features);
+  }
+
+  private pump(sessionId: string, slot: SessionSlot, features: Float32Array): void {
+    if (slot.busy || slot.timer || !slot.next) return;
+    const wait = slot.lastStartMs + this.opts.minIntervalMs - Date.now();
+    if (wait > 0) {
+      slot.timer = setTimeout(() => {
+        slot.timer = null;
+        this.pump(sessionId, slot, features);
+      }, wait);
+      slot.timer.unref();
+      return;
+    }
+    const body = slot.next();
+    slot.next = null;
+    if (!body) return;
+    const id = this.nextId++;
+    const sendFeatures = slot.featuresSent !== features;
+    const job: ReportJob = { ...body, id, features: sendFeatures ? features : null };
+    slot.busy = true;
+    slot.lastStartMs = Date.now();
+    this.handlers.set(id, (msg) => {
+      this.handlers.delete(id);
+      slot.busy = false;
+      if (msg.type === 'report' && msg.report && msg.weights) {
+        slot.latest = { report: msg.report, weights: msg.weights, dim: body.dim };
+        this.counts.reports++;
+        this.counts.referencesRecomputed += msg.recomputed ?? 0;
+      } else {
+        slot.featuresSent = null;
+        this.opts.onError(`model report failed: ${msg.message}`);
+      }
+      if (!this.handlers.size) this.worker?.unref();
+      if (this.slots.get(sessionId) === slot) this.pump(sessionId, slot, features);
+    });
+    const w = this.start();
+    w.ref();
+    w.postMessage(job, jobBuffers(job));
+    if (sendFeatures) slot.featuresSent = features;
+  }
+
+  /** The latest finished report of a session, or null before the first. */
+  report(sessionId: string): ModelSnapshot | null {
+    return this.slots.get(sessionId)?.latest?.report ?? null;
+  }
+
+  /** Readout weights of channel `c` in the latest report, or null. */
+  readout(sessionId: string, c: number): Float32Array | null {
+    const l = this.slots.get(sessionId)?.latest;
+    return l ? l.weights.slice(c * l.dim, (c + 1) * l.dim) : null;
+  }
+
+  /** Whether a report is being computed or waiting to start for a session. */
+  pending(sessionId: string): boolean {
+    const s = this.slots.get(sessionId);
+    return !!s && (s.busy || !!s.next);
+  }
+
+  /** Drops a session's reports and the worker's caches for it. */
+  forget(sessionId: string): void {
+    const s = this.slots.get(sessionId);
+    if (s?.timer) clearTimeout(s.timer);
+    this.slots.delete(sessionId);
+    this.worker?.postMessage({ type: 'forget', sessionId });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.slots.values()) if (s.timer) clearTimeout(s.timer);
+    this.slots.clear();
+    await this.worker?.terminate();
+    this.worker = null;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The model-report worker thread: the per-channel report of the encoding models (compute/model-report.ts:
+ * every channel's readout, scores, generalisation test, driver tests and reference images), which grows
+ * with channels x stimuli x features, off the event loop that acknowledges rig events. It keeps per
+ * session the stimulus features (sent once), the reference-image cache (compute/reference-cache.ts) and
+ * the per-category bases, so a report recomputes only what changed.
+ * In: ReportJob (workers/report-client.ts). Out: `{ id, type: 'report', report, weights, recomputed }` or
+ * `{ id, type: 'error', message }`.
+ */
+import { parentPort } from 'node:worker_threads';
+import { modelReport } from '../compute/model-report.ts';
+import { createReferenceCache, type ReferenceCache } from '../compute/reference-cache.ts';
+import { channelStats } from '../compute/neuron-stats.ts';
+import type { EncodingState } from '../compute/encoding.ts';
+import type { RidgeState } from '../compute/ridge.ts';
+import type { ReportJob } from './report-client.ts';
+
+interface SessionCache {
+  features: Float32Array | null;
+  refs: ReferenceCache;
+  /** The models' encoding state as the report sees it; replaced when the basis rows change (the category bases are cached per object). */
+  enc: EncodingState | null;
+  rowsKey: string;
+  xc: Float64Array;
+  xMean: Float64Array;
+}
+
+const sessions = new Map<string, SessionCache>();
+
+/** Centred features of the basis rows and their means (what the fitted basis holds; rebuilt when the rows change). */
+function centred(features: Float32Array, D: number, rows: number[]): { xc: Float64Array; xMean: Float64Array } {
+  const n = rows.length;
+  const xMean = new Float64Array(D);
+  for (const r of rows) for (let d = 0; d < D; d++) xMean[d] += features[r * D + d] / n;
+  const xc = new Float64Array(n * D);
+  rows.forEach((r, i) => {
+    for (let d = 0; d < D; d++) xc[i * D + d] = features[r * D + d] - xMean[d];
+  });
+  return { xc, xMean };
+}
+
+parentPort!.on('message', (job: ReportJob | { type: 'forget'; sessionId: string }) => {
+  if (job.type === 'forget') return void sessions.delete(job.sessionId);
+  try {
+    let s = sessions.get(job.sessionId);
+    if (!s) sessions.set(job.sessionId, (s = { features: null, refs: createReferenceCache(job.minWeightCosine), enc: null, rowsKey: '', xc: new Float64Array(0), xMean: new Float64Array(0) }));
+    if (job.features) s.features = job.features;
+    if (!s.features) throw new Error('report job without the stimulus features');
+    const m = job.model;
+    const featureSet = { features: s.features, dim: job.dim, modelId: job.modelId, backend: job.backend };
+    let ridge: RidgeState | null = null;
+    if (m) {
+      const rowsKey = `${m.refits}|${m.rows.join(',')}`;
+      if (rowsKey !== s.rowsKey || !s.enc) {
+        Object.assign(s, centred(s.features, job.dim, m.rows), { rowsKey });
+        s.enc = null;
+      }
+      const n = m.rows.length;
+      const N = job.stats.C;
+      // only the chosen regularisation's residuals are needed (neuronModel reads them); the others stay empty
+      const r = m.alphas.map(() => new Float64Array(0));
+      for (let t = 0; t < N; t++) {
+        const a = m.alphaIdx[t];
+        if (!r[a].length) r[a] = new Float64Array(N * n);
+        r[a].set(m.rChosen.subarray(t * n, (t + 1) * n), t * n);
+      }
+      ridge = { basis: { rows: m.rows, n, D: job.dim, alphas: m.alphas, xc: s.xc, xMean: s.xMean, g: m.g, k: [], kk: [], h: [] }, N, y: m.y, r, loss: m.loss };
+    }
+    const enc: EncodingState = s.enc ?? { featureSet, ridge, rowOf: new Int32Array(0), pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
+    Object.assign(enc, { featureSet, ridge, version: job.version, refits: m?.refits ?? 0 });
+    s.enc = enc;
+    const D = job.dim;
+    const weights = new Float32Array(job.stats.C * D);
+    const before = s.refs.recomputed;
+    const report = modelReport(job.sessionId, job.stats, enc, channelStats(job.stats), job.config, job.rule, { references: s.refs, onModel: (c, model) => weights.set(model.weights, c * D) });
+    parentPort!.postMessage({ id: job.id, type: 'report', report, weights, recomputed: s.refs.recomputed - before, extended: s.refs.extended }, [weights.buffer]);
+  } catch (e) {
+    parentPort!.postMessage({ id: job.id, type: 'error', message: (e as Error).message });
+  }
+});
