@@ -1,5 +1,6 @@
 /**
- * Configuration: config/default.json, then an optional file named by SHAREDLENS_CONFIG, then environment
+ * Configuration: config/default.json, then an optional file named by SHAREDLENS_CONFIG merged into it key by
+ * key (mergeConfig: a file that sets only compute.model keeps every other default), then environment
  * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, AUTH_TOKEN, ALLOWED_HOSTS, LOG_LEVEL, FSYNC,
  * FEATURES, COMPUTE_BACKEND). Validated at start;
  * every problem is reported with the key that holds it.
@@ -135,6 +136,26 @@ const boolEnv = (v: string, name: string): boolean => {
   throw new ConfigError(`environment ${name}="${v}" is not a boolean (use 1 or 0)`);
 };
 
+/** Settings that are lists of who may connect: a config file replaces them whole, never adds to the defaults. */
+const REPLACED_WHOLE = new Set(['rigTokens', 'auth.users']);
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Deep merge of a config file into the defaults: objects merge key by key, arrays and scalars replace, and
+ * the maps in REPLACED_WHOLE (rig tokens, user accounts) replace as a whole, so the demo rig token never
+ * stays valid beside a lab's own. Example: mergeConfig({ a: { b: 1, c: 2 } }, { a: { c: 3 } }) is
+ * { a: { b: 1, c: 3 } }. Returns a new object.
+ */
+export function mergeConfig(base: Record<string, unknown>, over: Record<string, unknown>, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    out[k] = isPlainObject(v) && isPlainObject(base[k]) && !REPLACED_WHOLE.has(key) ? mergeConfig(base[k], v, key) : v;
+  }
+  return out;
+}
+
 /** Loads and validates the configuration; throws ConfigError with every problem listed. */
 export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env, warn: (message: string) => void = () => {}): Config {
   const read = (file: string): Record<string, unknown> => {
@@ -144,8 +165,12 @@ export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env, w
       throw new ConfigError(`cannot read config ${file}: ${(e as Error).message}`);
     }
   };
-  const raw: Record<string, unknown> = read(path.join(root, 'config', 'default.json'));
-  if (env.SHAREDLENS_CONFIG) Object.assign(raw, read(path.resolve(env.SHAREDLENS_CONFIG)));
+  let raw: Record<string, unknown> = read(path.join(root, 'config', 'default.json'));
+  if (env.SHAREDLENS_CONFIG) {
+    const file = read(path.resolve(env.SHAREDLENS_CONFIG));
+    if (!isPlainObject(file)) throw new ConfigError(`config ${env.SHAREDLENS_CONFIG}: must be a JSON object`);
+    raw = mergeConfig(raw, file);
+  }
   if (env.HOST) raw.host = env.HOST;
   if (env.PORT !== undefined && env.PORT !== '') raw.port = intEnv(env.PORT, 'PORT');
   if (env.DEMO !== undefined && env.DEMO !== '') raw.demo = boolEnv(env.DEMO, 'DEMO');

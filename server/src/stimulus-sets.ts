@@ -1,10 +1,12 @@
 /**
- * Stimulus sets: each subfolder of the stimulus directory with a manifest.json (id, file, category per
- * image). Manifests are validated and every file must exist inside its folder.
+ * Stimulus sets: each subfolder of the stimulus directory with a manifest.json (docs/stimuli.md; its JSON
+ * schema is docs/stimulus-manifest.schema.json). Manifests are validated, every problem named by file,
+ * entry and field, and every file must exist inside its folder.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fieldErrors, stimulusManifestSchema, type StimulusManifest } from '@sharedlens/shared';
+import { z } from 'zod';
+import { SINGLE_CATEGORY, stimulusManifestSchema, type StimulusManifest } from '@sharedlens/shared';
 
 export interface StimulusSet {
   manifest: StimulusManifest;
@@ -27,20 +29,57 @@ export function loadStimulusSets(root: string): { sets: Map<string, StimulusSet>
       problems.push(`${file}: ${(e as Error).message}`);
       continue;
     }
-    const parsed = stimulusManifestSchema.safeParse(raw);
-    if (!parsed.success) {
-      problems.push(`${file}: ${fieldErrors(parsed.error).join('; ')}`);
+    const checked = parseManifest(raw);
+    if ('errors' in checked) {
+      problems.push(`${file}: ${checked.errors.join('; ')}`);
       continue;
     }
-    const missing = parsed.data.stimuli.filter((s) => !fs.existsSync(path.join(dir, s.file)));
+    const missing = checked.manifest.stimuli.filter((s) => !fs.existsSync(path.join(dir, s.file)));
     if (missing.length) {
       problems.push(`${file}: missing image files ${missing.map((s) => s.file).join(', ')}`);
       continue;
     }
-    sets.set(parsed.data.id, { manifest: parsed.data, dir });
+    sets.set(checked.manifest.id, { manifest: checked.manifest, dir });
   }
   return { sets, problems };
 }
+
+/**
+ * Validates a parsed manifest. Each error names the entry and the field, e.g.
+ * `stimuli[3] (id "face-7"), field category: Too small: expected string to have >=1 characters`.
+ * A manifest must give a category for every stimulus or for none.
+ */
+export function parseManifest(raw: unknown): { manifest: StimulusManifest } | { errors: string[] } {
+  const parsed = stimulusManifestSchema.safeParse(raw);
+  const rawStimuli = (raw as { stimuli?: unknown })?.stimuli;
+  const entries = Array.isArray(rawStimuli) ? rawStimuli : [];
+  const errors = parsed.success ? [] : parsed.error.issues.map((i) => manifestIssue(i, entries));
+  const withCategory = entries.filter((s) => s && typeof s === 'object' && 'category' in s).length;
+  if (withCategory > 0 && withCategory < entries.length) {
+    const first = entries.findIndex((s) => !(s && typeof s === 'object' && 'category' in s));
+    errors.push(`${entryName(first, entries)}, field category: missing while ${withCategory} of ${entries.length} stimuli have one (give every stimulus a category, or none)`);
+  }
+  return errors.length || !parsed.success ? { errors } : { manifest: parsed.data };
+}
+
+function entryName(index: number, entries: unknown[]): string {
+  const id = (entries[index] as { id?: unknown } | undefined)?.id;
+  return `stimuli[${index}]${typeof id === 'string' ? ` (id "${id}")` : ''}`;
+}
+
+function manifestIssue(issue: z.core.$ZodIssue, entries: unknown[]): string {
+  const [head, index, ...rest] = issue.path;
+  if (head === 'stimuli' && typeof index === 'number') return `${entryName(index, entries)}, field ${rest.length ? rest.join('.') : '(entry)'}: ${issue.message}`;
+  return `field ${issue.path.length ? issue.path.join('.') : '(manifest)'}: ${issue.message}`;
+}
+
+/** The manifest's JSON schema (draft 2020-12) as a manifest file is written: category optional. */
+export function manifestJsonSchema(): Record<string, unknown> {
+  return { title: 'sharedlens stimulus set manifest (stimuli/<set>/manifest.json)', ...z.toJSONSchema(stimulusManifestSchema, { io: 'input' }) };
+}
+
+/** True when every stimulus of the set has the single category of a set without categories. */
+export const uncategorised = (manifest: StimulusManifest) => manifest.stimuli.every((s) => s.category === SINGLE_CATEGORY);
 
 /** Absolute path of one stimulus image, resolved through the manifest (never from a raw request path). */
 export function stimulusFile(set: StimulusSet, stimulusId: string): string | null {

@@ -111,19 +111,25 @@ export const followupRequestSchema = z
   })
   .refine((r) => !(r.strategy && r.mix), 'give strategy or mix, not both');
 
-/** Stimulus set manifest (stimuli/<setId>/manifest.json). */
+/** Category of every stimulus of a set whose manifest gives none. */
+export const SINGLE_CATEGORY = 'all';
+
+/** Stimulus set manifest (stimuli/<setId>/manifest.json); docs/stimuli.md, docs/stimulus-manifest.schema.json. */
 export const stimulusSchema = z.object({
-  id,
+  id: id.describe('unique within the set; what rigs send in stim:onset'),
   file: z
     .string()
     .min(1)
     .max(256)
-    .refine((f) => !f.includes('..') && !f.startsWith('/') && !f.includes('\\'), 'file must be a plain relative path'),
-  category: id,
-  tags: z.array(z.string().max(64)).optional(),
+    .refine((f) => !f.includes('..') && !f.startsWith('/') && !f.includes('\\'), 'file must be a plain relative path')
+    .describe('image path relative to the manifest\'s folder (any format sharp decodes: PNG, JPEG, WebP, GIF, TIFF, AVIF, SVG)'),
+  category: id
+    .default(SINGLE_CATEGORY)
+    .describe(`stimulus category (e.g. body, face, object); give it for every stimulus or for none (then all are "${SINGLE_CATEGORY}": models, scores and features work, drivers, generalisation and selectivity need two categories)`),
+  tags: z.array(z.string().max(64)).optional().describe('free labels, shown and exported, not used by the statistics'),
 });
 export const stimulusManifestSchema = z.object({
-  id,
+  id: id.describe('the set id; sessions name it in session:start (stimulusSetId)'),
   description: z.string().optional(),
   license: z.string().optional(),
   stimuli: z
