@@ -14,6 +14,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   dashboard: () => import('./dashboard.ts'),
   'closed-loop': () => import('./closed-loop.ts'),
   drivers: () => import('./drivers.ts'),
+  durability: () => import('./durability.ts'),
   scale: () => import('./scale.ts'),
 };
 
