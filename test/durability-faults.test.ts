@@ -13,6 +13,7 @@ import { encodePayload } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
 import { LogWriter, realFileOps, StorageError, type FileOps } from '../server/src/storage/session-log.ts';
 import { checkLog } from '../server/src/storage/log-scan.ts';
+import { precheckBytes } from '../server/src/sources/cheap-checks.ts';
 import { DataDirLockedError, lockDataDir } from '../server/src/storage/data-dir-lock.ts';
 import { dashboardSocket, demoStimuli, getJson, rawRig, root, send, sessionStart, startApp, testConfig, tmpDir, TOKEN, until } from './helpers.ts';
 import { dashboardEvents } from '@sharedlens/shared';
@@ -289,7 +290,10 @@ test('a session over the memory budget is refused with its size; a 4 MiB junk fr
     assert.ok(junk.byteLength > 3.5 * 1024 * 1024 && junk.byteLength <= 4 * 1024 * 1024, `${junk.byteLength} bytes`);
     const j = await send(s, 'counts:binned', junk, true);
     assert.equal(j.error?.code, 'invalid');
-    assert.match(j.error.message, /counts\[0\] is a string, not a number/);
+    assert.match(j.error.message, /more than 100000 values other than numbers/);
+    // the same junk as JSON text is caught after parsing, before the schema
+    const jt = await send(s, 'counts:binned', JSON.stringify({ sessionId: id, seq: 1, startMs: 0, binWidthMs: 1, counts: ['a', 'b'] }), true);
+    assert.match(jt.error.message, /counts\[0\] is a string, not a number/);
     // a fault inside a rig handler and inside a dashboard handler: error answers, the server keeps running
     const get = t.app.store.get.bind(t.app.store);
     t.app.store.get = () => {
@@ -314,4 +318,21 @@ test('a session over the memory budget is refused with its size; a 4 MiB junk fr
   } finally {
     await t.close();
   }
+});
+
+test('the byte-level cheap check passes every well-formed rig payload and stops junk before decoding', () => {
+  const ok = [
+    sessionStart(8192),
+    { sessionId: 's', seq: 1, startMs: 0, binWidthMs: 1, counts: new Uint16Array(1000 * 384) },
+    { sessionId: 's', seq: 2, startMs: 0, binWidthMs: 1, counts: Array.from({ length: 50_000 }, (_, i) => i % 65_536) },
+    { sessionId: 's', seq: 3, trial: 1, responseCounts: [1.5, -2, 1e300, 0], baselineCounts: [0, 0, 0, 0] },
+    { sessionId: 's', seq: 4, trial: 1, reason: 'x'.repeat(300), nested: { a: [null, true, false, -1, -40_000, 2 ** 40, 'é'] } },
+  ];
+  for (const v of ok) assert.equal(precheckBytes(encodePayload(v)), null, JSON.stringify(v).slice(0, 80));
+  assert.match(precheckBytes(encodePayload({ counts: Array.from({ length: 200_000 }, () => 'a') }))!, /more than 100000 values other than numbers/);
+  assert.match(precheckBytes(encodePayload({ a: [[[[[[[[[[1]]]]]]]]]] }))!, /nested deeper than 8 levels/);
+  assert.match(precheckBytes(encodePayload({ s: 'x'.repeat(20_000) }))!, /a string of 20000 bytes/);
+  // truncated or reserved bytes are left to the decoder, which answers malformed
+  assert.equal(precheckBytes(Uint8Array.from([0xdd, 0xff, 0xff, 0xff, 0xff])), null);
+  assert.equal(precheckBytes(Uint8Array.from([0xc1])), null);
 });

@@ -53,3 +53,77 @@ export function precheck(decoded: unknown): string | null {
   }
   return null;
 }
+
+/**
+ * The same limits on the msgpack bytes themselves, before anything is decoded: a walk over the item
+ * headers that allocates nothing (decoding 2 million strings alone takes hundreds of milliseconds).
+ * Returns why the bytes cannot be a rig event, or null (also for bytes the decoder should judge as malformed).
+ */
+export function precheckBytes(b: Uint8Array): string | null {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let pos = 0;
+  let nodes = 0;
+  // items still to read at each open level
+  const stack: number[] = [1];
+  const len = (at: number, n: 1 | 2 | 4): number => (n === 1 ? b[at] : n === 2 ? dv.getUint16(at) : dv.getUint32(at));
+  while (stack.length) {
+    if (stack[stack.length - 1] === 0) {
+      stack.pop();
+      continue;
+    }
+    stack[stack.length - 1]--;
+    if (pos >= b.length) return null;
+    const t = b[pos];
+    let children = 0;
+    let skip = 0;
+    let counted = true;
+    if (t <= 0x7f || t >= 0xe0) {
+      pos += 1;
+      counted = false;
+    } else if (t <= 0x8f) {
+      children = 2 * (t & 0x0f);
+      pos += 1;
+    } else if (t <= 0x9f) {
+      children = t & 0x0f;
+      pos += 1;
+    } else if (t <= 0xbf) {
+      skip = t & 0x1f;
+      pos += 1;
+    } else {
+      switch (t) {
+        case 0xc0: case 0xc2: case 0xc3: pos += 1; counted = false; break;
+        case 0xcc: case 0xd0: pos += 2; counted = false; break;
+        case 0xcd: case 0xd1: pos += 3; counted = false; break;
+        case 0xca: case 0xce: case 0xd2: pos += 5; counted = false; break;
+        case 0xcb: case 0xcf: case 0xd3: pos += 9; counted = false; break;
+        case 0xc4: case 0xd9: if (pos + 2 > b.length) return null; skip = len(pos + 1, 1); pos += 2; break;
+        case 0xc5: case 0xda: if (pos + 3 > b.length) return null; skip = len(pos + 1, 2); pos += 3; break;
+        case 0xc6: case 0xdb: if (pos + 5 > b.length) return null; skip = len(pos + 1, 4); pos += 5; break;
+        case 0xd4: pos += 3; break;
+        case 0xd5: pos += 4; break;
+        case 0xd6: pos += 6; break;
+        case 0xd7: pos += 10; break;
+        case 0xd8: pos += 18; break;
+        case 0xc7: if (pos + 3 > b.length) return null; skip = len(pos + 1, 1); pos += 3; break;
+        case 0xc8: if (pos + 4 > b.length) return null; skip = len(pos + 1, 2); pos += 4; break;
+        case 0xc9: if (pos + 6 > b.length) return null; skip = len(pos + 1, 4); pos += 6; break;
+        case 0xdc: if (pos + 3 > b.length) return null; children = len(pos + 1, 2); pos += 3; break;
+        case 0xdd: if (pos + 5 > b.length) return null; children = len(pos + 1, 4); pos += 5; break;
+        case 0xde: if (pos + 3 > b.length) return null; children = 2 * len(pos + 1, 2); pos += 3; break;
+        case 0xdf: if (pos + 5 > b.length) return null; children = 2 * len(pos + 1, 4); pos += 5; break;
+        default: return null; // 0xc1 (never used): the decoder reports it
+      }
+    }
+    const isString = (t >= 0xa0 && t <= 0xbf) || t === 0xd9 || t === 0xda || t === 0xdb;
+    if (isString && skip > MAX_STRING * 4) return `a string of ${skip} bytes (at most ${MAX_STRING} characters)`;
+    pos += skip;
+    if (counted && ++nodes > MAX_NODES) return `payload holds more than ${MAX_NODES} values other than numbers`;
+    if (children > 0) {
+      if (stack.length >= MAX_DEPTH + 1) return `nested deeper than ${MAX_DEPTH} levels`;
+      // a container claiming more items than bytes left is malformed: the decoder says so
+      if (children > b.length - pos) return null;
+      stack.push(children);
+    }
+  }
+  return null;
+}

@@ -22,7 +22,7 @@ import type { Note } from '../storage/frame-record.ts';
 import type { Runtime, SessionStore } from '../sinks/session-store.ts';
 import type { StimulusSet } from '../stimulus-sets.ts';
 import { applyFrame, checkEvent, createGuard, restoreGuard, saveGuard, sessionMemoryBytes } from './ingest-guard.ts';
-import { precheck } from './cheap-checks.ts';
+import { precheck, precheckBytes } from './cheap-checks.ts';
 import { DamagedLogError } from '../sinks/recorder.ts';
 import { StorageError } from '../storage/session-log.ts';
 import { logFrames$ } from './replay.ts';
@@ -133,6 +133,9 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     if (!(payload instanceof Uint8Array) && !isText) return reject(socket, event, ack, undefined, { code: 'malformed', message: 'payload must be one msgpack-encoded binary argument (or one JSON text argument)' });
     const size = isText ? Buffer.byteLength(payload) : payload.byteLength;
     if (size > deps.limits.maxPayloadBytes) return reject(socket, event, ack, undefined, { code: 'too-large', message: `payload of ${size} bytes exceeds maxPayloadBytes ${deps.limits.maxPayloadBytes}` });
+    // cheap checks first: item counts on the raw bytes, before the decoder builds millions of values
+    const shape = isText ? null : precheckBytes(payload);
+    if (shape) return reject(socket, event, ack, undefined, { code: 'invalid', message: `${event} payload does not match the protocol: ${shape}` });
     let decoded: unknown;
     try {
       decoded = isText ? JSON.parse(payload) : decodePayload(payload);
