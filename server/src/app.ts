@@ -30,6 +30,7 @@ import { modelsRouter } from './http/models.ts';
 import { driverPairsRouter } from './http/driver-pairs.ts';
 import { sessionsRouter } from './http/sessions.ts';
 import { stimuliRouter } from './http/stimuli.ts';
+import { exportsRouter } from './http/exports.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
 import { RidgeWorker } from './workers/ridge-client.ts';
@@ -217,6 +218,7 @@ export function createApp(deps: AppDeps): App {
   app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
   app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
   app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
+  app.use('/api/sessions', exportsRouter({ store, recorder, stimulusSets, pipeline: config.pipeline, about: config.nwb, maps: explanations?.results ?? null, refused, log: logSteering }));
   app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
   app.use(loginPageRouter());

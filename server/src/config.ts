@@ -112,6 +112,8 @@ export const configSchema = z.object({
       driversPerChannel: z.number().int().min(1).max(100),
     }),
   }),
+  /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
+  nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
   sim: z.object({
     channels: z.number().int().min(1).max(8192),
     onMs: z.number().positive(),
