@@ -11,7 +11,8 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { encodePayload } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
-import { LogWriter, realFileOps, StorageError, type FileOps } from '../server/src/storage/session-log.ts';
+import { LogWriter, encodeRecord, realFileOps, StorageError, type FileOps } from '../server/src/storage/session-log.ts';
+import { OfflineStats } from '../server/src/sessions/offline-stats.ts';
 import { checkLog } from '../server/src/storage/log-scan.ts';
 import { precheckBytes } from '../server/src/sources/cheap-checks.ts';
 import { DataDirLockedError, lockDataDir } from '../server/src/storage/data-dir-lock.ts';
@@ -335,4 +336,46 @@ test('the byte-level cheap check passes every well-formed rig payload and stops 
   // truncated or reserved bytes are left to the decoder, which answers malformed
   assert.equal(precheckBytes(Uint8Array.from([0xdd, 0xff, 0xff, 0xff, 0xff])), null);
   assert.equal(precheckBytes(Uint8Array.from([0xc1])), null);
+});
+
+test('offline statistics of a recorded session run in a worker thread, match the live ones (rejections and gaps included) and are cached per log version', async () => {
+  const dataDir = tmpDir();
+  let t = await startApp({ dataDir });
+  const s = await rawRig(t.url);
+  const id = (await send(s, 'session:start', sessionStart(3))).data.sessionId as string;
+  let seq = 0;
+  for (let trial = 0; trial < 6; trial++) {
+    const stim = demoStimuli[trial % 4].id;
+    assert.ok('data' in (await send(s, 'stim:onset', { sessionId: id, seq: ++seq, trial, stimulusId: stim, tMs: trial * 400 + 100 })));
+    assert.ok('data' in (await send(s, 'counts:binned', { sessionId: id, seq: ++seq, startMs: trial * 400, binWidthMs: 1, counts: new Uint16Array(400 * 3).fill(trial % 3) })));
+    assert.ok('data' in (await send(s, 'stim:offset', { sessionId: id, seq: ++seq, trial, stimulusId: stim, tMs: trial * 400 + 300 })));
+  }
+  assert.equal((await send(s, 'stim:offset', { sessionId: id, seq: ++seq, trial: 99, stimulusId: demoStimuli[0].id, tMs: 9999 })).error?.code, 'bad-trial-state');
+  seq++;
+  assert.ok('data' in (await send(s, 'session:end', { sessionId: id, seq: ++seq })));
+  await until(() => t.app.store.get(id)?.latest?.trialsCompleted === 6, 'live trials');
+  const live = (await getJson(`${t.url}/api/sessions/${id}/stats?detail=1`)).body;
+  s.close();
+  await t.close();
+  t = await startApp({ dataDir });
+  try {
+    const offline = (await getJson(`${t.url}/api/sessions/${id}/stats?detail=1`)).body;
+    assert.deepEqual(offline.channels, live.channels);
+    assert.deepEqual(offline.stimuli, live.stimuli);
+    assert.deepEqual(offline.rejected, { 'bad-trial-state': 1 });
+    assert.equal(offline.seqGaps, 1);
+    assert.equal(offline.trialsCompleted, 6);
+  } finally {
+    await t.close();
+  }
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  const stats = new OfflineStats(rec, { psthBinMs: 10 });
+  const [a, b] = await Promise.all([stats.snapshot(id, false), stats.snapshot(id, true)]);
+  assert.equal(a!.trialsCompleted, 6);
+  assert.ok(b!.psth);
+  await stats.snapshot(id, false);
+  assert.equal(stats.runs, 1, 'shared and cached: one worker run');
+  fs.appendFileSync(rec.logFile(id), encodeRecord({ atMs: 1, note: { kind: 'gap', sessionId: id, seq: 100, from: 90, to: 99 } }));
+  assert.equal((await stats.snapshot(id, false))!.seqGaps, 2, 'a new log version is computed again');
+  assert.equal(stats.runs, 2);
 });

@@ -1,10 +1,8 @@
 /** `/api/sessions`: recorded and live sessions, their statistics, channels, and replays of them. */
 import { Router } from 'express';
-import { from, lastValueFrom } from 'rxjs';
 import type { Config } from '../config.ts';
 import { startReplay, type CommandDeps } from '../dashboard-commands.ts';
-import { buildSnapshot } from '../compute/session-snapshot.ts';
-import { sessionPipeline } from '../pipeline/session-pipeline.ts';
+import { OfflineStats } from '../sessions/offline-stats.ts';
 import type { Recorder } from '../sinks/recorder.ts';
 import type { SessionStore } from '../sinks/session-store.ts';
 import { apiError } from './api-error.ts';
@@ -20,6 +18,7 @@ export interface SessionsRouterDeps {
 export function sessionsRouter(deps: SessionsRouterDeps): Router {
   const { store, recorder } = deps;
   const router = Router();
+  const offline = new OfflineStats(recorder, deps.pipeline);
   router.get('/', (_req, res) => {
     res.json(recorder.list().map((m) => ({ ...m, ...(store.get(m.sessionId) ? { state: store.get(m.sessionId)!.state } : {}) })));
   });
@@ -38,11 +37,10 @@ export function sessionsRouter(deps: SessionsRouterDeps): Router {
       }
       const meta = recorder.meta(req.params.id);
       if (!meta) return apiError(res, 404, 'unknown-session', `no session "${req.params.id}"`);
-      // a recorded session that is not loaded: run its log through the pipeline once
-      const { records } = recorder.load(meta.sessionId);
-      const last = await lastValueFrom(from(records.map((r) => r.frame)).pipe(sessionPipeline(deps.pipeline)), { defaultValue: null });
-      if (!last) return apiError(res, 409, 'no-data', 'the session log holds no statistics');
-      res.json(buildSnapshot(last.state, { sessionId: meta.sessionId, startedAt: meta.startedAt, state: meta.state, lastSeq: 0, seqGaps: 0, rejected: {} }, detail));
+      // a recorded session that is not loaded: its log streamed through the pipeline in a worker thread, cached
+      const snap = await offline.snapshot(meta.sessionId, detail);
+      if (!snap) return apiError(res, 409, 'no-data', 'the session log holds no statistics');
+      res.json(snap);
     } catch (e) {
       next(e);
     }
