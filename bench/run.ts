@@ -16,6 +16,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   drivers: () => import('./drivers.ts'),
   durability: () => import('./durability.ts'),
   scale: () => import('./scale.ts'),
+  nwb: () => import('./nwb.ts'),
 };
 
 const wanted = process.argv.slice(2);
