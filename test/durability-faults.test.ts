@@ -15,6 +15,7 @@ import { LogWriter, encodeRecord, realFileOps, StorageError, type FileOps } from
 import { OfflineStats } from '../server/src/sessions/offline-stats.ts';
 import { checkLog } from '../server/src/storage/log-scan.ts';
 import { precheckBytes } from '../server/src/sources/cheap-checks.ts';
+import { applyFrame, createGuard, saveGuard } from '../server/src/sources/ingest-guard.ts';
 import { DataDirLockedError, lockDataDir } from '../server/src/storage/data-dir-lock.ts';
 import { dashboardSocket, demoStimuli, getJson, rawRig, root, send, sessionStart, startApp, testConfig, tmpDir, TOKEN, until } from './helpers.ts';
 import { dashboardEvents } from '@sharedlens/shared';
@@ -378,4 +379,93 @@ test('offline statistics of a recorded session run in a worker thread, match the
   fs.appendFileSync(rec.logFile(id), encodeRecord({ atMs: 1, note: { kind: 'gap', sessionId: id, seq: 100, from: 90, to: 99 } }));
   assert.equal((await stats.snapshot(id, false))!.seqGaps, 2, 'a new log version is computed again');
   assert.equal(stats.runs, 2);
+});
+
+test('resume reads only past the latest checkpoint; the statistics are rebuilt in the background and damage before the checkpoint is logged there', async () => {
+  const dataDir = tmpDir();
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000, checkpointEveryBytes: 2000 });
+  const start = { ...sessionStart(2), countsMode: 'binned' as const };
+  const first = { type: 'session:start' as const, sessionId: 'cp-session', startedAt: new Date().toISOString(), start: start as never, stimuli: demoStimuli };
+  rec.create(first, 1, 'rig1');
+  const guard = createGuard('cp-session', first.start, demoStimuli);
+  let seq = 0;
+  for (let trial = 0; trial < 30; trial++) {
+    const stim = demoStimuli[trial % 4].id;
+    for (const f of [
+      { type: 'stim:onset' as const, sessionId: 'cp-session', seq: ++seq, trial, stimulusId: stim, tMs: trial * 400 + 100 },
+      { type: 'counts:binned' as const, sessionId: 'cp-session', seq: ++seq, startMs: trial * 400, binWidthMs: 1, nBins: 400, counts: new Uint16Array(800).fill(1) },
+      { type: 'stim:offset' as const, sessionId: 'cp-session', seq: ++seq, trial, stimulusId: stim, tMs: trial * 400 + 300 },
+    ]) {
+      rec.append({ atMs: 1, frame: f });
+      applyFrame(guard, f);
+      rec.maybeCheckpoint('cp-session', seq + 1, () => saveGuard(guard));
+    }
+  }
+  rec.close();
+  const cp = rec.checkpoint('cp-session')!;
+  assert.ok(cp && cp.records > 10, 'a checkpoint was written');
+  // damage a record before the checkpoint: resume does not read there, so it goes ahead
+  const file = rec.logFile('cp-session');
+  const buf = fs.readFileSync(file);
+  buf[Math.floor(cp.offset / 2)] ^= 0x01;
+  fs.writeFileSync(file, buf);
+  const t = await startApp({ dataDir });
+  try {
+    const s = await rawRig(t.url);
+    const r = await send(s, 'session:resume', { sessionId: 'cp-session' });
+    assert.equal(r.data?.lastSeq, seq, JSON.stringify(r));
+    assert.ok(t.logs.some((l) => /session reloaded from its log/.test(String(l.msg)) && l.fromCheckpoint === cp.offset));
+    await until(() => t.logs.some((l) => /damage found while rebuilding statistics/.test(String(l.msg))), 'background rebuild reports the damage');
+    assert.ok('data' in (await send(s, 'stim:onset', { sessionId: 'cp-session', seq: seq + 1, trial: 500, stimulusId: demoStimuli[0].id, tMs: 99_000 })));
+    s.close();
+  } finally {
+    await t.close();
+  }
+});
+
+test('a disconnected session left idle closes its file and leaves memory; resume reloads it from disk', async () => {
+  const t = await startApp({ limits: { ...testConfig().limits, idleSessionCloseS: 1 } });
+  try {
+    const s = await rawRig(t.url);
+    const id = (await send(s, 'session:start', sessionStart(2))).data.sessionId as string;
+    assert.ok('data' in (await send(s, 'stim:onset', { sessionId: id, seq: 1, trial: 0, stimulusId: demoStimuli[0].id, tMs: 100 })));
+    s.close();
+    await until(() => !t.app.store.get(id) && !t.app.recorder.isOpen(id), 'idle session closed', 200);
+    assert.equal(t.app.recorder.openCount(), 0);
+    const s2 = await rawRig(t.url);
+    assert.equal((await send(s2, 'session:resume', { sessionId: id })).data.lastSeq, 1);
+    assert.ok('data' in (await send(s2, 'stim:offset', { sessionId: id, seq: 2, trial: 0, stimulusId: demoStimuli[0].id, tMs: 300 })));
+    s2.close();
+  } finally {
+    await t.close();
+  }
+});
+
+test('replays are capped; finished ones are freed when room is needed', async () => {
+  const t = await startApp({ limits: { ...testConfig().limits, maxReplays: 1 } });
+  try {
+    const s = await rawRig(t.url);
+    const id = (await send(s, 'session:start', sessionStart(2))).data.sessionId as string;
+    for (let seq = 1; seq <= 5; seq++) {
+      assert.ok('data' in (await send(s, 'stim:onset', { sessionId: id, seq, trial: seq, stimulusId: demoStimuli[0].id, tMs: seq * 100 })));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const dash = dashboardSocket(t);
+    const ask = (speed: number | 'max') => dash.timeout(5000).emitWithAck(dashboardEvents.sessionReplay, { sessionId: id, speed });
+    const slow = await ask(0.01);
+    assert.ok(slow.data?.replayId);
+    const refused = await ask('max');
+    assert.equal(refused.error?.code, 'invalid');
+    assert.match(refused.error.message, /1 replays are running, the limit \(limits.maxReplays 1\)/);
+    await dash.timeout(5000).emitWithAck(dashboardEvents.replayControl, { replayId: slow.data.replayId, action: 'stop' });
+    const fast = await ask('max');
+    await until(() => t.app.store.get(fast.data.replayId)?.replay?.done, 'fast replay done');
+    const next = await ask('max');
+    assert.ok(next.data?.replayId);
+    assert.equal(t.app.store.get(fast.data.replayId), undefined, 'the finished replay was freed');
+    dash.close();
+    s.close();
+  } finally {
+    await t.close();
+  }
 });

@@ -29,6 +29,8 @@ export interface RecorderOptions {
   minFreeBytes?: number;
   /** File calls of the log writers (tests inject failures). */
   ops?: FileOps;
+  /** Bytes of log between checkpoints of the ingest state (default 32 MiB). */
+  checkpointEveryBytes?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -294,7 +296,7 @@ export class Recorder {
   /** Saves the ingest state as a checkpoint when enough log was written since the last one. */
   maybeCheckpoint(id: string, records: number, state: () => unknown): void {
     const w = this.writers.get(id);
-    if (!w?.lastRecord || w.bytes - (this.checkpointAt.get(id) ?? 0) < CHECKPOINT_EVERY_BYTES) return;
+    if (!w?.lastRecord || w.bytes - (this.checkpointAt.get(id) ?? 0) < (this.opts.checkpointEveryBytes ?? CHECKPOINT_EVERY_BYTES)) return;
     const cp: Checkpoint = { offset: w.bytes, records, lastRecordOffset: w.lastRecord.offset, lastRecordCrc: w.lastRecord.crc, state: state() };
     try {
       writeFileAtomic(path.join(this.dir(id), 'checkpoint.json'), JSON.stringify(cp), false);
