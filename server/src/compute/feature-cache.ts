@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { tf } from './backend.ts';
 import { featuresOf, imageHash, type FeatureModelSpec } from './feature-model.ts';
-import { loadImage } from './image-input.ts';
+import { loadImage, PREPROCESSING_ID } from './image-input.ts';
 
 export interface FeatureProgress {
   done: number;
@@ -18,7 +18,8 @@ export interface FeatureProgress {
 
 /** Folder of one (model, layer) in the cache. */
 export function cacheFolder(cacheDir: string, spec: FeatureModelSpec): string {
-  const layer = crypto.createHash('sha256').update(spec.layer).digest('hex').slice(0, 16);
+  // the input preprocessing is part of the key: features of differently prepared pixels never mix
+  const layer = crypto.createHash('sha256').update(`${spec.layer}|${PREPROCESSING_ID}`).digest('hex').slice(0, 16);
   return path.join(cacheDir, spec.id.replace(/[^A-Za-z0-9._-]/g, '_'), layer);
 }
 
