@@ -3,6 +3,7 @@
  * means and variances, PSTHs per category, drivers with their reference images, readout weights and the
  * shared-feature maps as images. Missing values (a statistic not yet defined) are NaN.
  */
+import type { ModelScores } from '@sharedlens/shared';
 import type { SessionAnalysis } from './session-analysis.ts';
 import { dynamicTable, typed, typedGroup, type H5Group } from './nwb-hdf5.ts';
 
@@ -16,7 +17,8 @@ export function writeAnalysis(f: H5Group, a: SessionAnalysis, notes: string[]): 
   const snap = a.snapshot;
   const C = snap.channels.length;
   const K = snap.categories.length;
-  const scores = a.models?.channels.map((c) => c.scores) ?? new Array(C).fill(null);
+  const scores: (ModelScores | null)[] = a.models?.channels.map((c) => c.scores) ?? new Array<null>(C).fill(null);
+  const gates = a.models?.channels.map((c) => c.selectivity) ?? new Array<null>(C).fill(null);
   dynamicTable(mod, 'channel_statistics', {
     description: `per channel: statistics over ${snap.trialsCompleted} completed trials (${snap.trialsAborted} aborted); category_means columns in the order ${JSON.stringify(snap.categories)}; model columns NaN without a fitted model`,
     n: C,
@@ -32,8 +34,11 @@ export function writeAnalysis(f: H5Group, a: SessionAnalysis, notes: string[]): 
       { name: 'reliability_stimuli', description: 'stimuli behind split_half_r', values: snap.channels.map((c) => c.reliabilityStimuli), dtype: '<i' },
       { name: 'model_alpha', description: 'ridge regularisation of the encoding model', values: scores.map((s) => num(s?.alpha)) },
       { name: 'model_loo_r', description: 'leave-one-stimulus-out correlation of predicted and measured mean responses', values: scores.map((s) => num(s?.looR)) },
-      { name: 'model_loo_r_over_ceiling', description: 'model_loo_r over the noise ceiling', values: scores.map((s) => num(s?.looROverCeiling)) },
+      { name: 'model_normalised_r', description: 'model_loo_r / sqrt(noise ceiling)', values: scores.map((s) => num(s?.normalisedR)) },
+      { name: 'model_fev', description: 'fraction of explainable variance explained, sign(r) r^2 / noise ceiling', values: scores.map((s) => num(s?.fev)) },
       { name: 'model_generalisation_r', description: 'fitted on the preferred category, correlation on out-of-category stimuli', values: scores.map((s) => num(s?.generalisationR)) },
+      { name: 'selectivity_test_p', description: "p-value of the selectivity test that gates the channel's drivers (NaN: not run)", values: gates.map((g) => num(g?.p)) },
+      { name: 'selectivity_test_significant', description: '1 when the selectivity test passed', values: gates.map((g) => (g?.significant ? 1 : 0)), dtype: '<B' },
     ],
   });
   const stimuli = snap.stimuli ?? [];
@@ -101,6 +106,9 @@ function writeDrivers(mod: H5Group, a: SessionAnalysis): void {
       { name: 'mean_response', description: "the driver's mean response", values: rows.map((r) => r.d.meanResponse) },
       { name: 'n_trials', description: "the driver's trials", values: rows.map((r) => r.d.nTrials), dtype: '<i' },
       { name: 'preferred_mean', description: 'mean response to the preferred category', values: rows.map((r) => r.d.preferredMean) },
+      { name: 'statistic', description: "Welch t of the driver's trials against the preferred category's trials", values: rows.map((r) => r.d.statistic) },
+      { name: 'p', description: 'one-sided p-value of that test', values: rows.map((r) => r.d.p) },
+      { name: 'q', description: "Benjamini-Hochberg adjusted p-value among the channel's candidates", values: rows.map((r) => r.d.q) },
       { name: 'reference_id', description: 'the reference image (empty: none)', strings: rows.map((r) => r.d.referenceId ?? '') },
       { name: 'similarity', description: 'readout-weighted cosine similarity of driver and reference features', values: rows.map((r) => num(r.d.similarity)) },
       { name: 'reference_response', description: "the reference's mean response", values: rows.map((r) => num(r.d.referenceResponse)) },
@@ -135,6 +143,7 @@ function writeMaps(mod: H5Group, a: SessionAnalysis): void {
       { name: 'driver_response', description: "the driver's mean response", values: ex.map((e) => e.driverResponse) },
       { name: 'reference_response', description: "the reference's mean response (NaN: none)", values: ex.map((e) => num(e.referenceResponse)) },
       { name: 'model_version', description: 'model version of the readout weights', values: ex.map((e) => e.modelVersion), dtype: '<i' },
+      { name: 'method', description: 'how the maps were computed (compute.maps method/features)', strings: ex.map((e) => e.method ?? '') },
       { name: 'driver_map', description: 'name of the driver map in shared_feature_maps', strings: names.map((n) => n.driver) },
       { name: 'reference_map', description: 'name of the reference map in shared_feature_maps', strings: names.map((n) => n.reference) },
     ],
