@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { encodePayload } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
 import { LogWriter, encodeRecord, realFileOps, StorageError, type FileOps } from '../server/src/storage/session-log.ts';
@@ -184,6 +184,11 @@ test('a flipped bit inside a log: never cut, session damaged with the unreadable
   } finally {
     await t.close();
   }
+  // npm run verify reports it, with the unreadable range, and exits 1
+  const v = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/verify-cli.ts')], { cwd: root, env: { ...process.env, DATA_DIR: dataDir }, encoding: 'utf8' });
+  assert.equal(v.status, 1, v.stderr);
+  assert.match(v.stdout, new RegExp(`${id}\\s+DAMAGED\\s+40 records`));
+  assert.match(v.stdout, /unreadable: seq \d+\.\.\d+ \(bytes \d+-\d+\)/);
 });
 
 test('a truncated meta.json is rebuilt from the log with a log line; the session stays listed', async () => {
