@@ -1,10 +1,12 @@
 /**
  * Encoding models of a session as plain state functions: one ridge model per channel from CNN features
  * of the stimuli to their mean responses (compute/ridge.ts), refreshed after every trial of a stimulus
- * already in the model, and refitted exactly (all observed stimuli) when new stimuli have appeared.
+ * already in the model; a new stimulus is absorbed at its first trial (ridge.ts addRow, milliseconds), and
+ * the exact refit of all observed stimuli runs only once the models doubled in size since the last one
+ * and at the session's end (a consistency check; the first fit is one too).
  */
 import type { NeuronStatsState } from './neuron-stats.ts';
-import { buildBasis, createRidgeState, updateRow, type RidgeState } from './ridge.ts';
+import { addRow, buildBasis, createRidgeState, updateRow, type RidgeState } from './ridge.ts';
 
 export interface EncodingConfig {
   alphas: number[];
@@ -56,6 +58,43 @@ export interface RefitJob {
   N: number;
   /** Mean responses, N x n (neuron-major, basis row order). */
   y: Float64Array;
+  /** Rows to allocate (the set's size: stimuli seen later are added without reallocating). */
+  cap?: number;
+}
+
+/**
+ * What a worker fit asks for when it is done: the responses of its rows now (N x n) and the stimuli
+ * observed since the job (their features, n' x D, and responses, n' x N), which it absorbs before
+ * handing the state back.
+ */
+export interface CatchUp {
+  y: Float64Array;
+  extra: { rows: number[]; features: Float32Array; y: Float64Array };
+}
+
+/** The catch-up of a fitted state with rows `rows` against the statistics now. */
+export function catchUpData(enc: EncodingState, stats: NeuronStatsState, rows: number[]): CatchUp {
+  const inRows = new Set(rows);
+  const extra: number[] = [];
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && !inRows.has(s)) extra.push(s);
+  const { features, dim } = enc.featureSet;
+  const C = stats.C;
+  const x = new Float32Array(extra.length * dim);
+  const y = new Float64Array(extra.length * C);
+  extra.forEach((s, i) => {
+    x.set(features.subarray(s * dim, (s + 1) * dim), i * dim);
+    y.set(stats.mean.subarray(s * C, (s + 1) * C), i * C);
+  });
+  return { y: currentY(stats, rows), extra: { rows: extra, features: x, y } };
+}
+
+/** Applies a catch-up to a fitted state (in the worker): refreshed rows, then the new stimuli absorbed. Returns how many were absorbed. */
+export function applyCatchUp(state: RidgeState, c: CatchUp): number {
+  catchUp(state, c.y);
+  const { D } = state.basis;
+  const N = state.N;
+  c.extra.rows.forEach((s, i) => addRow(state, s, c.extra.features.subarray(i * D, (i + 1) * D), c.extra.y.subarray(i * N, (i + 1) * N)));
+  return c.extra.rows.length;
 }
 
 export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: EncodingConfig): RefitJob | null {
@@ -65,12 +104,12 @@ export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: Encod
   const { features, dim } = enc.featureSet;
   const x = new Float32Array(rows.length * dim);
   rows.forEach((s, i) => x.set(features.subarray(s * dim, (s + 1) * dim), i * dim));
-  return { rows, features: x, D: dim, alphas: cfg.alphas, N: stats.C, y: currentY(stats, rows) };
+  return { rows, features: x, D: dim, alphas: cfg.alphas, N: stats.C, y: currentY(stats, rows), cap: stats.stimuli.length };
 }
 
 /** The work of a refit job: O(n^2 D + alphas x n^3 + alphas x N x n^2). Pure; runs anywhere. */
 export function fitJob(job: RefitJob): RidgeState {
-  const basis = buildBasis(job.features, job.D, job.rows.map((_, i) => i), job.alphas);
+  const basis = buildBasis(job.features, job.D, job.rows.map((_, i) => i), job.alphas, job.cap);
   basis.rows = job.rows;
   return createRidgeState(basis, job.N, job.y);
 }
@@ -123,10 +162,22 @@ export function installRefit(enc: EncodingState, stats: NeuronStatsState, state:
   enc.ridge = state;
   enc.rowOf.fill(-1);
   rows.forEach((s, i) => (enc.rowOf[s] = i));
-  enc.pending = countPending(enc, stats);
+  enc.pending = 0;
   enc.trialsSinceRefit = 0;
   enc.version++;
   enc.refits++;
+  // stimuli observed while the fit ran and not absorbed by it (a worker fit absorbs all but the last few)
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0) absorbStimulus(enc, stats, s);
+  return enc;
+}
+
+/** Adds observed stimulus `s` (not yet a row) to the fitted models: ridge.ts addRow with its features and current means. */
+export function absorbStimulus(enc: EncodingState, stats: NeuronStatsState, s: number): EncodingState {
+  const ridge = enc.ridge!;
+  const { features, dim } = enc.featureSet;
+  addRow(ridge, s, features.subarray(s * dim, (s + 1) * dim), stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
+  enc.rowOf[s] = ridge.basis.n - 1;
+  enc.version++;
   return enc;
 }
 
@@ -136,20 +187,32 @@ export function refit(enc: EncodingState, stats: NeuronStatsState, cfg: Encoding
   return job ? installRefit(enc, stats, fitJob(job)) : enc;
 }
 
-/** Counts a completed trial of stimulus `s` (its means in `stats` already updated): a refresh of its row, or a pending stimulus. */
+/**
+ * Counts a completed trial of stimulus `s` (its means in `stats` already updated): a refresh of its row,
+ * a new stimulus absorbed into the models, or (no models yet) a pending stimulus.
+ */
 export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: number): EncodingState {
   enc.trialsSinceRefit++;
   const row = enc.rowOf[s];
   if (enc.ridge && row >= 0) {
     updateRow(enc.ridge, row, stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
     enc.version++;
-  } else if (stats.nStim[s] === 1) enc.pending++;
+  } else if (enc.ridge) absorbStimulus(enc, stats, s);
+  else if (stats.nStim[s] === 1) enc.pending++;
   return enc;
 }
 
-/** Whether an exact refit is due: stimuli outside the model, and no model yet, or enough trials since the last, or the session's end. */
-export const refitDue = (enc: EncodingState, cfg: EncodingConfig, final: boolean): boolean =>
-  enc.pending > 0 && (final || !enc.ridge || enc.trialsSinceRefit >= cfg.refitEveryTrials);
+/**
+ * Whether an exact refit is due: no models yet and stimuli to fit; or stimuli absorbed since the last
+ * exact fit, at the session's end or once they are as many as the stimuli of that fit (and at least
+ * `refitEveryTrials`): a consistency check whose cost, n^3, is spread over the n stimuli absorbed.
+ */
+export function refitDue(enc: EncodingState, cfg: EncodingConfig, final: boolean): boolean {
+  if (!enc.ridge) return enc.pending > 0;
+  const { n, exactN } = enc.ridge.basis;
+  const absorbed = n - exactN;
+  return absorbed > 0 && (final || absorbed >= Math.max(cfg.refitEveryTrials, exactN));
+}
 
 /**
  * After a completed trial of stimulus `s` (its means in `stats` already updated): refresh the models, or

@@ -1,7 +1,8 @@
 /**
  * Per-neuron ridge regression from stimulus features to mean responses, with the regularisation chosen per
  * neuron by exact leave-one-stimulus-out error (a stimulus never scores a model fitted on it), refreshed
- * after each trial in O(alphas x neurons x stimuli) instead of refitted.
+ * after each trial in O(alphas x neurons x stimuli) instead of refitted, and grown by one stimulus at a
+ * time in O(alphas x stimuli^2 + alphas x neurons x stimuli) instead of refitted.
  *
  * The formulation is scikit-learn's RidgeCV(alphas, alpha_per_target=True, fit_intercept=True) in its
  * "gram" mode: with centred features Xc (S x D),
@@ -9,8 +10,17 @@
  *   direction (the unpenalised intercept);  H_a = Q diag(w_a) Q^T,  g_a = diag(H_a),
  *   dual coefficients c = H_a y_c,  leave-one-out residuals r = c / g_a,  loss_a = |r|^2.
  * A trial moves one stimulus mean y_p by delta; then y_c moves by delta (e_p - 1/S) and r by
- * delta k_ap with k_ap = (H_a[:, p] - mean of H_a's columns) / g_a, precomputed per (alpha, stimulus).
+ * delta k_ap with k_ap = (H_a[:, p] - mean of H_a's columns) / g_a (the means are 0: H_a 1 = 0).
  * So each neuron's residuals and loss are updated with one dot product and one axpy per alpha.
+ *
+ * New stimuli: H_a is also P (Xc Xc^T + a I)^-1 P with P the centring projector, which equals
+ *   H_a = Kinv_a - z_a z_a^T / gamma_a,  Kinv_a = (X0 X0^T + a I)^-1,  z_a = Kinv_a 1,  gamma_a = 1^T z_a
+ * for features X0 centred by ANY fixed vector (the constant direction drops out). So the basis keeps
+ * Kinv_a for X0 = X - xCenter (xCenter: the feature means at the exact fit) and a new stimulus borders it:
+ * with k = X0 x0, v = Kinv k, s = |x0|^2 + a - k.v (block inverse),
+ *   Kinv' = [[Kinv + v v^T / s, -v / s], [-v^T / s, 1 / s]],  z' = [z + v d; -d], d = (v.1 - 1) / s,
+ *   gamma' = gamma + d^2 s,
+ * and every neuron's dual coefficients follow from its old ones with two dot products (addRow).
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 
@@ -20,16 +30,21 @@ export interface RidgeBasis {
   n: number;
   D: number;
   alphas: number[];
-  /** Centred features, n x D row-major, and the feature means. */
+  /** Rows allocated in xc and kinv: stimuli that can be added without reallocating. */
+  cap: number;
+  /** Rows of the exact fit (buildBasis); the rest were added (addRow). */
+  exactN: number;
+  /** Features of the rows minus xCenter, cap x D row-major (the first n rows are used). */
   xc: Float64Array;
+  /** The fixed centring of xc (the feature means at the exact fit), and the feature means of the current rows. */
+  xCenter: Float64Array;
   xMean: Float64Array;
-  /** Per alpha: diag(H_a) (n) and k_a (n x n, row p = k_ap). */
+  /** Per alpha: (X0 X0^T + a I)^-1 (cap x cap, row stride cap), z = Kinv 1 (cap), gamma = 1^T z; H = Kinv - z z^T / gamma. */
+  kinv: Float64Array[];
+  z: Float64Array[];
+  gamma: number[];
+  /** Per alpha: diag(H_a) (cap; the first n are used). */
   g: Float64Array[];
-  k: Float64Array[];
-  /** Per alpha: |k_ap|^2 per row p. */
-  kk: Float64Array[];
-  /** Per alpha: H_a (n x n), for rebuilding residuals from responses. */
-  h: Float64Array[];
 }
 
 export interface RidgeState {
@@ -44,12 +59,16 @@ export interface RidgeState {
   loss: Float64Array;
 }
 
-/** Ridge basis on the feature rows `rows` of `features` (S x D row-major). O(n^2 D + n^3 + alphas x n^3 / 2). */
-export function buildBasis(features: Float64Array | Float32Array, D: number, rows: number[], alphas: number[]): RidgeBasis {
+/**
+ * Ridge basis on the feature rows `rows` of `features` (S x D row-major), with room for `cap` rows
+ * (default: just these). O(n^2 D + n^3 + alphas x n^3 / 2).
+ */
+export function buildBasis(features: Float64Array | Float32Array, D: number, rows: number[], alphas: number[], cap = rows.length): RidgeBasis {
   const n = rows.length;
+  cap = Math.max(cap, n);
   const xMean = new Float64Array(D);
   for (const r of rows) for (let d = 0; d < D; d++) xMean[d] += features[r * D + d] / n;
-  const xc = new Float64Array(n * D);
+  const xc = new Float64Array(cap * D);
   rows.forEach((r, i) => {
     for (let d = 0; d < D; d++) xc[i * D + d] = features[r * D + d] - xMean[d];
   });
@@ -79,9 +98,9 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
     }
   }
   const g: Float64Array[] = [];
-  const k: Float64Array[] = [];
-  const kk: Float64Array[] = [];
-  const h: Float64Array[] = [];
+  const kinv: Float64Array[] = [];
+  const z: Float64Array[] = [];
+  const gamma: number[] = [];
   const qs = new Float64Array(n * n);
   for (const a of alphas) {
     // H = (Q sqrt(W)) (Q sqrt(W))^T
@@ -89,26 +108,28 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
       for (let j = 0; j < n; j++) qs[i * n + j] = j === interceptDim ? 0 : qm.get(i, j) / Math.sqrt(lambda[j] + a);
     }
     const ha = rowGram(qs, n);
-    const ga = Float64Array.from({ length: n }, (_, i) => ha[i * n + i]);
-    const mean = new Float64Array(n);
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) mean[i] += ha[i * n + j] / n;
-    const ka = new Float64Array(n * n);
-    const kka = new Float64Array(n);
-    for (let p = 0; p < n; p++) {
-      let s = 0;
-      for (let i = 0; i < n; i++) {
-        const v = (ha[i * n + p] - mean[i]) / ga[i];
-        ka[p * n + i] = v;
-        s += v * v;
+    // Kinv = (Xc Xc^T + a I)^-1 = H + 1 1^T / (n a): the intercept direction is Xc Xc^T's null direction
+    const ka = new Float64Array(cap * cap);
+    const za = new Float64Array(cap);
+    const ga = new Float64Array(cap);
+    let gm = 0;
+    for (let i = 0; i < n; i++) {
+      let zi = 0;
+      for (let j = 0; j < n; j++) {
+        const v = ha[i * n + j] + 1 / (n * a);
+        ka[i * cap + j] = v;
+        zi += v;
       }
-      kka[p] = s;
+      za[i] = zi;
+      gm += zi;
+      ga[i] = ha[i * n + i];
     }
     g.push(ga);
-    k.push(ka);
-    kk.push(kka);
-    h.push(ha);
+    kinv.push(ka);
+    z.push(za);
+    gamma.push(gm);
   }
-  return { rows, n, D, alphas, xc, xMean, g, k, kk, h };
+  return { rows, n, D, alphas, cap, exactN: n, xc, xCenter: Float64Array.from(xMean), xMean, kinv, z, gamma, g };
 }
 
 /** A A^T for a square n x n row-major A (dot products of rows; symmetric, computed once per half). */
@@ -129,33 +150,35 @@ function rowGram(a: Float64Array, n: number): Float64Array {
 
 /** Fresh state for N neurons with mean responses y (N x n, basis row order). O(alphas x N x n^2). */
 export function createRidgeState(basis: RidgeBasis, N: number, y: Float64Array): RidgeState {
-  const state: RidgeState = {
-    basis,
-    N,
-    y: Float64Array.from(y),
-    r: basis.alphas.map(() => new Float64Array(N * basis.n)),
-    loss: new Float64Array(basis.alphas.length * N),
-  };
+  // y and r as views of buffers with room for cap rows per neuron: addRow widens them in place
+  const room = () => new Float64Array(new ArrayBuffer(8 * N * basis.cap), 0, N * basis.n);
+  const yv = room();
+  yv.set(y.subarray(0, N * basis.n));
+  const state: RidgeState = { basis, N, y: yv, r: basis.alphas.map(room), loss: new Float64Array(basis.alphas.length * N) };
   recomputeResiduals(state);
   return state;
 }
 
 /** Rebuilds every residual and loss exactly from the responses (clears accumulated rounding). */
 export function recomputeResiduals(state: RidgeState): void {
-  const { n, h, g } = state.basis;
+  const { n, cap, kinv, z, gamma, g } = state.basis;
   const yc = new Float64Array(n);
   for (let t = 0; t < state.N; t++) {
     let mean = 0;
     for (let i = 0; i < n; i++) mean += state.y[t * n + i] / n;
     for (let i = 0; i < n; i++) yc[i] = state.y[t * n + i] - mean;
-    h.forEach((ha, a) => {
+    kinv.forEach((ka, a) => {
+      const za = z[a];
+      let zy = 0;
+      for (let i = 0; i < n; i++) zy += za[i] * yc[i];
+      zy /= gamma[a];
       const r = state.r[a];
       let loss = 0;
       for (let i = 0; i < n; i++) {
         let s = 0;
-        const o = i * n;
-        for (let j = 0; j < n; j++) s += ha[o + j] * yc[j];
-        const ri = s / g[a][i];
+        const o = i * cap;
+        for (let j = 0; j < n; j++) s += ka[o + j] * yc[j];
+        const ri = (s - za[i] * zy) / g[a][i];
         r[t * n + i] = ri;
         loss += ri * ri;
       }
@@ -181,30 +204,179 @@ export function recomputeLoss(state: RidgeState): void {
  * residual and loss exactly (up to rounding). Mutates and returns `state`.
  */
 export function updateRow(state: RidgeState, row: number, yNew: ArrayLike<number>): RidgeState {
-  const { n, k, kk } = state.basis;
+  const { n, cap, kinv, z, gamma, g } = state.basis;
   const N = state.N;
   const delta = new Float64Array(N);
   for (let t = 0; t < N; t++) {
     delta[t] = yNew[t] - state.y[t * n + row];
     state.y[t * n + row] = yNew[t];
   }
-  k.forEach((ka, a) => {
-    const kp = ka.subarray(row * n, (row + 1) * n);
-    const kkp = kk[a][row];
+  const kp = new Float64Array(n);
+  kinv.forEach((ka, a) => {
+    // k_ap = H_a[p, :] / g_a, H_a's row p from Kinv's
+    const za = z[a];
+    const ga = g[a];
+    const zp = za[row] / gamma[a];
+    const o = row * cap;
+    let kkp = 0;
+    for (let i = 0; i < n; i++) {
+      const v = (ka[o + i] - zp * za[i]) / ga[i];
+      kp[i] = v;
+      kkp += v * v;
+    }
     const r = state.r[a];
     const loss = state.loss;
     for (let t = 0; t < N; t++) {
       const d = delta[t];
       if (d === 0) continue;
-      const o = t * n;
+      const ot = t * n;
       let dot = 0;
       for (let i = 0; i < n; i++) {
-        dot += r[o + i] * kp[i];
-        r[o + i] += d * kp[i];
+        dot += r[ot + i] * kp[i];
+        r[ot + i] += d * kp[i];
       }
       loss[a * N + t] += 2 * d * dot + d * d * kkp;
     }
   });
+  return state;
+}
+
+/** Doubles the room of a basis (xc, Kinv, z, g) so that more rows can be added. */
+function grow(b: RidgeBasis, cap: number): void {
+  const xc = new Float64Array(cap * b.D);
+  xc.set(b.xc.subarray(0, b.n * b.D));
+  b.xc = xc;
+  b.kinv = b.kinv.map((k) => {
+    const out = new Float64Array(cap * cap);
+    for (let i = 0; i < b.n; i++) out.set(k.subarray(i * b.cap, i * b.cap + b.n), i * cap);
+    return out;
+  });
+  const widen = (x: Float64Array) => {
+    const out = new Float64Array(cap);
+    out.set(x.subarray(0, b.n));
+    return out;
+  };
+  b.z = b.z.map(widen);
+  b.g = b.g.map(widen);
+  b.cap = cap;
+}
+
+/**
+ * An N x m view of the N x n data `a` holds (row layout t n + i), on the same buffer when it has room
+ * (the caller then moves the rows in place, last first), else on a new buffer with room for twice as
+ * many rows holding a copy in the old layout.
+ */
+function widen(a: Float64Array, N: number, n: number, m: number): Float64Array {
+  if (a.byteOffset === 0 && a.buffer.byteLength >= 8 * N * m) return new Float64Array(a.buffer, 0, N * m);
+  const out = new Float64Array(new ArrayBuffer(8 * N * Math.max(2 * m, 8)), 0, N * m);
+  out.set(a.subarray(0, N * n));
+  return out;
+}
+
+/**
+ * Adds stimulus `stimulus` with features `x` (length D) and mean responses `yNew` (length N) to the
+ * models as basis row n: Kinv bordered (block inverse), every neuron's leave-one-out residuals and losses
+ * updated from its old dual coefficients. Equal to a refit on all rows up to rounding. Mutates and
+ * returns `state`. O(n D + alphas x n^2 + alphas x N x n).
+ */
+export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>, yNew: ArrayLike<number>): RidgeState {
+  const b = state.basis;
+  if (b.n + 1 > b.cap) grow(b, Math.max(8, 2 * b.cap));
+  const { n, D, cap } = b;
+  const N = state.N;
+  const m = n + 1;
+  // the new row of X0 and its products with the others
+  const x0 = b.xc.subarray(n * D, m * D);
+  let kappa = 0;
+  for (let d = 0; d < D; d++) {
+    x0[d] = x[d] - b.xCenter[d];
+    kappa += x0[d] * x0[d];
+  }
+  const kv = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    const o = i * D;
+    for (let d = 0; d < D; d++) s += b.xc[o + d] * x0[d];
+    kv[i] = s;
+  }
+  for (let d = 0; d < D; d++) b.xMean[d] += (x[d] - b.xMean[d]) / m;
+  const v = new Float64Array(n);
+  const zNew = new Float64Array(m);
+  const gNew = new Float64Array(m);
+  const yOld = state.y;
+  b.alphas.forEach((a, ai) => {
+    const K = b.kinv[ai];
+    const z = b.z[ai];
+    const gOld = b.g[ai];
+    const gamma = b.gamma[ai];
+    // v = Kinv k, s = kappa + a - k.v (the Schur complement), d = (v.1 - 1) / s
+    let kvv = 0;
+    let v1 = 0;
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      const o = i * cap;
+      for (let j = 0; j < n; j++) s += K[o + j] * kv[j];
+      v[i] = s;
+      kvv += kv[i] * s;
+      v1 += s;
+    }
+    const sch = kappa + a - kvv;
+    const dd = (v1 - 1) / sch;
+    const gammaNew = gamma + dd * dd * sch;
+    for (let i = 0; i < n; i++) zNew[i] = z[i] + v[i] * dd;
+    zNew[n] = -dd;
+    // diag of the new H (the new Kinv diagonal: K_ii + v_i^2 / s, and 1 / s)
+    for (let i = 0; i < n; i++) gNew[i] = K[i * cap + i] + (v[i] * v[i]) / sch - (zNew[i] * zNew[i]) / gammaNew;
+    gNew[n] = 1 / sch - (zNew[n] * zNew[n]) / gammaNew;
+    // every neuron's residuals from its dual coefficients c = r g, rewritten in place in the wider layout
+    // (neuron t's row moves from t n to t m: last neuron first, last element first, nothing is overwritten unread)
+    const r = widen(state.r[ai], N, n, m);
+    for (let t = N - 1; t >= 0; t--) {
+      const ot = t * n;
+      let zy = 0;
+      let vy = 0;
+      for (let i = 0; i < n; i++) {
+        zy += z[i] * yOld[ot + i];
+        vy += v[i] * yOld[ot + i];
+      }
+      const beta = (vy - yNew[t]) / sch;
+      const mu = (zy + dd * beta * sch) / gammaNew;
+      const zg = zy / gamma;
+      const on = t * m;
+      const rn = (-beta - zNew[n] * mu) / gNew[n];
+      let loss = rn * rn;
+      for (let i = n - 1; i >= 0; i--) {
+        // Kinv y from the old coefficients: c + z (z.y) / gamma; then the bordered inverse and the new projection
+        const u = r[ot + i] * gOld[i] + z[i] * zg;
+        const ri = (u + v[i] * beta - zNew[i] * mu) / gNew[i];
+        r[on + i] = ri;
+        loss += ri * ri;
+      }
+      r[on + n] = rn;
+      state.loss[ai * N + t] = loss;
+    }
+    state.r[ai] = r;
+    // Kinv bordered: Kinv + v v^T / s, -v / s, 1 / s
+    for (let i = 0; i < n; i++) {
+      const o = i * cap;
+      const vi = v[i] / sch;
+      for (let j = 0; j < n; j++) K[o + j] += vi * v[j];
+      K[o + n] = -vi;
+      K[n * cap + i] = -vi;
+    }
+    K[n * cap + n] = 1 / sch;
+    z.set(zNew);
+    gOld.set(gNew);
+    b.gamma[ai] = gammaNew;
+  });
+  const y = widen(yOld, N, n, m);
+  for (let t = N - 1; t >= 0; t--) {
+    for (let i = n - 1; i >= 0; i--) y[t * m + i] = y[t * n + i];
+    y[t * m + n] = yNew[t];
+  }
+  state.y = y;
+  b.rows = [...b.rows, stimulus];
+  b.n = m;
   return state;
 }
 

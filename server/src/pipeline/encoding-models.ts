@@ -1,5 +1,5 @@
 import { Subject, connect, endWith, filter, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
-import { countPending, createEncoding, currentY, fitJob, installRefit, observeTrial, refitDue, refitJob, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
+import { catchUpData, countPending, createEncoding, fitJob, installRefit, observeTrial, refitDue, refitJob, type CatchUp, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { StatsUpdate } from './neuron-statistics.ts';
@@ -16,10 +16,11 @@ export interface EncodingModelsOptions {
   config: EncodingConfig;
   /**
    * Exact refits of at least `fromStimuli` stimuli run through `fit$` (a worker thread) while the
-   * refreshes go on; smaller ones run inline (milliseconds). Without it every refit runs inline. `latest`
-   * gives the job's responses as they are now, for catching up in the worker.
+   * refreshes go on; smaller ones run inline (milliseconds). Without it every refit runs inline.
+   * `latest(rows)` gives the responses of those rows as they are now and the stimuli observed since, for
+   * catching up in the worker.
    */
-  offload?: { fit$: (job: RefitJob, latest: () => Float64Array) => Observable<RidgeState>; fromStimuli: number };
+  offload?: { fit$: (job: RefitJob, latest: (rows: number[]) => CatchUp) => Observable<RidgeState>; fromStimuli: number };
 }
 
 type Input =
@@ -54,7 +55,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
         const fitting = new Set<EncodingState>();
         let sourceDone = false;
         const completeWhenIdle = () => sourceDone && fitting.size === 0 && jobs.complete();
-        const fitted$ = jobs.pipe(mergeMap(({ enc, job, stats }) => opts.offload!.fit$(job, () => currentY(stats, job.rows)).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
+        const fitted$ = jobs.pipe(mergeMap(({ enc, job, stats }) => opts.offload!.fit$(job, (rows) => catchUpData(enc, stats, rows)).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
         /** Refits when due: inline, or by posting a job. */
         const refitIfDue = (enc: EncodingState, stats: NeuronStatsState, ended: boolean): void => {
           if (fitting.has(enc) || !refitDue(enc, cfg, ended)) return;

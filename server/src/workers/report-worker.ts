@@ -64,7 +64,8 @@ parentPort!.on('message', (job: ReportJob | { type: 'forget'; sessionId: string 
         if (!r[a].length) r[a] = new Float64Array(N * n);
         r[a].set(m.rChosen.subarray(t * n, (t + 1) * n), t * n);
       }
-      ridge = { basis: { rows: m.rows, n, D: job.dim, alphas: m.alphas, xc: s.xc, xMean: s.xMean, g: m.g, k: [], kk: [], h: [] }, N, y: m.y, r, loss: m.loss };
+      // neuronModel needs the rows' features, g and the residuals; no operators (nothing is refreshed here)
+      ridge = { basis: { rows: m.rows, n, D: job.dim, alphas: m.alphas, cap: n, exactN: n, xc: s.xc, xCenter: s.xMean, xMean: s.xMean, kinv: [], z: [], gamma: [], g: m.g }, N, y: m.y, r, loss: m.loss };
     }
     const enc: EncodingState = s.enc ?? { featureSet, ridge, rowOf: new Int32Array(0), pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
     Object.assign(enc, { featureSet, ridge, version: job.version, refits: m?.refits ?? 0 });

@@ -5,11 +5,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { Observable } from 'rxjs';
-import { fitJob, type RefitJob } from '../compute/encoding.ts';
+import { fitJob, type CatchUp, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 
 /** What the thread sends back for a job (workers/ridge-worker.ts). */
-type WorkerMessage = { type: 'need-y' | 'fitted' | 'error'; state?: RidgeState; message?: string };
+type WorkerMessage = { type: 'need-y' | 'fitted' | 'error'; rows?: number[]; state?: RidgeState; message?: string };
 
 export class RidgeWorker {
   private worker: Worker | null = null;
@@ -32,16 +32,16 @@ export class RidgeWorker {
   }
 
   /**
-   * The fitted state of `job`, caught up in the thread with the responses `latest()` returns when the fit
-   * is done (N x n, the job's rows); the job's arrays are copied to the thread, the result comes back
-   * without a copy.
+   * The fitted state of `job`, caught up in the thread with what `latest(rows)` returns when the fit is
+   * done (the responses of its rows now and the stimuli observed since; asked again while that changes
+   * much); the job's arrays are copied to the thread, the result comes back without a copy.
    */
-  fit$(job: RefitJob, latest: () => Float64Array = () => job.y): Observable<RidgeState> {
+  fit$(job: RefitJob, latest: (rows: number[]) => CatchUp = () => ({ y: job.y, extra: { rows: [], features: new Float32Array(0), y: new Float64Array(0) } })): Observable<RidgeState> {
     return new Observable<RidgeState>((sub) => {
       const id = this.nextId++;
       this.pending.set(id, (msg) => {
         if (msg.type === 'need-y') {
-          this.worker?.postMessage({ id, y: latest() });
+          this.worker?.postMessage({ id, catchUp: latest(msg.rows!) });
           return;
         }
         this.release(id);
