@@ -75,8 +75,24 @@ test('a neuron page, reached from the grid by keyboard, shows its charts and dri
   await page.keyboard.press('Enter');
   await page.waitForSelector('[data-testid="neuron-page"] canvas');
   assert.match(page.url(), /#\/neuron\/ch001$/);
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="neuron-page"] canvas').length === 4, null, { timeout: 20_000 });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="neuron-page"] canvas[role="img"]').length === 4, null, { timeout: 20_000 });
+  // every chart names its axes with units
+  const charts = await page.$$eval('[data-testid="neuron-page"] canvas[role="img"]', (els) => els.map((e) => e.getAttribute('aria-label') ?? ''));
+  assert.match(charts[0], /PSTH per category; y: firing rate \(spikes\/s\); x: time from stimulus onset \(ms\)/);
+  assert.match(charts[1], /hover a bar for its stimulus\); y: response \(spikes\/window\)/);
+  assert.match(charts[2], /y: measured response \(spikes\/window\); x: predicted response \(spikes\/window\)/);
+  assert.match(charts[3], /Model score over the whole session; y: correlation \(r\); x: trials completed/);
+  // opened after the session ended: the score history still covers the whole session
+  const total = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats`)).body.trialsCompleted;
+  const history = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/score-history/ch001`)).body;
+  await page.waitForFunction((n) => Number(document.querySelector('[data-testid="score-history"]')?.getAttribute('data-points')) === n, history.trials.length, { timeout: 20_000 });
+  assert.ok(history.trials.length >= 3 && history.trials.at(-1) >= 0.9 * total, `history from trial ${history.trials[0]} to ${history.trials.at(-1)} of ${total}`);
+  assert.equal(Number(await page.getAttribute('[data-testid="score-history"]', 'data-last-trial')), history.trials.at(-1));
   await page.waitForTimeout(300);
+  // hovering a bar names its stimulus (chart.js tooltip, checked on the screenshot)
+  const bars = (await page.locator('[data-testid="neuron-page"] canvas[role="img"]').nth(1).boundingBox())!;
+  await page.mouse.move(bars.x + bars.width * 0.3, bars.y + bars.height * 0.75);
+  await page.waitForTimeout(200);
   await page.screenshot({ path: path.join(OUT, 'neuron.png'), fullPage: true });
   await page.keyboard.press('ArrowRight');
   await page.waitForFunction(() => location.hash === '#/neuron/ch002');
@@ -104,9 +120,64 @@ test('driver cards show the driver and its reference with both heatmaps on one s
   await page.screenshot({ path: path.join(OUT, 'drivers.png'), fullPage: true });
 });
 
+test('the gallery pages current pairs, enlarges a pair beside its originals, and never asks for the whole manifest or every map', async () => {
+  const asked: string[] = [];
+  const onRequest = (r: { url(): string }) => asked.push(new URL(r.url()).pathname);
+  page.on('request', onRequest);
+  await page.goto(`${t.url}/#/drivers`);
+  await page.waitForFunction(() => document.querySelector('[data-testid="driver-card"]')?.querySelectorAll('canvas[data-testid="heatmap"]').length === 2, null, { timeout: 30_000 });
+  // the page shows what the API lists (map jobs may still finish after the session: the page follows them)
+  const api = await until(async () => {
+    const body = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=200`)).body;
+    const summary = (await page.textContent('[data-testid="pairs-summary"]'))!.replace(/\s+/g, ' ');
+    const cards = await page.locator('[data-testid="driver-card"]').count();
+    return cards === Math.min(24, body.total) && summary.includes(`of ${body.total} current driver pairs · ${body.current} current, ${body.retired} retired`) ? body : null;
+  }, 'the gallery to match the API', 600);
+  // one card per (channel, driver)
+  assert.equal(new Set(api.pairs.map((p: { channelId: string; driverId: string }) => `${p.channelId}/${p.driverId}`)).size, api.total);
+  // the overlay keeps the image visible by default; the colour bar gives the scale; labels are whole
+  assert.equal(await page.locator('canvas[data-testid="heatmap"]').first().evaluate((c) => getComputedStyle(c).opacity), '0.45');
+  assert.match((await page.textContent('[data-testid="colour-bar"]'))!, /shared-feature map.*0.*0\.5.*1/s);
+  const cut = await page.$$eval('[data-testid="driver-card"] figcaption', (els) => els.filter((e) => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1).length);
+  assert.equal(cut, 0);
+  const first = api.pairs[0];
+  assert.ok((await page.textContent('[data-testid="driver-card"] figcaption'))!.includes(`driver ${first.driverId} (${first.driverCategory})`));
+  await page.locator('[data-testid="driver-card"] button.pair').first().click();
+  const big = page.locator('[data-testid="pair-enlarged"]');
+  await big.waitFor();
+  assert.equal(await big.locator('img').count(), 4);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="pair-enlarged"] canvas[data-testid="heatmap"]').length === 2);
+  await page.waitForTimeout(200);
+  await page.screenshot({ path: path.join(OUT, 'drivers-enlarged.png') });
+  await page.keyboard.press('Escape');
+  await big.waitFor({ state: 'detached' });
+  // retired pairs: listed with the reason they no longer hold
+  await page.check('label:has-text("retired pairs") input');
+  await page.waitForFunction(() => /retired driver pairs/.test(document.querySelector('[data-testid="pairs-summary"]')?.textContent ?? ''));
+  const retiredCards = await page.$$eval('[data-testid="driver-card"] footer', (els) => els.map((e) => e.textContent ?? ''));
+  assert.ok(retiredCards.every((f) => /retired: \S/.test(f)), retiredCards.join(' | '));
+  await page.uncheck('label:has-text("retired pairs") input');
+  await page.screenshot({ path: path.join(OUT, 'drivers.png'), fullPage: true });
+  page.off('request', onRequest);
+  assert.ok(!asked.some((p) => /^\/api\/stimuli\/[^/]+$/.test(p)), `manifest asked: ${asked.filter((p) => p.startsWith('/api/stimuli')).join(' ')}`);
+  assert.ok(!asked.some((p) => p.endsWith('/explanations')));
+  const maps = asked.filter((p) => p.includes('/driver-pairs/maps/'));
+  assert.ok(maps.length > 0 && maps.length <= 24 + 2, `${maps.length} map requests`);
+});
+
 test('the follow-up panel asks for suggestions and shows them with thumbnails and reasons', async () => {
   await page.goto(`${t.url}/#/followup`);
   await page.waitForSelector('[data-testid="followup-send"]:not([disabled])', { timeout: 30_000 });
+  // the session the suggestions are for is named
+  assert.match((await page.textContent('[data-testid="followup-target"]'))!, new RegExp(`Suggestions for \\w+ session ${sim.sessionId} \\(rig sim-rig`));
+  // the neuron picker is searchable: a filter, select the shown ones, clear
+  await page.fill('[aria-label="filter neurons"]', 'ch00');
+  assert.equal(await page.locator('[data-testid="neuron-picker"] .options label').count(), 9);
+  await page.click('button:has-text("select 9 shown")');
+  assert.match((await page.textContent('[data-testid="neuron-picker"] legend'))!, new RegExp(`9 of ${C} selected`));
+  await page.click('button:has-text("clear (all neurons)")');
+  await page.fill('[aria-label="filter neurons"]', '');
+  assert.match((await page.textContent('[data-testid="neuron-picker"] legend'))!, new RegExp(`all ${C}`));
   await page.click('[data-testid="followup-send"]');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="followup-item"]').length === 6, null, { timeout: 20_000 });
   const first = await page.textContent('[data-testid="followup-item"]');
@@ -124,6 +195,7 @@ test('the follow-up panel asks for suggestions and shows them with thumbnails an
 test('a replay started from the sessions view reproduces the live view', async () => {
   const live = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/stats`)).body;
   await page.goto(`${t.url}/#/sessions`);
+  assert.equal(await page.locator('label:has-text("replay speed") select').count(), 1);
   await page.selectOption('label:has-text("replay speed") select', 'max');
   await page.locator('[data-testid="recorded-session"]', { hasText: sim.sessionId }).locator('[data-testid="replay-button"]').click();
   await page.waitForFunction(() => location.hash === '#/');
@@ -132,7 +204,36 @@ test('a replay started from the sessions view reproduces the live view', async (
   assert.match((await page.textContent('[data-testid="rig-state"]'))!, /replay/);
   const tiles = await page.$$eval('[data-testid="channel-tile"]', (els) => els.map((e) => /SI (-?\d\.\d\d)/.exec(e.textContent ?? '')?.[1]));
   assert.deepEqual(tiles, live.channels.map((c: { selectivityIndex: number }) => c.selectivityIndex.toFixed(2)));
+  // the replay's controls stay on every view, with the one speed selector
+  for (const view of ['#/', '#/drivers', '#/sessions', '#/followup', '#/neuron/ch002']) {
+    await page.evaluate((h) => (location.hash = h), view);
+    await page.waitForSelector('[data-testid="replay-controls"]');
+    assert.equal(await page.locator('label:has-text("replay speed") select').count(), 1, view);
+  }
+  await page.evaluate(() => (location.hash = '#/'));
   await page.screenshot({ path: path.join(OUT, 'replay.png') });
+});
+
+test('a live session is listed with its trials while it runs; the session clock stops when a session ends', async () => {
+  const stop = new AbortController();
+  const second = runSimRig({ url: t.url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: 4, trials: Infinity, onMs: 100, offMs: 100, abortRate: 0, seed: 8, reconnectAfterTrials: 0, fast: false, signal: stop.signal });
+  await until(() => t.app.store.all().find((rt) => rt.state === 'live' && (rt.latest?.trialsCompleted ?? 0) > 3), 'a live session with trials', 800);
+  const liveId = t.app.store.all().find((rt) => rt.state === 'live')!.id;
+  await page.goto(`${t.url}/#/sessions`);
+  const row = page.locator('[data-testid="recorded-session"]', { hasText: liveId });
+  await row.waitFor();
+  // its trials count up while it runs (cells: session, rig, subject, started, state, channels, trials)
+  await page.waitForFunction((id) => [...document.querySelectorAll('[data-testid="recorded-session"]')].some((r) => r.textContent!.includes(id) && r.children[4].textContent === 'live' && Number(r.children[6].textContent) > 3), liveId, { timeout: 10_000 });
+  assert.ok(!(await page.textContent('main'))!.includes('No sessions yet'));
+  await page.screenshot({ path: path.join(OUT, 'sessions.png') });
+  stop.abort();
+  (await second).client.close();
+  // the first session ended long ago: its clock stands still
+  await page.locator('button.chip', { hasText: `${sim.sessionId} (ended)` }).click();
+  await page.waitForFunction((id) => document.querySelector('[data-testid="session-bar"]')?.textContent?.includes('ended'), sim.sessionId);
+  const clock = await page.textContent('[data-testid="session-clock"]');
+  await page.waitForTimeout(2100);
+  assert.equal(await page.textContent('[data-testid="session-clock"]'), clock);
 });
 
 test('errors the server reports are shown, never a blank page', async () => {

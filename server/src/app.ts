@@ -28,6 +28,7 @@ import { apiError } from './http/api-error.ts';
 import { healthRouter, statusRouter } from './http/health.ts';
 import { modelsRouter } from './http/models.ts';
 import { driverPairsRouter } from './http/driver-pairs.ts';
+import { recordScoreHistory, scoreHistoryRouter } from './http/score-history.ts';
 import { sessionsRouter } from './http/sessions.ts';
 import { stimuliRouter } from './http/stimuli.ts';
 import { exportsRouter } from './http/exports.ts';
@@ -201,6 +202,7 @@ export function createApp(deps: AppDeps): App {
       : null;
   const driverPairs = explanations?.results ?? new Map<string, Map<string, Explanation>>();
 
+  const scoreHistory = recordScoreHistory(store, 500, deps.scheduler);
   app.use(hostGuard(allowedHosts, refused));
   app.use(
     helmet({
@@ -218,7 +220,8 @@ export function createApp(deps: AppDeps): App {
   app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
   app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
   app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
-  app.use('/api/sessions', exportsRouter({ store, recorder, stimulusSets, pipeline: config.pipeline, about: config.nwb, maps: explanations?.results ?? null, refused, log: logSteering }));
+  app.use('/api/sessions', exportsRouter({ store, recorder, dataDir: config.dataDir, stimulusDir: config.stimulusDir, pipeline: config.pipeline, about: config.nwb, maps: explanations?.results ?? null, refused, log: logSteering }));
+  app.use('/api/sessions', scoreHistoryRouter(scoreHistory.histories, store));
   app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
   app.use(loginPageRouter());
@@ -256,6 +259,7 @@ export function createApp(deps: AppDeps): App {
       broadcast.unsubscribe();
       explanations?.sub.unsubscribe();
       rejected.sub.unsubscribe();
+      scoreHistory.sub.unsubscribe();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       store.close();
       recorder.close();

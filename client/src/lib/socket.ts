@@ -18,8 +18,6 @@ export const snapshot = writable<SessionSnapshot | null>(null);
 export const channels = writable<ChannelStats[]>([]);
 export const progress = writable<{ trialsCompleted: number; trialsAborted: number; trialsPerSec: number }>({ trialsCompleted: 0, trialsAborted: 0, trialsPerSec: 0 });
 export const models = writable<ModelSnapshot | null>(null);
-/** Model score history per channel: [trialsCompleted, looR] (bounded). */
-export const scoreHistory = writable<Record<string, [number, number][]>>({});
 /** Counts map pairs announced since the session was picked: the drivers gallery refetches its page when it changes. */
 export const pairsAnnounced = writable(0);
 export const replay = writable<{ replayId: string; position: number; total: number; speed: number | 'max'; paused: boolean; done: boolean } | null>(null);
@@ -28,7 +26,6 @@ export const errors = writable<{ id: number; message: string }[]>([]);
 export const followups = writable<{ origin: string; atMs: number; suggestions: Suggestion[]; notes?: string[] } | null>(null);
 export const featureProgress = writable<{ stimulusSetId: string; done: number; total: number } | null>(null);
 
-const MAX_HISTORY = 300;
 let errorId = 0;
 
 /**
@@ -76,16 +73,6 @@ socket.on(dashboardEvents.modelsUpdated, (m: ModelSnapshot) => {
   if (m.sessionId !== get(watched)) return;
   const prev = get(models);
   models.set(prev ? { ...m, channels: keepUnchanged(prev.channels, m.channels) } : m);
-  const n = get(progress).trialsCompleted;
-  scoreHistory.update((h) => {
-    for (const c of m.channels) {
-      if (c.scores?.looR == null) continue;
-      const list = (h[c.id] ??= []);
-      if (!list.length || list[list.length - 1][0] !== n) list.push([n, c.scores.looR]);
-      if (list.length > MAX_HISTORY) list.splice(0, list.length - MAX_HISTORY);
-    }
-    return h;
-  });
 });
 // the announcement carries no maps: the gallery fetches a page of pairs and the maps of the cards on screen
 socket.on(dashboardEvents.explainReady, (e: { sessionId: string }) => {
@@ -106,7 +93,6 @@ export function watch(sessionId: string): void {
     models.set(null);
     pairsAnnounced.set(0);
     followups.set(null);
-    scoreHistory.set({});
     progress.set({ trialsCompleted: 0, trialsAborted: 0, trialsPerSec: 0 });
   }
   watched.set(sessionId);

@@ -14,6 +14,9 @@ export interface BroadcastOptions {
 /** Quiet time after which the latest state of a session is sent once more, reliably. */
 const SETTLE_MS = 1000;
 
+/** How often the sessions list goes out again while sessions run. */
+const LIST_REFRESH_MS = 2000;
+
 /** Room of the dashboards watching one session. */
 export const watchRoom = (sessionId: string) => `watch:${sessionId}`;
 
@@ -77,7 +80,8 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
     const snap = store.snapshot(rt, false);
     if (snap) to(rt.id, volatile).emit(dashboardEvents.statsSnapshot, snap);
   });
-  const lists = merge(store.changed$)
+  // on every change of the sessions, and every 2 s while trials arrive (the list shows their trial counts)
+  const lists = merge(store.changed$.pipe(map(() => 0)), store.updates$.pipe(throttleTime(LIST_REFRESH_MS, scheduler, { leading: false, trailing: true })))
     .pipe(throttleTime(opts.deltaThrottleMs, scheduler, { leading: true, trailing: true }))
     .subscribe(() => nsp.emit(dashboardEvents.sessionsUpdated, store.all().map((rt) => store.summary(rt))));
   const followups = store.followups$.subscribe((rt) => rt.followups && nsp.to(watchRoom(rt.id)).emit(dashboardEvents.followupSuggested, rt.followups));

@@ -1,0 +1,28 @@
+/** The neuron page's score history: the whole session at an even resolution, bounded. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { addScores, createScoreHistory } from '../server/src/compute/score-history.ts';
+
+const scores = (r: number) => [{ id: 'ch001', scores: { looR: r, normalisedR: r / 0.9 } }, { id: 'ch002', scores: null }];
+
+test('a long session keeps its first and latest points, evenly spaced, within the bound', () => {
+  const h = createScoreHistory(50);
+  for (let v = 1; v <= 1000; v++) addScores(h, v * 3, scores(v / 1000));
+  assert.ok(h.trials.length <= 50 && h.trials.length >= 25, `${h.trials.length} points`);
+  assert.equal(h.trials[0], 3);
+  assert.ok(h.trials[h.trials.length - 1] >= 3000 - 3 * h.stride, `last point at ${h.trials[h.trials.length - 1]} trials`);
+  const gaps = new Set(h.trials.slice(1).map((t, i) => t - h.trials[i]));
+  assert.deepEqual([...gaps], [3 * h.stride]);
+  // the values stay aligned with their trial counts
+  h.trials.forEach((t, i) => assert.equal(h.looR.get('ch001')![i], t / 3 / 1000));
+  assert.ok(h.looR.get('ch002')!.every((v) => v === null));
+});
+
+test('a new model version at the same trial count replaces the last point', () => {
+  const h = createScoreHistory(10);
+  addScores(h, 10, scores(0.1));
+  addScores(h, 10, scores(0.2));
+  addScores(h, 11, scores(0.3));
+  assert.deepEqual(h.trials, [10, 11]);
+  assert.deepEqual(h.looR.get('ch001'), [0.2, 0.3]);
+});
