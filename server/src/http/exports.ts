@@ -11,15 +11,15 @@ import type { Explanation } from '@sharedlens/shared';
 import type { Config } from '../config.ts';
 import type { Recorder } from '../sinks/recorder.ts';
 import type { Runtime, SessionStore } from '../sinks/session-store.ts';
-import type { StimulusSet } from '../stimulus-sets.ts';
-import { exportRecorded } from '../nwb/export-recorded.ts';
+import { exportInWorker } from '../nwb/export-in-worker.ts';
 import { requireOperator, type Refusals } from '../auth/guards.ts';
 import { apiError } from './api-error.ts';
 
 export interface ExportsRouterDeps {
   store: SessionStore;
   recorder: Recorder;
-  stimulusSets: Map<string, StimulusSet>;
+  dataDir: string;
+  stimulusDir: string;
   pipeline: Config['pipeline'];
   about: Config['nwb'];
   /** Shared-feature maps by runtime id (null: maps are off). */
@@ -46,11 +46,12 @@ export function exportsRouter(deps: ExportsRouterDeps): Router {
     const models = rt ? deps.store.models(rt) : null;
     const file = path.join(os.tmpdir(), `sharedlens-export-${process.pid}-${++counter}.nwb`);
     try {
-      const r = await exportRecorded({
-        recorder: deps.recorder,
+      // in a worker thread: the event loop keeps serving rigs and dashboards meanwhile
+      const r = await exportInWorker({
+        dataDir: deps.dataDir,
+        stimulusDir: deps.stimulusDir,
         sessionId: id,
         file,
-        sets: deps.stimulusSets,
         pipeline: deps.pipeline,
         about: deps.about,
         ...(rt && models

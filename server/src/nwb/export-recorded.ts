@@ -5,6 +5,7 @@
  */
 import type { Explanation, Frame } from '@sharedlens/shared';
 import type { Recorder } from '../sinks/recorder.ts';
+import type { RecordSource } from '../sources/replay.ts';
 import type { StimulusSet } from '../stimulus-sets.ts';
 import type { AssembleTrialsOptions } from '../pipeline/assemble-trials.ts';
 import { exportSession, type ExportAbout, type ExportResult } from './export-session.ts';
@@ -22,8 +23,13 @@ export interface RecordedExport {
 }
 
 /** The frames of a recorded session, read from its log as they are consumed. */
-export function* recordedFrames(recorder: Recorder, id: string): Generator<Frame> {
-  const it = recorder.source(id).open(0);
+export function recordedFrames(recorder: Recorder, id: string): Generator<Frame> {
+  return sourceFrames(recorder.source(id));
+}
+
+/** The frames of a log source (notes skipped); the source's end is fixed, so every pass sees the same records. */
+export function* sourceFrames(source: RecordSource): Generator<Frame> {
+  const it = source.open(0);
   try {
     for (let s = it.next(); !s.done; s = it.next()) if ('frame' in s.value) yield s.value.frame;
   } finally {
@@ -35,7 +41,9 @@ export function* recordedFrames(recorder: Recorder, id: string): Generator<Frame
 export async function exportRecorded(o: RecordedExport): Promise<ExportResult> {
   const meta = o.recorder.meta(o.sessionId);
   if (!meta) throw new Error(`no recorded session "${o.sessionId}"`);
-  const frames = () => recordedFrames(o.recorder, o.sessionId);
+  // one source for all three passes: records appended to a live session meanwhile are in none of them
+  const source = o.recorder.source(o.sessionId);
+  const frames = () => sourceFrames(source);
   const snapshot = await statisticsOf(frames(), o.pipeline, { sessionId: meta.sessionId, startedAt: meta.startedAt, state: meta.state });
   const analysis: SessionAnalysis | null = snapshot ? { snapshot, models: o.models?.models ?? null, readouts: o.models?.readouts ?? null, explanations: o.models?.explanations ?? [] } : null;
   const result = await exportSession({ file: o.file, frames, set: o.sets.get(meta.stimulusSetId) ?? null, about: o.about, analysis });
