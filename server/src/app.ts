@@ -103,6 +103,12 @@ export function createApp(deps: AppDeps): App {
         },
       })
     : null;
+  // the features cache warmed as soon as a set is registered (here every set found at start; on rescan the
+  // new ones), so a session on the set finds them ready (a session:start naming a set asks for them too)
+  const warmFeatures = (ids: string[]) => {
+    if (featuresFor) for (const id of ids) featuresFor(id).subscribe();
+  };
+  warmFeatures([...stimulusSets.keys()]);
   const { alphas, refitEveryTrials, minStimuli, minReliability, refitInWorkerFromStimuli } = config.compute;
   const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
   // model reports (readouts, scores, drivers' reference images) in a thread of their own, at most one per session per second
@@ -222,7 +228,7 @@ export function createApp(deps: AppDeps): App {
   app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
   app.use('/api/sessions', exportsRouter({ store, recorder, dataDir: config.dataDir, stimulusDir: config.stimulusDir, pipeline: config.pipeline, about: config.nwb, maps: explanations?.results ?? null, refused, log: logSteering }));
   app.use('/api/sessions', scoreHistoryRouter(scoreHistory.histories, store));
-  app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger }));
+  app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger, onRegistered: warmFeatures }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
   app.use(loginPageRouter());
   const clientDir = deps.clientDir;

@@ -8,6 +8,8 @@ export interface StimuliRouterDeps {
   stimulusDir: string;
   stimulusSets: Map<string, StimulusSet>;
   logger: Logger;
+  /** Called with the ids of sets a rescan registered (the features cache is warmed for them). */
+  onRegistered?: (ids: string[]) => void;
 }
 
 /** Routes under /api/stimuli: list, POST /rescan, one set's manifest, one stimulus image. */
@@ -24,6 +26,7 @@ export function stimuliRouter(deps: StimuliRouterDeps): Router {
     for (const id of added) stimulusSets.set(id, fresh.sets.get(id)!);
     for (const p of fresh.problems) logger.error(`stimulus set skipped: ${p}`);
     if (added.length) logger.info({ added }, 'stimulus sets registered');
+    if (added.length) deps.onRegistered?.(added);
     res.json({ sets: [...stimulusSets.keys()], added, problems: fresh.problems });
   });
   router.get('/:setId', (req, res) => {
