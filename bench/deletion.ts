@@ -10,7 +10,7 @@
 import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
-import { attribution, defaultMapOptions, displayMap, sharedFeatureMaps, type FeatureFn } from '../server/src/compute/shared-feature-maps.ts';
+import { attribution, gradientMapOptions, displayMap, sharedFeatureMaps, type FeatureFn } from '../server/src/compute/shared-feature-maps.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { deletionArea, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
 import { root, tmpDir } from './support.ts';
@@ -31,10 +31,10 @@ export async function run(): Promise<Record<string, unknown>> {
     const maps: Record<string, Float32Array> = {};
     for (const steps of [0, 8]) {
       const tag = steps ? `, integrated gradients ${steps}` : '';
-      maps[`shared map${tag}`] = sharedFeatureMaps(phi, xO, xRef, w, { ...defaultMapOptions, integratedSteps: steps }).driverMap;
+      maps[`shared map${tag}`] = sharedFeatureMaps(phi, xO, xRef, w, { ...gradientMapOptions, integratedSteps: steps }).driverMap;
       const g = attribution(phi, xO, wT, steps);
       maps[`plain gradient${tag}`] = displayMap(g, 0).dataSync() as Float32Array;
-      maps[`plain gradient smoothed ${defaultMapOptions.smoothSigmaPx} px${tag}`] = displayMap(g, defaultMapOptions.smoothSigmaPx).dataSync() as Float32Array;
+      maps[`plain gradient smoothed ${gradientMapOptions.smoothSigmaPx} px${tag}`] = displayMap(g, gradientMapOptions.smoothSigmaPx).dataSync() as Float32Array;
       g.dispose();
     }
     maps.random = Float32Array.from(maps['shared map'], () => r());
@@ -51,7 +51,7 @@ export async function run(): Promise<Record<string, unknown>> {
     baseline: 'plain single-image gradient |J^T w| summed over colour channels, same scenes, same run',
     areaRatioVsPlainGradient: sums['shared map'] / base,
     areaRatioVsRandom: sums['shared map'] / sums.random,
-    areaRatioVsSmoothedGradient: sums['shared map'] / sums[`plain gradient smoothed ${defaultMapOptions.smoothSigmaPx} px`],
+    areaRatioVsSmoothedGradient: sums['shared map'] / sums[`plain gradient smoothed ${gradientMapOptions.smoothSigmaPx} px`],
     sums,
     scenes,
     note: 'lower area = the map finds what drives the neuron faster; ratios below 1 favour the shared map',

@@ -13,7 +13,7 @@ import { loadImage } from '../server/src/compute/image-input.ts';
 import { sharedFeatureMaps } from '../server/src/compute/shared-feature-maps.ts';
 import { lastValueFrom } from 'rxjs';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { defaultMapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { demoStimuli, root, tmpDir } from './support.ts';
 
 const REPEATS = Number(process.env.BENCH_MAPS_REPEATS ?? 9);
@@ -52,7 +52,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const workerTimes: number[] = [];
   for (let k = 0; k <= REPEATS; k++) {
     const t0 = performance.now();
-    await lastValueFrom(client.explain$(file(k), file(k + 30), w, defaultMapOptions, known(k, k + 30)));
+    await lastValueFrom(client.explain$(file(k), file(k + 30), w, gradientMapOptions, known(k, k + 30)));
     if (k > 0) workerTimes.push((performance.now() - t0) / 1000);
   }
   await client.close();

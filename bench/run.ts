@@ -11,10 +11,11 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   ridge: () => import('./ridge.ts'),
   maps: () => import('./maps.ts'),
   deletion: () => import('./deletion.ts'),
+  'maps-quality': () => import('./maps-quality.ts'),
   dashboard: () => import('./dashboard.ts'),
   'closed-loop': () => import('./closed-loop.ts'),
-  drivers: () => import('./drivers.ts'),
   durability: () => import('./durability.ts'),
+  drivers: () => import('./drivers.ts'),
   scale: () => import('./scale.ts'),
   nwb: () => import('./nwb.ts'),
 };

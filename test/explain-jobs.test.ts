@@ -12,7 +12,7 @@ import type { DriverInfo, Explanation, ModelSnapshot } from '@sharedlens/shared'
 import { scheduleExplanations } from '../server/src/sinks/explain-jobs.ts';
 import type { Runtime, SessionStore } from '../server/src/sinks/session-store.ts';
 import type { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { defaultMapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts';
 
 const D = 8;
 const driver = (id: string, ref: string): DriverInfo => ({ stimulusId: id, category: 'object', meanResponse: 5, nTrials: 4, preferredMean: 2, statistic: 4, df: 6, p: 0.001, q: 0.01, referenceId: ref, similarity: 0.5, referenceResponse: 3 });
@@ -42,7 +42,7 @@ function setup(perChannel = 2) {
     imageFile: (_set, id) => `${id}.png`,
     emit: (e) => emitted.push(e),
     log: (_level, msg, fields) => logs.push({ msg, ...fields }),
-    options: defaultMapOptions,
+    options: gradientMapOptions,
     intervalMs: 1000,
     minWeightCosine: 0.98,
     maxQueue: 16,

@@ -4,10 +4,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
-import { attribution, displayMap, sharedFeatureMaps, sharedVector, type FeatureFn } from '../server/src/compute/shared-feature-maps.ts';
+import { BLANK, attribution, displayMap, featureMoments, graphFeatureFn, rawMap, sharedFeatureMaps, sharedVector, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { loadImage } from '../server/src/compute/image-input.ts';
+import { meanIn, plantedNeurons, plantedScenes, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { A, B, SIZE, deletionArea, massIn, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
-import { root, tmpDir } from './helpers.ts';
+import { demoStimuli, root, testConfig, tmpDir } from './helpers.ts';
 
 let phi: FeatureFn;
 const images = path.join(root, 'stimuli/demo/images');
@@ -109,4 +111,88 @@ test('map jobs leave no tensors and no wasm heap growth behind (hours of jobs in
   }
   assert.deepEqual(new Set(tensors.slice(1)).size, 1, `tensors per job: ${tensors}`);
   assert.equal(sizes[5], sizes[2], `wasm heap after jobs: ${sizes.map((s) => (s / 1e6).toFixed(0)).join(' ')} MB`);
+});
+
+test("the 'layer' map is the activation's change from the blank screen times the finite-difference gradient of <v, phi> at the layer, positive part, summed over channels", () => {
+  const r = mulberry32(5);
+  const w1 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 3 * 4 }, () => r() - 0.5), [3, 3, 3, 4]);
+  const w2 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 4 * 6 }, () => r() - 0.5), [3, 3, 4, 6]);
+  // stride 1 'same' below the cut: the layer has the image's size, so the resize is the identity
+  const lower = (x: tf.Tensor4D) => tf.tidy(() => tf.relu6(tf.conv2d(x, w1, 1, 'same')) as tf.Tensor4D);
+  const upper = (a: tf.Tensor4D) => tf.tidy(() => tf.mean(tf.relu6(tf.conv2d(a, w2, 2, 'same')), [1, 2]) as tf.Tensor2D);
+  const small: FeatureFn = Object.assign((x: tf.Tensor4D) => tf.tidy(() => upper(lower(x))), { split: () => ({ lower, upper }) });
+  const x = tf.tensor4d(Float32Array.from({ length: 10 * 10 * 3 }, () => r()), [1, 10, 10, 3]);
+  const v = Float32Array.from({ length: 6 }, () => r() - 0.3);
+  const map = rawMap(small, x, tf.tensor1d(v), { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 0, method: 'layer', layer: 'cut' }).dataSync();
+  const a = lower(x);
+  const av = Float64Array.from(a.dataSync());
+  // against the blank screen: the layer's activation to a plain grey image
+  const a0 = lower(tf.fill(x.shape, BLANK) as tf.Tensor4D).dataSync();
+  const f = (vals: Float64Array) => tf.tidy(() => tf.sum(tf.mul(upper(tf.tensor4d(Float32Array.from(vals), a.shape as [number, number, number, number])), tf.tensor1d(v))).dataSync()[0]);
+  const eps = 1e-2;
+  let checked = 0;
+  let positive = 0;
+  for (let p = 0; p < 100; p += 7) {
+    let expected = 0;
+    for (let c = 0; c < 4; c++) {
+      const i = p * 4 + c;
+      const up = Float64Array.from(av);
+      const down = Float64Array.from(av);
+      up[i] += eps;
+      down[i] -= eps;
+      expected += (av[i] - a0[i]) * ((f(up) - f(down)) / (2 * eps));
+    }
+    assert.ok(Math.abs(Math.max(0, expected) - map[p]) < 2e-3 * (1 + Math.abs(expected)), `pixel ${p}: ${map[p]} vs finite differences ${expected}`);
+    checked++;
+    if (map[p] > 1e-4) positive++;
+  }
+  assert.ok(checked === 15 && positive >= 3, `${positive} of ${checked} pixels checked carry map mass`);
+  tf.dispose([w1, w2, x, a]);
+});
+
+/** The default map method (config/default.json's compute.maps) with the demo set's feature moments, as the server runs it. */
+async function defaultMethod(): Promise<{ phiSplit: FeatureFn; opts: MapOptions }> {
+  const spec = ensureDefaultModel(tmpDir());
+  const model = await loadModel(spec);
+  const phiSplit = graphFeatureFn(model, spec);
+  const rows: number[] = [];
+  for (const s of demoStimuli) {
+    const x = tf.tensor4d(await loadImage(path.join(root, 'stimuli/demo', s.file), 224), [1, 224, 224, 3]);
+    rows.push(...tf.tidy(() => phiSplit(x).dataSync()));
+    x.dispose();
+  }
+  const m = featureMoments(rows, rows.length / demoStimuli.length);
+  const c = testConfig().compute.maps;
+  return { phiSplit, opts: { positiveOnly: c.positiveOnly, integratedSteps: c.integratedSteps, smoothSigmaPx: c.smoothSigmaPx, method: c.method, features: c.features, layer: c.layer, smoothSamples: c.smoothSamples, featureMean: m.mean, featureSd: m.sd } };
+}
+
+test('sanity checks on planted scenes: randomising the readout changes the default map; two neurons on one pair point at their own parts', async () => {
+  const { phiSplit, opts } = await defaultMethod();
+  const scenes = plantedScenes(demoStimuli, 4);
+  const r = mulberry32(15);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const corr = { random: [] as number[], ones: [] as number[] };
+  let own = 0;
+  const report: string[] = [];
+  for (const s of scenes) {
+    const { xO, xRef } = await sceneImages(path.join(root, 'stimuli/demo'), s);
+    const n = await plantedNeurons(phiSplit, path.join(root, 'stimuli/demo'), s);
+    const side = (w: Float32Array, which: 'driver' | 'reference') => sideMap(phiSplit, xO, xRef, w, opts, which).map;
+    const dP = side(n.nP, 'driver');
+    corr.random.push(rankCorrelation(dP, side(Float32Array.from({ length: n.nP.length }, gauss), 'driver')));
+    corr.ones.push(rankCorrelation(dP, side(new Float32Array(n.nP.length).fill(1), 'driver')));
+    // each neuron's map has more mass per area on its own part than on the other neuron's part, in both images
+    const maps = { P: [dP, side(n.nP, 'reference')], Q: [side(n.nQ, 'driver'), side(n.nQ, 'reference')] };
+    for (const [mine, other] of [['P', 'Q'], ['Q', 'P']] as const)
+      for (const [k, boxes] of [s.driverBoxes, s.referenceBoxes].entries()) {
+        const ratio = meanIn(maps[mine][k], boxes[mine]) / Math.max(1e-12, meanIn(maps[mine][k], boxes[other]));
+        if (ratio > 1) own++;
+        report.push(ratio.toFixed(2));
+      }
+    tf.dispose([xO, xRef]);
+  }
+  const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+  assert.ok(median(corr.random) < 0.5, `rank correlation with random readouts ${corr.random.map((c) => c.toFixed(2))}`);
+  assert.ok(median(corr.ones) < 0.6, `rank correlation with all-ones readouts ${corr.ones.map((c) => c.toFixed(2))}`);
+  assert.ok(own >= 12, `own part over the other neuron's part, per neuron and image: ${report.join(' ')}`);
 });

@@ -161,6 +161,7 @@ export function createApp(deps: AppDeps): App {
     store,
     recorder,
     log: (msg, fields) => logger.warn(fields, msg),
+    maxReplays: config.limits.maxReplays,
     // asked from the dashboard: recorded in a live session's log (replays only show them) and pushed to its rig
     followups: (rt, body, by) => {
       const r = suggestFollowups(followupDeps, rt, body as unknown as FollowupAsk);
@@ -172,7 +173,6 @@ export function createApp(deps: AppDeps): App {
         rt.followups = frame;
         store.followups$.next(rt);
       }
-    maxReplays: config.limits.maxReplays,
       const sentToRig = rt.kind === 'live' ? pushToRig(rt.id, dashboardEvents.followupSuggested, { sessionId: rt.id, suggestions: r.suggestions }) : 0;
       logger.info({ sessionId: rt.id, count: r.suggestions.length, sentToRig, by }, 'follow-up suggestions from the dashboard');
       return { data: { suggestions: r.suggestions, notes: r.notes, sentToRig } };
@@ -199,7 +199,8 @@ export function createApp(deps: AppDeps): App {
           // without the maps: the gallery fetches them as PNG for the cards on screen (issue 16)
           emit: ({ driverMap: _d, referenceMap: _r, ...meta }) => dashboard.to(watchRoom(meta.sessionId)).emit(dashboardEvents.explainReady, meta),
           log: (level, msg, fields) => logger[level](fields, msg),
-          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx },
+          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx, method: mapsCfg.method, features: mapsCfg.features, layer: mapsCfg.layer, smoothSamples: mapsCfg.smoothSamples },
+          perChannel: mapsCfg.driversPerChannel,
           intervalMs: mapsCfg.intervalMs,
           minWeightCosine: mapsCfg.minWeightCosine,
           maxQueue: mapsCfg.maxQueue,
@@ -207,8 +208,8 @@ export function createApp(deps: AppDeps): App {
         })
       : null;
   const driverPairs = explanations?.results ?? new Map<string, Map<string, Explanation>>();
-
   const scoreHistory = recordScoreHistory(store, 500, deps.scheduler);
+
   app.use(hostGuard(allowedHosts, refused));
   app.use(
     helmet({
@@ -226,9 +227,9 @@ export function createApp(deps: AppDeps): App {
   app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
   app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
   app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
-  app.use('/api/sessions', exportsRouter({ store, recorder, dataDir: config.dataDir, stimulusDir: config.stimulusDir, pipeline: config.pipeline, about: config.nwb, maps: explanations?.results ?? null, refused, log: logSteering }));
   app.use('/api/sessions', scoreHistoryRouter(scoreHistory.histories, store));
-  app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger, onRegistered: warmFeatures }));
+  app.use('/api/sessions', exportsRouter({ store, recorder, dataDir: config.dataDir, stimulusDir: config.stimulusDir, pipeline: config.pipeline, about: config.nwb, maps: explanations?.results ?? null, refused, log: logSteering }));
+  app.use('/api/stimuli', stimuliRouter({ stimulusDir: config.stimulusDir, stimulusSets, logger, refused, onRegistered: warmFeatures }));
   app.use('/api', (req, res) => apiError(res, 404, 'not-found', `no API route ${req.method} ${req.path}`));
   app.use(loginPageRouter());
   const clientDir = deps.clientDir;
@@ -264,8 +265,8 @@ export function createApp(deps: AppDeps): App {
     close: async () => {
       broadcast.unsubscribe();
       explanations?.sub.unsubscribe();
-      rejected.sub.unsubscribe();
       scoreHistory.sub.unsubscribe();
+      rejected.sub.unsubscribe();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       store.close();
       recorder.close();

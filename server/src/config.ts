@@ -110,6 +110,14 @@ export const configSchema = z.object({
       maxQueue: z.number().int().min(1),
       /** Maps are computed for this many of each channel's strongest drivers. */
       driversPerChannel: z.number().int().min(1).max(100),
+      /** How a map is computed from the shared vector (docs/compute.md, maps; bench/maps-quality.ts chose the default). */
+      method: z.enum(['gradient', 'signed', 'gradientInput', 'integrated', 'smoothgrad', 'layer']),
+      /** Features in the shared vector: raw, centred on the stimulus set's mean, or standardised. */
+      features: z.enum(['raw', 'centred', 'standardised']),
+      /** Graph node of the layer for method 'layer' (a 4-D layer of the feature model). */
+      layer: z.string().min(1),
+      /** Noisy copies for method 'smoothgrad'. */
+      smoothSamples: z.number().int().min(1).max(256),
     }),
   }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */

@@ -12,8 +12,9 @@
  * - 'integrated': integrated gradients from a grey baseline (positive part); 'smoothgrad': |mean S| over
  *   noisy copies of the image (Smilkov et al. 2017);
  * - 'layer': the same vector-Jacobian product taken at a mid-level convolutional layer A (H' x W' x C),
- *   sum over channels of A (.) dA, positive part, resized to the image (Grad-CAM's weighting, Selvaraju et
- *   al. 2017, with the shared vector v as the target).
+ *   sum over channels of (A - A_blank) (.) dA, positive part, resized to the image (gradient x input at the
+ *   layer against the blank grey screen; Grad-CAM's weighting, Selvaraju et al. 2017, with the shared
+ *   vector v as the target).
  * Features (`MapOptions.features`): 'raw' as above; 'centred' v = w (.) (phi_o - mu) (.) (phi_ref - mu) with
  * mu the stimulus set's mean feature; 'standardised' the same over the set's SD per dimension (w in the
  * units of standardised features).
@@ -23,6 +24,7 @@
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { inputGradientOnly, tf } from './backend.ts';
 import { weightedCosine } from './drivers.ts';
+import { GREY } from './image-input.ts';
 import type { FeatureModelSpec } from './feature-model.ts';
 
 export type MapMethod = 'gradient' | 'signed' | 'gradientInput' | 'integrated' | 'smoothgrad' | 'layer';
@@ -47,21 +49,32 @@ export interface MapOptions {
   featureSd?: ArrayLike<number>;
 }
 
-export const defaultMapOptions: MapOptions = { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 };
+/** The pixel-gradient display used before issue 15 (method 'gradient'); the server's default is config compute.maps. */
+export const gradientMapOptions: MapOptions = { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2, method: 'gradient' };
 
 /** phi: images (1 x H x W x 3 in [0, 1]) to feature vectors (1 x D); `split` cuts the network at a layer. */
 export type FeatureFn = ((x: tf.Tensor4D) => tf.Tensor2D) & {
   split?: (layer: string) => { lower: (x: tf.Tensor4D) => tf.Tensor4D; upper: (a: tf.Tensor4D) => tf.Tensor2D };
 };
 
-/** The feature function of a graph model, splittable at any of its 4-D nodes (fed back in by name). */
+const graphFeatureFns = new WeakMap<GraphModel, Map<string, FeatureFn>>();
+
+/**
+ * The feature function of a graph model, splittable at any of its 4-D nodes (fed back in by name). One per
+ * (model, layer), so what is kept per feature function (the blank screen's activations) is kept once.
+ */
 export function graphFeatureFn(model: GraphModel, spec: FeatureModelSpec): FeatureFn {
+  const byLayer = graphFeatureFns.get(model) ?? new Map<string, FeatureFn>();
+  graphFeatureFns.set(model, byLayer);
+  const known = byLayer.get(spec.layer);
+  if (known) return known;
   const pool = (t: tf.Tensor) => (t.rank === 4 ? tf.mean(t, [1, 2]) : t) as tf.Tensor2D;
   const phi: FeatureFn = (x) => tf.tidy(() => pool(model.execute(x, spec.layer) as tf.Tensor));
   phi.split = (layer) => ({
     lower: (x) => model.execute(x, layer) as tf.Tensor4D,
     upper: (a) => tf.tidy(() => pool(model.execute({ [layer]: a }, spec.layer) as tf.Tensor)),
   });
+  byLayer.set(spec.layer, phi);
   return phi;
 }
 
@@ -121,7 +134,7 @@ export function attribution(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, inte
   return inputGradientOnly(() => {
     if (integratedSteps <= 0) return g(x) as tf.Tensor4D;
     return tf.tidy(() => {
-      const baseline = tf.fill(x.shape, 0.5);
+      const baseline = tf.fill(x.shape, BLANK);
       let sum: tf.Tensor4D = tf.zerosLike(x);
       for (let k = 1; k <= integratedSteps; k++) {
         const xk = tf.add(baseline, tf.mul(tf.sub(x, baseline), k / integratedSteps));
@@ -151,20 +164,42 @@ function smoothGradient(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, n: numbe
   );
 }
 
+/** The blank screen: the mid-grey images are flattened and letterboxed on (image-input.ts), in [0, 1]. */
+export const BLANK = GREY.r / 255;
+
+/** The layer's activation to the blank screen, per feature function, layer and shape (kept; small). */
+const blankActivations = new WeakMap<FeatureFn, Map<string, tf.Tensor4D>>();
+function blankActivation(phi: FeatureFn, layer: string, lower: (x: tf.Tensor4D) => tf.Tensor4D, shape: [number, number, number, number]): tf.Tensor4D {
+  const byLayer = blankActivations.get(phi) ?? new Map<string, tf.Tensor4D>();
+  blankActivations.set(phi, byLayer);
+  const key = `${layer}|${shape.join('x')}`;
+  let a0 = byLayer.get(key);
+  if (!a0) {
+    a0 = tf.keep(tf.tidy(() => lower(tf.fill(shape, BLANK) as tf.Tensor4D)));
+    byLayer.set(key, a0);
+  }
+  return a0;
+}
+
 /**
- * Activation times gradient of <v, phi> at the layer `layer` (1 x H' x W' x C), summed over channels, positive
- * part, resized to the image (1 x H x W x 1) with half-pixel centres (each cell covers its own patch; corner
- * alignment would shift the map by up to half a cell towards the bottom right).
+ * The activation's change from the blank screen times the gradient of <v, phi> at the layer `layer`
+ * (1 x H' x W' x C): sum over channels of (A - A_blank) (.) dA, positive part, resized to the image
+ * (1 x H x W x 1) with half-pixel centres (each cell covers its own patch; corner alignment would shift
+ * the map by up to half a cell towards the bottom right). Measured against the blank screen because the
+ * network's zero padding makes border cells respond to a plain grey canvas (most at the bottom right,
+ * where TF's 'same' padding of its stride-2 layers adds the extra row and column): those responses are
+ * the same with and without a stimulus, so they cancel, and a grey background carries no map.
  */
 function layerMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string): tf.Tensor4D {
   if (!phi.split) throw new Error(`map method 'layer' needs a feature function that can be split at a layer`);
   const { lower, upper } = phi.split(layer);
+  const a0 = blankActivation(phi, layer, lower, x.shape);
   return inputGradientOnly(() =>
     tf.tidy(() => {
       const a = lower(x);
       if (a.rank !== 4) throw new Error(`map layer ${layer} is not 4-D (${a.shape.join(' x ')})`);
       const da = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(upper(inp as tf.Tensor4D), v)))(a);
-      const m = tf.relu(tf.sum(tf.mul(a, da), 3, true)) as tf.Tensor4D;
+      const m = tf.relu(tf.sum(tf.mul(tf.sub(a, a0), da), 3, true)) as tf.Tensor4D;
       return tf.image.resizeBilinear(m, [x.shape[1], x.shape[2]], false, true);
     }),
   );
@@ -182,7 +217,7 @@ export function rawMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, opts: Map
       case 'signed':
         return tf.relu(channelSum(attribution(phi, x, v, 0)));
       case 'gradientInput':
-        return tf.relu(channelSum(tf.mul(attribution(phi, x, v, 0), tf.sub(x, 0.5))));
+        return tf.relu(channelSum(tf.mul(attribution(phi, x, v, 0), tf.sub(x, BLANK))));
       case 'integrated':
         return tf.relu(channelSum(attribution(phi, x, v, Math.max(1, opts.integratedSteps))));
       case 'smoothgrad':
@@ -276,7 +311,7 @@ export function normalizePair(a: Float32Array, b: Float32Array): [Float32Array, 
  * thread: two forward passes per side and one vector-Jacobian product per side (times the
  * integrated-gradient steps or SmoothGrad samples).
  */
-export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions = defaultMapOptions): SharedFeatureMaps {
+export function sharedFeatureMaps(phi: FeatureFn, xO: tf.Tensor4D, xRef: tf.Tensor4D, w: ArrayLike<number>, opts: MapOptions = gradientMapOptions): SharedFeatureMaps {
   const d = sideMap(phi, xO, xRef, w, opts, 'driver');
   const r = sideMap(phi, xO, xRef, w, opts, 'reference');
   const [driverMap, referenceMap] = normalizePair(d.map, r.map);

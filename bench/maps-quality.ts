@@ -1,0 +1,238 @@
+/**
+ * What a good shared-feature map is, on planted ground truth (issue 15; server/src/sim/planted-parts.ts):
+ * parts of images pasted at known boxes into images of another category, model neurons planted on one part.
+ * Every candidate method on the same scenes in the same run; the default and the method in use before
+ * issue 15 (`Current`: |J^T v| summed over colour channels, smoothed 2 px) under the issue's keys.
+ * Measures: pointing game (map maximum inside the neuron's part, both images), the same for two neurons on
+ * one pair (each its own part), mass per area in the box over outside, readout randomisation (median
+ * Spearman correlation of the neuron's map with the map from a random Gaussian readout and from an all-ones
+ * readout), cascading randomisation of the network's top layers, the share of mass on the part present in
+ * both images against one present in the driver only, the bottom-right corner on grey backgrounds, and the
+ * seconds per pair on two worker threads (wasm).
+ * BENCH_MAPS_QUICK=1: 4 scenes, for development (BENCH_MAPS_SCENES, BENCH_MAPS_SUBSET and BENCH_MAPS_ONLY, a list of
+ * candidates, override). Integrated gradients and SmoothGrad use 4 steps / samples.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { lastValueFrom } from 'rxjs';
+import { initBackend, tf } from '../server/src/compute/backend.ts';
+import { ensureDefaultModel, loadModel } from '../server/src/compute/feature-model.ts';
+import { featureMoments, graphFeatureFn, normalizePair, sideMap, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { loadImage } from '../server/src/compute/image-input.ts';
+import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
+import { QUADRANTS, PART, boxMassRatio, compose, cornerOverBackground, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { demoStimuli, root, tmpDir } from './support.ts';
+
+const QUICK = process.env.BENCH_MAPS_QUICK === '1';
+const N_SCENES = Number(process.env.BENCH_MAPS_SCENES ?? (QUICK ? 4 : 30));
+/** Cascading randomisation on the first scenes only (time: three extra maps per scene and method). */
+const N_CASCADE = QUICK ? 1 : 6;
+/**
+ * The default, the current method and the layer variants run on every scene; the other candidates (several
+ * gradients per map, or one full pixel gradient each) on the first scenes only (2 cores shared: 30 scenes of
+ * every candidate took too long to run in a working session).
+ */
+const N_SUBSET = Number(process.env.BENCH_MAPS_SUBSET ?? (QUICK ? 2 : 6));
+const ALL_SCENES = new Set(['current', 'layer12', 'layer12Centred', 'layer12Standardised', 'layerTopCentred']);
+const STEPS = 4;
+
+/** Graph node prefix of the default backbone's layers. */
+const NET = 'StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/StatefulPartitionedCall/StatefulPartitionedCall/predict/MobilenetV2/';
+/** Cascading randomisation: the top blocks, randomised cumulatively from the top. */
+const CASCADE = [['Conv_1/'], ['Conv_1/', 'expanded_conv_16/'], ['Conv_1/', 'expanded_conv_16/', 'expanded_conv_15/', 'expanded_conv_14/']];
+
+export const CURRENT: MapOptions = { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2, method: 'gradient' };
+
+/** Candidate methods by name (moments filled in at run time). */
+export function candidates(): Record<string, MapOptions> {
+  const base = { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 };
+  const mid = `${NET}expanded_conv_12/add`;
+  return {
+    current: CURRENT,
+    signed: { ...base, method: 'signed' },
+    gradientInput: { ...base, method: 'gradientInput' },
+    integrated: { ...base, method: 'integrated', integratedSteps: STEPS },
+    smoothgrad: { ...base, method: 'smoothgrad', smoothSamples: STEPS, smoothNoise: 0.1 },
+    centred: { ...base, method: 'gradient', features: 'centred' },
+    centredGradientInput: { ...base, method: 'gradientInput', features: 'centred' },
+    standardisedGradientInput: { ...base, method: 'gradientInput', features: 'standardised' },
+    layer12: { ...base, method: 'layer', layer: mid, smoothSigmaPx: 0 },
+    layer12Centred: { ...base, method: 'layer', layer: mid, features: 'centred', smoothSigmaPx: 0 },
+    layer12Standardised: { ...base, method: 'layer', layer: mid, features: 'standardised', smoothSigmaPx: 0 },
+    layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
+    layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },
+    layer5Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_5/add`, features: 'centred', smoothSigmaPx: 0 },
+    layerTopCentred: { ...base, method: 'layer', layer: `${NET}Conv_1/Relu6`, features: 'centred', smoothSigmaPx: 0 },
+  };
+}
+
+const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
+};
+const rate = (a: boolean[]) => a.filter(Boolean).length / a.length;
+
+export async function run(): Promise<Record<string, unknown>> {
+  const backend = await initBackend('wasm');
+  const spec = ensureDefaultModel(tmpDir());
+  const model = await loadModel(spec);
+  const phi = graphFeatureFn(model, spec);
+  const dir = path.join(root, 'stimuli/demo');
+  // the set's feature moments (for centred and standardised features), as the server has them
+  const setFeatures: number[] = [];
+  for (const s of demoStimuli) {
+    const x = tf.tensor4d(await loadImage(path.join(dir, s.file), 224), [1, 224, 224, 3]);
+    setFeatures.push(...tf.tidy(() => phi(x).dataSync()));
+    x.dispose();
+  }
+  const { mean, sd } = featureMoments(setFeatures, setFeatures.length / demoStimuli.length);
+  const only = process.env.BENCH_MAPS_ONLY?.split(',');
+  const methods = Object.fromEntries(Object.entries(candidates()).filter(([k]) => !only || only.includes(k) || k === 'current').map(([k, o]) => [k, { ...o, featureMean: mean, featureSd: sd }]));
+  const scenes = plantedScenes(demoStimuli, N_SCENES);
+  const rand = mulberry32(15);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  type Acc = { hit: boolean[]; hitShared: boolean[]; massRatio: number[]; randCorr: number[]; onesCorr: number[]; cascade: number[][]; shared: number[]; corner: number[]; seconds: number[] };
+  const acc: Record<string, Acc> = Object.fromEntries(Object.keys(methods).map((k) => [k, { hit: [], hitShared: [], massRatio: [], randCorr: [], onesCorr: [], cascade: CASCADE.map(() => []), shared: [], corner: [], seconds: [] }]));
+  const weights = model.weights as Record<string, tf.Tensor[]>;
+  const t0 = performance.now();
+  for (const [k, s] of scenes.entries()) {
+    const { xO, xRef } = await sceneImages(path.join(dir), s);
+    const n = await plantedNeurons(phi, dir, s);
+    const wRand = Float32Array.from({ length: mean.length }, gauss);
+    const wOnes = new Float32Array(mean.length).fill(1);
+    // the same part alone on grey (the corner artefact), in a quadrant other than the bottom-right
+    const greyBox = { left: QUADRANTS[k % 3][0], top: QUADRANTS[k % 3][1], size: PART };
+    const xGrey = await compose(dir, null, [{ file: s.parts.P, box: greyBox }]);
+    for (const [name, opts] of Object.entries(methods)) {
+      if (!ALL_SCENES.has(name) && k >= N_SUBSET) continue;
+      const a = acc[name];
+      const pair = (w: Float32Array) => {
+        const t = performance.now();
+        const d = sideMap(phi, xO, xRef, w, opts, 'driver');
+        const r = sideMap(phi, xO, xRef, w, opts, 'reference');
+        a.seconds.push((performance.now() - t) / 1000);
+        return normalizePair(d.map, r.map);
+      };
+      const driverOnly = (w: Float32Array) => sideMap(phi, xO, xRef, w, opts, 'driver').map;
+      const [dP, rP] = pair(n.nP);
+      const [dQ, rQ] = pair(n.nQ);
+      a.hit.push(pointsInto(dP, s.driverBoxes.P), pointsInto(rP, s.referenceBoxes.P));
+      a.hitShared.push(pointsInto(dP, s.driverBoxes.P), pointsInto(rP, s.referenceBoxes.P), pointsInto(dQ, s.driverBoxes.Q), pointsInto(rQ, s.referenceBoxes.Q));
+      a.massRatio.push(boxMassRatio(dP, s.driverBoxes.P), boxMassRatio(rP, s.referenceBoxes.P));
+      a.randCorr.push(rankCorrelation(dP, driverOnly(wRand)));
+      a.onesCorr.push(rankCorrelation(dP, driverOnly(wOnes)));
+      const dPR = driverOnly(n.nPR);
+      const [inP, inR] = [meanIn(dPR, s.driverBoxes.P), meanIn(dPR, s.driverBoxes.R)];
+      a.shared.push(inP + inR > 0 ? inP / (inP + inR) : 0.5);
+      a.corner.push(cornerOverBackground(sideMap(phi, xGrey, xGrey, n.nP, opts, 'driver').map, [greyBox]));
+      if (k < N_CASCADE) {
+        for (const [step, blocks] of CASCADE.entries()) {
+          const saved: Record<string, tf.Tensor[]> = {};
+          for (const key of Object.keys(weights).filter((key) => blocks.some((b) => key.includes(`MobilenetV2/${b}`)))) {
+            saved[key] = weights[key];
+            // re-initialised as a permutation of the layer's own values (same scale, structure destroyed)
+            weights[key] = weights[key].map((t) => {
+              const v = Float32Array.from(t.dataSync());
+              for (let i = v.length - 1; i > 0; i--) {
+                const j = Math.floor(rand() * (i + 1));
+                [v[i], v[j]] = [v[j], v[i]];
+              }
+              return tf.tensor(v, t.shape);
+            });
+          }
+          a.cascade[step].push(rankCorrelation(dP, driverOnly(n.nP)));
+          for (const [key, ts] of Object.entries(saved)) {
+            tf.dispose(weights[key]);
+            weights[key] = ts;
+          }
+        }
+      }
+    }
+    tf.dispose([xO, xRef, xGrey]);
+    console.log(`  scene ${k + 1}/${scenes.length} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  const summary = Object.fromEntries(
+    Object.entries(acc).map(([name, a]) => [
+      name,
+      {
+        scenes: a.randCorr.length,
+        pointingHitRate: rate(a.hit),
+        pointingHitRateShared: rate(a.hitShared),
+        boxMassRatio: median(a.massRatio),
+        randomReadoutRankCorr: median(a.randCorr),
+        onesReadoutRankCorr: median(a.onesCorr),
+        cascadingRankCorr: a.cascade.map(median),
+        sharedMassShare: median(a.shared),
+        cornerArtefactRate: rate(a.corner.map((c) => c > 3)),
+        cornerMaxRatio: Math.max(...a.corner),
+        pairSecondsOneThread: median(a.seconds),
+      },
+    ]),
+  );
+  console.log(`  ${'method'.padEnd(26)} hit   shared  mass  randR  onesR  cascade(1/2/4 blocks)  share  corner  s/pair`);
+  for (const [name, m] of Object.entries(summary))
+    console.log(
+      `  ${name.padEnd(26)} ${m.pointingHitRate.toFixed(2)}  ${m.pointingHitRateShared.toFixed(2)}    ${m.boxMassRatio.toFixed(2).padStart(5)} ${m.randomReadoutRankCorr.toFixed(2).padStart(5)}  ${m.onesReadoutRankCorr.toFixed(2).padStart(5)}  ${m.cascadingRankCorr.map((c) => c.toFixed(2)).join('/')}       ${m.sharedMassShare.toFixed(2)}   ${m.cornerArtefactRate.toFixed(2)}    ${m.pairSecondsOneThread.toFixed(2)}`,
+    );
+  const chosen = process.env.BENCH_MAPS_DEFAULT ?? defaultName(methods);
+  // the production path: the two sides of a pair on two worker threads (one per core), default and current
+  const dataDir = tmpDir();
+  const client = new ComputeClient({ cacheDir: dataDir, dataDir, backend: 'wasm', workers: 2 });
+  const file = (i: number) => path.join(dir, demoStimuli[i].file);
+  const feats = await lastValueFrom(client.features$(demoStimuli.map((_, i) => file(i))));
+  if (feats.type !== 'features') throw new Error('no features');
+  const known = (i: number, j: number) => ({ phiO: feats.features.slice(i * feats.dim, (i + 1) * feats.dim), phiRef: feats.features.slice(j * feats.dim, (j + 1) * feats.dim) });
+  const w = Float32Array.from({ length: feats.dim }, gauss);
+  const workerSeconds = async (opts: MapOptions) => {
+    const times: number[] = [];
+    for (let k = 0; k <= 8; k++) {
+      const t = performance.now();
+      await lastValueFrom(client.explain$(file(k), file(k + 30), w, opts, known(k, k + 30)));
+      if (k > 0) times.push((performance.now() - t) / 1000); // the first warms the kernels up
+    }
+    return median(times);
+  };
+  const pairSecondsDefault = await workerSeconds(methods[chosen]);
+  const pairSecondsCurrent = await workerSeconds(methods.current);
+  await client.close();
+  const d = summary[chosen];
+  const c = summary.current;
+  console.log(`  default '${chosen}' vs current, pair on two worker threads: ${pairSecondsDefault.toFixed(2)} s vs ${pairSecondsCurrent.toFixed(2)} s (target < 1 s)`);
+  return {
+    backend,
+    scenes: scenes.length,
+    cascadeScenes: Math.min(N_CASCADE, scenes.length),
+    defaultMethod: chosen,
+    defaultOptions: { ...candidates()[chosen] },
+    pointingHitRate: d.pointingHitRate,
+    pointingHitRateCurrent: c.pointingHitRate,
+    pointingHitRateShared: d.pointingHitRateShared,
+    pointingHitRateSharedCurrent: c.pointingHitRateShared,
+    boxMassRatio: d.boxMassRatio,
+    boxMassRatioCurrent: c.boxMassRatio,
+    randomReadoutRankCorr: d.randomReadoutRankCorr,
+    randomReadoutRankCorrCurrent: c.randomReadoutRankCorr,
+    onesReadoutRankCorr: d.onesReadoutRankCorr,
+    onesReadoutRankCorrCurrent: c.onesReadoutRankCorr,
+    cascadingRankCorr: d.cascadingRankCorr,
+    cascadingRankCorrCurrent: c.cascadingRankCorr,
+    sharedMassShare: d.sharedMassShare,
+    sharedMassShareCurrent: c.sharedMassShare,
+    cornerArtefactRate: d.cornerArtefactRate,
+    cornerArtefactRateCurrent: c.cornerArtefactRate,
+    pairSecondsDefault,
+    pairSecondsCurrent,
+    candidates: summary,
+    baseline: "Current: the map before issue 15 (|J^T v| summed over colour channels, v = w (.) phi_o (.) phi_ref positive part, smoothed 2 px), same scenes, same run",
+    targets: { pointingHitRate: 0.8, pointingHitRateShared: 0.8, randomReadoutRankCorr: 0.3, onesReadoutRankCorr: 0.5, cornerArtefactRate: 0, pairSecondsDefault: 1 },
+  };
+}
+
+/** The candidate the server uses by default (config/default.json's compute.maps), by its options. */
+function defaultName(methods: Record<string, MapOptions>): string {
+  const d = JSON.parse(fs.readFileSync(path.join(root, 'config/default.json'), 'utf8')).compute.maps as MapOptions;
+  const found = Object.entries(methods).find(([, o]) => (o.method ?? 'gradient') === (d.method ?? 'gradient') && (o.features ?? 'raw') === (d.features ?? 'raw') && (o.method !== 'layer' || o.layer === d.layer));
+  return found ? found[0] : 'current';
+}
