@@ -300,16 +300,15 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     kv[i] = s;
   }
   for (let d = 0; d < D; d++) b.xMean[d] += (x[d] - b.xMean[d]) / m;
-  const v = new Float64Array(n);
-  const zNew = new Float64Array(m);
-  const gNew = new Float64Array(m);
+  const A = b.alphas.length;
   const yOld = state.y;
-  b.alphas.forEach((a, ai) => {
+  // per alpha: v = Kinv k, s = kappa + a - k.v (the Schur complement), d = (v.1 - 1) / s, the new z, gamma,
+  // diag(H), and the factors that turn a neuron's old residuals into its new ones (no division per element)
+  const per = b.alphas.map((a, ai) => {
     const K = b.kinv[ai];
     const z = b.z[ai];
     const gOld = b.g[ai];
-    const gamma = b.gamma[ai];
-    // v = Kinv k, s = kappa + a - k.v (the Schur complement), d = (v.1 - 1) / s
+    const v = new Float64Array(n);
     let kvv = 0;
     let v1 = 0;
     for (let i = 0; i < n; i++) {
@@ -322,41 +321,62 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     }
     const sch = kappa + a - kvv;
     const dd = (v1 - 1) / sch;
+    const gamma = b.gamma[ai];
     const gammaNew = gamma + dd * dd * sch;
+    const zNew = new Float64Array(m);
     for (let i = 0; i < n; i++) zNew[i] = z[i] + v[i] * dd;
     zNew[n] = -dd;
-    // diag of the new H (the new Kinv diagonal: K_ii + v_i^2 / s, and 1 / s)
+    const gNew = new Float64Array(m);
     for (let i = 0; i < n; i++) gNew[i] = K[i * cap + i] + (v[i] * v[i]) / sch - (zNew[i] * zNew[i]) / gammaNew;
     gNew[n] = 1 / sch - (zNew[n] * zNew[n]) / gammaNew;
-    // every neuron's residuals from its dual coefficients c = r g, rewritten in place in the wider layout
-    // (neuron t's row moves from t n to t m: last neuron first, last element first, nothing is overwritten unread)
-    const r = widen(state.r[ai], N, n, m);
-    for (let t = N - 1; t >= 0; t--) {
-      const ot = t * n;
+    // r'_i = (c_i + z_i (z.y) / gamma + v_i beta - z'_i mu) / g'_i with c = r g: four products per element
+    const fr = new Float64Array(n);
+    const fz = new Float64Array(n);
+    const fv = new Float64Array(n);
+    const fzn = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      fr[i] = gOld[i] / gNew[i];
+      fz[i] = z[i] / gNew[i];
+      fv[i] = v[i] / gNew[i];
+      fzn[i] = zNew[i] / gNew[i];
+    }
+    return { v, sch, dd, gamma, gammaNew, zNew, gNew, fr, fz, fv, fzn, z, r: widen(state.r[ai], N, n, m) };
+  });
+  // neuron by neuron (its responses read once for every alpha), the rows rewritten in place in the wider
+  // layout: neuron t moves from t n to t m, last neuron first, last element first, nothing overwritten unread
+  for (let t = N - 1; t >= 0; t--) {
+    const ot = t * n;
+    const on = t * m;
+    const yn = yNew[t];
+    for (let ai = 0; ai < A; ai++) {
+      const q = per[ai];
+      const { z, v, r, fr, fz, fv, fzn } = q;
       let zy = 0;
       let vy = 0;
       for (let i = 0; i < n; i++) {
-        zy += z[i] * yOld[ot + i];
-        vy += v[i] * yOld[ot + i];
+        const yi = yOld[ot + i];
+        zy += z[i] * yi;
+        vy += v[i] * yi;
       }
-      const beta = (vy - yNew[t]) / sch;
-      const mu = (zy + dd * beta * sch) / gammaNew;
-      const zg = zy / gamma;
-      const on = t * m;
-      const rn = (-beta - zNew[n] * mu) / gNew[n];
+      const beta = (vy - yn) / q.sch;
+      const mu = (zy + q.dd * beta * q.sch) / q.gammaNew;
+      const zg = zy / q.gamma;
+      const rn = (-beta - q.zNew[n] * mu) / q.gNew[n];
       let loss = rn * rn;
       for (let i = n - 1; i >= 0; i--) {
-        // Kinv y from the old coefficients: c + z (z.y) / gamma; then the bordered inverse and the new projection
-        const u = r[ot + i] * gOld[i] + z[i] * zg;
-        const ri = (u + v[i] * beta - zNew[i] * mu) / gNew[i];
+        const ri = r[ot + i] * fr[i] + zg * fz[i] + beta * fv[i] - mu * fzn[i];
         r[on + i] = ri;
         loss += ri * ri;
       }
       r[on + n] = rn;
       state.loss[ai * N + t] = loss;
     }
-    state.r[ai] = r;
+  }
+  per.forEach((q, ai) => {
+    state.r[ai] = q.r;
     // Kinv bordered: Kinv + v v^T / s, -v / s, 1 / s
+    const K = b.kinv[ai];
+    const { v, sch } = q;
     for (let i = 0; i < n; i++) {
       const o = i * cap;
       const vi = v[i] / sch;
@@ -365,9 +385,9 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
       K[n * cap + i] = -vi;
     }
     K[n * cap + n] = 1 / sch;
-    z.set(zNew);
-    gOld.set(gNew);
-    b.gamma[ai] = gammaNew;
+    b.z[ai].set(q.zNew);
+    b.g[ai].set(q.gNew);
+    b.gamma[ai] = q.gammaNew;
   });
   const y = widen(yOld, N, n, m);
   for (let t = N - 1; t >= 0; t--) {
