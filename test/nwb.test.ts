@@ -225,8 +225,15 @@ describe('NWB import', () => {
       const notNwb = path.join(out, 'plain.h5');
       python("import sys, h5py, json\nh5py.File(sys.argv[1], 'w').create_dataset('x', data=[1, 2])\nprint('{}')", [notNwb]);
       await assert.rejects(importNwb({ file: notNwb, recorder, stimulusDir: path.join(root, 'stimuli') }), /is not an NWB file/);
+      const text = path.join(out, 'notes.txt');
+      fs.writeFileSync(text, 'not hdf5 at all');
+      await assert.rejects(importNwb({ file: text, recorder, stimulusDir: path.join(root, 'stimuli') }), /is not an HDF5 file/);
+      await assert.rejects(importNwb({ file: path.join(out, 'missing.nwb'), recorder, stimulusDir: path.join(root, 'stimuli') }), /no file .*missing\.nwb/);
       await assert.rejects(importNwb({ file: path.join(out, `${demoId}.nwb`), recorder, stimulusDir: path.join(root, 'stimuli'), setId: 'nope' }), /no stimulus set "nope"/);
-      assert.deepEqual(recorder.list(), [], 'nothing was recorded');
+      const unsorted = path.join(out, 'unsorted.nwb');
+      python(UNSORTED, [unsorted]);
+      await assert.rejects(importNwb({ file: unsorted, recorder, stimulusDir: tmpDir('sharedlens-nwb-stimuli-') }), (e: Error) => e instanceof NwbLayoutError && /spike times of unit unit0 are not sorted/.test(e.message));
+      assert.deepEqual(fs.readdirSync(recorder.root), [], 'nothing was recorded');
     } finally {
       recorder.close();
       fs.rmSync(data, { recursive: true, force: true });
@@ -239,6 +246,22 @@ import sys, json, datetime
 from pynwb import NWBFile, NWBHDF5IO
 f = NWBFile(session_description='units only', identifier='u1', session_start_time=datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc))
 f.add_unit(spike_times=[0.1, 0.2])
+with NWBHDF5IO(sys.argv[1], 'w') as io: io.write(f)
+print('{}')
+`;
+
+const UNSORTED = `
+import sys, datetime
+import numpy as np
+from pynwb import NWBFile, NWBHDF5IO
+from pynwb.image import Images, GrayscaleImage, IndexSeries
+from pynwb.base import ImageReferences
+imgs = [GrayscaleImage(name='a', data=np.zeros((4, 4), dtype=np.uint8)), GrayscaleImage(name='b', data=np.ones((4, 4), dtype=np.uint8))]
+images = Images(name='two', images=imgs, description='two', order_of_images=ImageReferences('order_of_images', imgs))
+f = NWBFile(session_description='unsorted', identifier='u2', session_start_time=datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc))
+f.add_stimulus_template(images)
+f.add_stimulus(IndexSeries(name='p', data=np.array([0, 1], dtype=np.uint32), indexed_images=images, unit='N/A', timestamps=[0.5, 1.0]))
+f.add_unit(spike_times=[0.9, 0.2, 0.6])
 with NWBHDF5IO(sys.argv[1], 'w') as io: io.write(f)
 print('{}')
 `;

@@ -89,9 +89,13 @@ export async function importNwb(o: ImportOptions): Promise<ImportResult> {
         o.recorder.append({ atMs, frame });
         records++;
       }
-    } finally {
+    } catch (e) {
+      // a file that fails halfway leaves nothing behind
       o.recorder.finish(sessionId, 'ended');
+      fs.rmSync(path.dirname(o.recorder.logFile(sessionId)), { recursive: true, force: true });
+      throw e;
     }
+    o.recorder.finish(sessionId, 'ended');
     return { sessionId, stimulusSetId: set.manifest.id, setCreated: created, channels: start.channels.length, trials: layout.trials.length, records, counts: layout.counts.kind };
   } finally {
     f.close();

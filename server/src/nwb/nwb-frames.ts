@@ -5,7 +5,7 @@
  */
 import type { File as H5File } from 'h5wasm/node';
 import type { Frame, SessionStart } from '@sharedlens/shared';
-import { readRows, readValues, type NwbLayout } from './read-nwb.ts';
+import { NwbLayoutError, readRows, readValues, type NwbLayout } from './read-nwb.ts';
 
 export interface FrameOptions {
   sessionId: string;
@@ -135,14 +135,19 @@ function* unitBlocks(f: H5File, layout: NwbLayout, o: FrameOptions, block: numbe
   if (c.kind !== 'units') return;
   const bw = o.start.timing.binWidthMs;
   const t = o.start.timing;
-  const onsets = layout.trials.map((tr) => rigMs(tr.onsetS, o.zeroMs));
-  const firstMs = Math.min(rigMs(c.firstS, o.zeroMs), ...onsets.map((x) => x - t.baselineWindowMs));
-  const lastMs = Math.max(rigMs(c.lastS, o.zeroMs), ...onsets.map((x) => x + t.latencyMs + t.responseWindowMs));
+  let firstMs = rigMs(c.firstS, o.zeroMs);
+  let lastMs = rigMs(c.lastS, o.zeroMs);
+  for (const tr of layout.trials) {
+    const onset = rigMs(tr.onsetS, o.zeroMs);
+    firstMs = Math.min(firstMs, onset - t.baselineWindowMs);
+    lastMs = Math.max(lastMs, onset + t.latencyMs + t.responseWindowMs);
+  }
   const t0 = Math.floor(firstMs / bw) * bw;
   const totalBins = Math.max(1, Math.ceil((lastMs - t0) / bw) + 1);
   const U = c.units;
   const SLICE = 65_536;
   const cursor = c.index.map((_, u) => (u === 0 ? 0 : c.index[u - 1]));
+  const lastSpike = new Float64Array(U).fill(-Infinity);
   const bufs: { from: number; values: ArrayLike<number> }[] = c.index.map(() => ({ from: 0, values: [] }));
   const spikeAt = (u: number, i: number): number => {
     const b = bufs[u];
@@ -158,6 +163,9 @@ function* unitBlocks(f: H5File, layout: NwbLayout, o: FrameOptions, block: numbe
     for (let u = 0; u < U; u++) {
       while (cursor[u] < c.index[u]) {
         const ms = rigMs(spikeAt(u, cursor[u]), o.zeroMs);
+        // binning block by block needs each unit's spike times in order (NWB asks for it; not every writer does)
+        if (ms < lastSpike[u]) throw new NwbLayoutError(`the spike times of unit ${layout.channels[u].id} are not sorted (spike ${cursor[u]})`);
+        lastSpike[u] = ms;
         if (ms >= endMs) break;
         const bin = Math.floor((ms - t0) / bw) - b0;
         if (bin >= 0) counts[bin * U + u] = Math.min(65_535, counts[bin * U + u] + 1);

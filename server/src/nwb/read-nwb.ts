@@ -5,6 +5,7 @@
  * table with spike times, binned here) and the stimulus images. Unsupported layouts throw an NwbLayoutError
  * naming what is missing.
  */
+import fs from 'node:fs';
 import h5wasm, { type Dataset, type Group, type File as H5File } from 'h5wasm/node';
 import type { SharedlensNotes } from './export-session.ts';
 
@@ -60,9 +61,23 @@ const typeOf = (o: Group | Dataset | null): string => (o ? asString(attr(o, 'neu
 
 /** Opens an NWB file for reading (the caller closes it). */
 export async function openNwb(file: string): Promise<H5File> {
+  if (!fs.existsSync(file)) throw new NwbLayoutError(`no file ${file}`);
   await h5wasm.ready;
-  const f = new h5wasm.File(file, 'r');
-  if (typeOf(f) !== 'NWBFile') {
+  let f: H5File | null = null;
+  let type: string;
+  try {
+    f = new h5wasm.File(file, 'r');
+    type = typeOf(f);
+  } catch (e) {
+    // h5wasm opens anything and fails on the first read, with a plain message
+    try {
+      f?.close();
+    } catch {
+      // the file never opened
+    }
+    throw new NwbLayoutError(`${file} is not an HDF5 file (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (type !== 'NWBFile') {
     f.close();
     throw new NwbLayoutError(`${file} is not an NWB file (the root has no neurodata_type NWBFile)`);
   }
