@@ -106,7 +106,7 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   await app.close();
   if (code !== 0) throw new Error(`scale rig exited with ${code}`);
   const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
-  const absorb = measureAbsorb(f.features, f.dim, stimuli, Math.min(channels, 384));
+  const absorb = measureAbsorb(f.features, f.dim, stimuli, channels);
   fs.rmSync(dir, { recursive: true, force: true });
   const out: Record<string, unknown> = {
     channels, images, seconds: rig.elapsedS, trials: rig.trials, trialsPerSec: rig.trials / rig.elapsedS, rigErrors: rig.errors, serverWarnings: warnings,
