@@ -10,7 +10,7 @@ import { pearson } from '../server/src/compute/neuron-stats.ts';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import type { FeatureNeuron } from '../server/src/sim/synthetic-neurons.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { dashboardSocket, demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
+import { apiFetch, dashboardSocket, demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
 
 let t: TestApp;
 let sim: SimResult;
@@ -108,4 +108,33 @@ test('driver pairs are announced on the dashboard namespace; both maps come as o
   assert.equal(png.info.height, 224);
   assert.equal(png.info.channels, 1);
   assert.ok(Math.max(...png.data) === 255, 'common colour scale reaches its maximum');
+});
+
+test('maps of any driver on request (POST /api/sessions/:id/explanations): queued or ready, then announced; bad requests refused with the reason', async () => {
+  const models: ModelSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).body;
+  const ch = models.channels.find((c) => c.drivers.some((d) => d.referenceId));
+  assert.ok(ch, 'a channel with a driver and its reference image');
+  // the weakest of its drivers: beyond the strongest k that get maps without asking, when there are more
+  const d = ch.drivers.filter((x) => x.referenceId).at(-1)!;
+  const url = `${t.url}/api/sessions/${sim.sessionId}/explanations`;
+  const res = await apiFetch(url, { method: 'POST', json: { channelId: ch.id, driverId: d.stimulusId } });
+  assert.ok(res.status === 202 || res.status === 200, `status ${res.status}`);
+  const body = await res.json();
+  assert.ok(body.status === 'queued' || body.status === 'ready');
+  const e = await until(() => explained.find((x) => x.channelId === ch.id && x.driverId === d.stimulusId && !x.stale), 'the asked-for pair', 1600);
+  assert.equal(e.referenceId, d.referenceId);
+  assert.ok(e.modelVersion > 0 && e.method === `${t.config.compute.maps.method}/${t.config.compute.maps.features}`);
+  const refused = await Promise.all([
+    apiFetch(url, { method: 'POST', json: { channelId: ch.id } }),
+    apiFetch(url, { method: 'POST', json: { channelId: 'no-such-channel', driverId: d.stimulusId } }),
+    apiFetch(url, { method: 'POST', json: { channelId: ch.id, driverId: 'not-a-driver' } }),
+  ]);
+  assert.deepEqual(
+    refused.map((r) => r.status),
+    [400, 404, 404],
+  );
+  const errors = await Promise.all(refused.map((r) => r.json()));
+  assert.match(JSON.stringify(errors[0]), /driverId/);
+  assert.match(JSON.stringify(errors[1]), /unknown-channel/);
+  assert.match(JSON.stringify(errors[2]), /unknown-driver/);
 });

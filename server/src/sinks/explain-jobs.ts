@@ -8,7 +8,7 @@
  * for is retired (removed) instead. Results go out as `explain:ready`.
  */
 import { groupBy, map, mergeMap, throttleTime, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
-import type { Explanation } from '@sharedlens/shared';
+import type { Explanation, ModelSnapshot } from '@sharedlens/shared';
 import { featureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
 import type { FeatureSet } from '../compute/encoding.ts';
 import type { ComputeClient } from '../workers/compute-client.ts';
@@ -147,9 +147,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
   };
 
   /** A job for driver `d` of channel `c`, or why there is none. */
-  const jobFor = (rt: Runtime, c: number, driverId: string): Job | Extract<ExplainRequestResult, { status: 'rejected' }> => {
-    const models = deps.store.models(rt);
-    if (!models) return { status: 'rejected', code: 'no-models', message: 'no encoding models yet' };
+  const jobFor = (rt: Runtime, models: ModelSnapshot, c: number, driverId: string): Job | Extract<ExplainRequestResult, { status: 'rejected' }> => {
     const ch = models.channels[c];
     const d = ch.drivers.find((x) => x.stimulusId === driverId);
     if (!d?.referenceId) return { status: 'rejected', code: 'unknown-driver', message: `"${driverId}" is not a driver with a reference image of channel ${ch.id}` };
@@ -171,7 +169,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
     const wanted = new Set<string>();
     models.channels.forEach((ch, c) => {
       for (const d of ch.drivers.slice(0, perChannel)) {
-        const job = jobFor(rt, c, d.stimulusId);
+        const job = jobFor(rt, models, c, d.stimulusId);
         if ('status' in job) continue;
         wanted.add(job.key);
         if (fresh(job.key, job.weights)) continue;
@@ -192,7 +190,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
         deps.emit(marked);
       }
       if (wanted.has(key) || queue.has(key)) continue;
-      const job = pinned.has(key) && c !== undefined ? jobFor(rt, c, e.driverId) : null;
+      const job = pinned.has(key) && c !== undefined ? jobFor(rt, models, c, e.driverId) : null;
       if (job && !('status' in job) && job.key === key) {
         if (queue.size < deps.maxQueue) queue.set(key, job);
         continue;
@@ -216,7 +214,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
     if (!rt || !models) return reject('no-models', `no encoding models for session "${sessionId}" yet`);
     const c = models.channels.findIndex((ch) => ch.id === channelId);
     if (c < 0) return reject('unknown-channel', `no channel "${channelId}" in session "${sessionId}"`);
-    const job = jobFor(rt, c, driverId);
+    const job = jobFor(rt, models, c, driverId);
     if ('status' in job) return reject(job.code, job.message);
     pinned.add(job.key);
     const done = results.get(rt.id)?.get(job.key);
