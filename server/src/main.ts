@@ -5,13 +5,15 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.ts';
 import { createApp } from './app.ts';
+import { exposureProblems } from './auth/exposure.ts';
 import { gpuPackageStatus } from './compute/gpu-package.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let config;
+const configWarnings: string[] = [];
 try {
-  config = loadConfig(root);
+  config = loadConfig(root, process.env, (w) => configWarnings.push(w));
 } catch (e) {
   if (e instanceof ConfigError) {
     console.error(`sharedlens: ${e.message}`);
@@ -20,6 +22,13 @@ try {
   throw e;
 }
 const logger = pino({ level: config.logLevel });
+for (const w of configWarnings) logger.warn(`config: ${w}`);
+// reachable from the network: refuse the secrets that the documentation prints
+const exposure = exposureProblems(config);
+if (exposure.length) {
+  console.error(`sharedlens: refusing to start on ${config.host}:\n  ${exposure.join('\n  ')}\n(docs/security.md: deploying on a lab network)`);
+  process.exit(2);
+}
 import fs from 'node:fs';
 const built = path.join(root, 'client', 'dist');
 if (!fs.existsSync(path.join(built, 'index.html'))) console.error('sharedlens: the dashboard is not built (npm run build); serving the API only');
@@ -38,9 +47,17 @@ const port = await app.listen(config.port, config.host).catch((e: Error) => {
   console.error(`sharedlens: cannot listen on ${config.host}:${config.port}: ${e.message}`);
   process.exit(1);
 });
-const url = `http://${config.host}:${port}`;
+// a wildcard bind is reached locally (the demo rig, the printed URL) through loopback
+const wildcard = ['0.0.0.0', '::', '[::]'].includes(config.host);
+const shownHost = wildcard ? '127.0.0.1' : config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
+const url = `${config.tls ? 'https' : 'http'}://${shownHost}:${port}`;
+if (wildcard || !['127.0.0.1', 'localhost', '::1', '[::1]'].includes(config.host)) {
+  if (!config.tls) logger.warn({ host: config.host }, 'served over plain http on the network: sign-in tokens and cookies cross it in clear; set tls.cert and tls.key, or put a TLS reverse proxy in front (docs/security.md)');
+  if (wildcard) logger.info({ extraHostNames: config.allowedHosts }, 'other machines must use this machine\'s address or a name listed in allowedHosts');
+}
 logger.info({ url, dataDir: config.dataDir, fsync: config.recording.fsync }, 'sharedlens listening');
-console.log(`\n  sharedlens dashboard: ${url}/\n  status: ${url}/api/status\n`);
+// as Jupyter does: the URL carries the sign-in token; whoever opens it is signed in (auth.tokenRole)
+console.log(`\n  sharedlens dashboard: ${url}/?token=${app.signIn.token}\n    (open it to sign in: the URL holds the sign-in token, keep it to yourself)\n  status: ${url}/api/status (after sign-in), health: ${url}/api/health\n`);
 
 // which compute backend will run and why (the compute workers confirm it in /api/health once features are computed)
 if (config.compute.features) {

@@ -1,6 +1,9 @@
 /** `/api/stimuli`: registered stimulus sets, their manifests and images, and rescanning for new sets. */
+import fs from 'node:fs';
+import path from 'node:path';
 import { Router } from 'express';
 import type { Logger } from 'pino';
+import type { Refusals } from '../auth/guards.ts';
 import { loadStimulusSets, stimulusFile, type StimulusSet } from '../stimulus-sets.ts';
 import { apiError } from './api-error.ts';
 
@@ -10,6 +13,18 @@ export interface StimuliRouterDeps {
   logger: Logger;
   /** Called with the ids of sets a rescan registered (the features cache is warmed for them). */
   onRegistered?: (ids: string[]) => void;
+  refused: Refusals;
+}
+
+/** The real path of a stimulus file when it lies inside its set's real folder (symlinks resolved), else null. */
+export function containedFile(set: StimulusSet, file: string): string | null {
+  try {
+    const real = fs.realpathSync(file);
+    const dir = fs.realpathSync(set.dir);
+    return real.startsWith(dir + path.sep) && fs.statSync(real).isFile() ? real : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Routes under /api/stimuli: list, POST /rescan, one set's manifest, one stimulus image. */
@@ -38,7 +53,13 @@ export function stimuliRouter(deps: StimuliRouterDeps): Router {
     const set = stimulusSets.get(req.params.setId);
     const file = set ? stimulusFile(set, req.params.stimulusId) : null;
     if (!file) return apiError(res, 404, 'unknown-stimulus', `no stimulus "${req.params.stimulusId}" in set "${req.params.setId}"`);
-    res.sendFile(file);
+    // a symlink (or a later swap of the file) must not serve what lies outside the set's folder
+    const real = containedFile(set!, file);
+    if (!real) {
+      deps.refused.refuse('outside-set', `stimulus file of "${req.params.stimulusId}" resolves outside set "${req.params.setId}"`, { setId: req.params.setId, stimulusId: req.params.stimulusId });
+      return apiError(res, 404, 'unknown-stimulus', `no stimulus "${req.params.stimulusId}" in set "${req.params.setId}"`);
+    }
+    res.sendFile(real);
   });
   return router;
 }
