@@ -61,7 +61,9 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
           if (fitting.has(enc) || !refitDue(enc, cfg, ended)) return;
           const job = refitJob(enc, stats, cfg);
           if (!job) return;
-          if (opts.offload && job.rows.length >= opts.offload.fromStimuli) {
+          // with models in use (absorbing new stimuli meanwhile) every refit can wait for the worker; only a
+          // first fit below `fromStimuli` runs inline
+          if (opts.offload && (enc.ridge || job.rows.length >= opts.offload.fromStimuli)) {
             fitting.add(enc);
             jobs.next({ enc, job, stats });
           } else installRefit(enc, stats, fitJob(job));
