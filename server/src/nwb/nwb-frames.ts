@@ -18,7 +18,8 @@ export interface FrameOptions {
   blockRows?: number;
 }
 
-type Event = { tMs: number; order: number; frames: Frame[] };
+/** Frames due at `tMs`; per-trial counts are read from the file only when their turn comes. */
+type Event = { tMs: number; order: number; frames: Frame[]; rows?: number[] };
 
 /** Rig milliseconds of file seconds, rounded to 1 ns so a sharedlens export gives back its exact times. */
 export const rigMs = (s: number, zeroMs: number): number => Math.round((zeroMs + s * 1000) * 1e6) / 1e6;
@@ -29,7 +30,7 @@ export function* nwbFrames(f: H5File, layout: NwbLayout, o: FrameOptions): Gener
   const sessionId = o.sessionId;
   const t = o.start.timing;
   const trialMode = o.start.countsMode === 'trial';
-  const countsByTrial = trialMode && layout.counts.kind === 'trial' ? trialCountRows(f, layout) : null;
+  const rowsByTrial = trialMode && layout.counts.kind === 'trial' ? trialRows(f, layout) : null;
   const events: Event[] = [];
   layout.trials.forEach((tr, order) => {
     const onsetMs = rigMs(tr.onsetS, o.zeroMs);
@@ -41,15 +42,18 @@ export function* nwbFrames(f: H5File, layout: NwbLayout, o: FrameOptions): Gener
     events.push({ tMs: onsetMs, order, frames: [onset] });
     const offsetMs = tr.offsetS !== null ? rigMs(tr.offsetS, o.zeroMs) : o.synthesiseOffsets ? onsetMs + t.latencyMs + t.responseWindowMs : null;
     const after: Frame[] = offsetMs !== null ? [{ type: 'stim:offset', sessionId, seq: 0, trial: tr.trial, stimulusId: tr.stimulusId, tMs: offsetMs }] : [];
-    const counts = countsByTrial?.get(tr.trial);
-    if (counts) after.push(...counts.map((c) => ({ ...c, sessionId })));
-    if (after.length) events.push({ tMs: offsetMs ?? onsetMs, order, frames: after });
+    const rows = rowsByTrial?.get(tr.trial);
+    if (after.length || rows) events.push({ tMs: offsetMs ?? onsetMs, order, frames: after, ...(rows ? { rows } : {}) });
   });
   events.sort((a, b) => a.tMs - b.tMs || a.order - b.order);
   const stamp = (fr: Frame): Frame => ({ ...fr, seq: ++seq }) as Frame;
   let e = 0;
   const eventsBefore = function* (endMs: number) {
-    while (e < events.length && events[e].tMs < endMs) for (const fr of events[e++].frames) yield stamp(fr);
+    while (e < events.length && events[e].tMs < endMs) {
+      const ev = events[e++];
+      for (const fr of ev.frames) yield stamp(fr);
+      for (const row of ev.rows ?? []) yield stamp(trialCounts(f, layout, row, sessionId));
+    }
   };
   if (!trialMode) {
     for (const block of binnedBlocks(f, layout, o)) {
@@ -61,23 +65,28 @@ export function* nwbFrames(f: H5File, layout: NwbLayout, o: FrameOptions): Gener
   yield stamp({ type: 'session:end', sessionId, seq: 0 });
 }
 
-/** Per-trial counts of a sharedlens export, by trial number (trial-mode files are small: one row per trial). */
-function trialCountRows(f: H5File, layout: NwbLayout): Map<number, Frame[]> {
+/** Rows of a sharedlens export's per-trial counts, by trial number (the trial column only). */
+function trialRows(f: H5File, layout: NwbLayout): Map<number, number[]> {
   const c = layout.counts;
-  if (c.kind !== 'trial') return new Map();
+  const out = new Map<number, number[]>();
+  if (c.kind !== 'trial') return out;
   const trials = readValues(f, `${c.path}/trial`, 0, c.rows);
-  const resp = readRows(f, `${c.path}/response_counts`, 0, c.rows);
-  const base = c.baseline ? readRows(f, `${c.path}/baseline_counts`, 0, c.rows) : null;
-  const out = new Map<number, Frame[]>();
   for (let i = 0; i < c.rows; i++) {
-    const r = Float64Array.from({ length: c.channels }, (_, k) => resp[i * c.channels + k]);
-    const b = base ? Float64Array.from({ length: c.channels }, (_, k) => base[i * c.channels + k]) : null;
-    const frame: Frame = { type: 'counts:trial', sessionId: '', seq: 0, trial: Number(trials[i]), responseCounts: r, ...(b && !b.some(Number.isNaN) ? { baselineCounts: b } : {}) };
-    const list = out.get(frame.trial) ?? [];
-    list.push(frame);
-    out.set(frame.trial, list);
+    const list = out.get(Number(trials[i])) ?? [];
+    list.push(i);
+    out.set(Number(trials[i]), list);
   }
   return out;
+}
+
+/** One row of per-trial counts as its counts:trial frame (baseline left out where it is NaN). */
+function trialCounts(f: H5File, layout: NwbLayout, row: number, sessionId: string): Frame {
+  const c = layout.counts;
+  if (c.kind !== 'trial') throw new Error('not a trial-mode file');
+  const trial = Number(readValues(f, `${c.path}/trial`, row, row + 1)[0]);
+  const responseCounts = Float64Array.from(readRows(f, `${c.path}/response_counts`, row, row + 1));
+  const b = c.baseline ? Float64Array.from(readRows(f, `${c.path}/baseline_counts`, row, row + 1)) : null;
+  return { type: 'counts:trial', sessionId, seq: 0, trial, responseCounts, ...(b && !b.some(Number.isNaN) ? { baselineCounts: b } : {}) };
 }
 
 interface Block {
