@@ -243,12 +243,15 @@ test('errors the server reports are shown, never a blank page', async () => {
   assert.ok(await page.isVisible('[data-testid="session-bar"]'));
 });
 
-test('the page reconnects by itself after a server restart', async () => {
+test('the page reconnects by itself after a server restart, and says so when the new server needs a fresh sign-in', async () => {
   await page.goto(`${t.url}/#/`);
   await page.waitForSelector('[data-testid="channel-tile"]');
   const port = Number(new URL(t.url).port);
   await t.close();
   await page.waitForFunction(() => /server unreachable/.test(document.querySelector('[data-testid="rig-state"]')?.textContent ?? ''), null, { timeout: 15_000 });
   t = await startApp({ dataDir: t.config.dataDir }, port);
-  await page.waitForFunction(() => !/server unreachable/.test(document.querySelector('[data-testid="rig-state"]')?.textContent ?? ''), null, { timeout: 20_000 });
+  // sign-ins live in the server's memory: the restarted server refuses the old cookie, and the bar says so
+  await page.waitForFunction(() => /signed out: sign in again/.test(document.querySelector('[data-testid="rig-state"]')?.textContent ?? ''), null, { timeout: 20_000 });
+  await page.goto(`${t.url}/?token=${SIGN_IN_TOKEN}`);
+  await page.waitForFunction(() => !/server unreachable|signed out/.test(document.querySelector('[data-testid="rig-state"]')?.textContent ?? ''), null, { timeout: 20_000 });
 });

@@ -119,3 +119,15 @@ export async function getJson(url: string): Promise<any> {
   const res = await apiFetch(url);
   return { status: res.status, body: await res.json() };
 }
+
+/** Waits until a session's model report stops changing (reports settle after the session ends; none for 1.5 s). */
+export async function finalModels(url: string, sessionId: string): Promise<void> {
+  let version = -1;
+  await until(async () => {
+    const v = (await getJson(`${url}/api/sessions/${sessionId}/models`)).body.version;
+    const same = v === version;
+    version = v;
+    if (!same) await new Promise((r) => setTimeout(r, 1500));
+    return same;
+  }, 'the final models', 100);
+}

@@ -9,7 +9,8 @@ import { dashboardEvents } from '@sharedlens/shared/events';
 import type { ChannelStats, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
 import type { Suggestion } from '@sharedlens/shared/events';
 
-export type Connection = 'connecting' | 'connected' | 'reconnecting';
+/** signed-out: the server refused the dashboard (e.g. it restarted and forgot the sign-in); socket.io does not retry that. */
+export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'signed-out';
 
 export const connection = writable<Connection>('connecting');
 export const sessions = writable<SessionSummary[]>([]);
@@ -53,7 +54,7 @@ socket.on('connect', () => {
   if (id) watch(id);
 });
 socket.on('disconnect', () => connection.set('reconnecting'));
-socket.on('connect_error', () => connection.set('reconnecting'));
+socket.on('connect_error', (e: Error) => connection.set(/^unauthorized/.test(e.message) ? 'signed-out' : 'reconnecting'));
 socket.on(dashboardEvents.sessionsUpdated, (list: SessionSummary[]) => {
   sessions.set(list);
   if (!get(watched)) {
