@@ -14,7 +14,8 @@ form.addEventListener('submit', async (e) => {
   error.textContent = '';
   try {
     const res = await fetch('/api/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    if (res.ok) return location.assign(target);
+    // the view (#/...) never reaches the server: it came along on the redirect to this page
+    if (res.ok) return location.assign(target.includes('#') ? target : target + location.hash);
     const msg = await res.json().catch(() => null);
     error.textContent = msg?.error?.message ?? `sign-in failed (${res.status})`;
   } catch (err) {
