@@ -62,7 +62,8 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
-  const url = await until(() => /sharedlens dashboard: (http:\/\/[\d.]+:\d+)/.exec(out)?.[1], 'server start');
+  // the banner prints the dashboard URL with its sign-in token
+  const url = await until(() => /(http:\/\/[\d.]+:\d+)\/\?token=/.exec(out)?.[1], 'server start');
   const rig = new RigClient({ url, token: TOKEN, ackTimeoutMs: 2000, socket: { reconnection: false } });
   await rig.connect();
   const sessionId = await rig.startSession(sessionStart(8));

@@ -4,7 +4,7 @@
  * acknowledged and only then fed to the session's pipeline; anything else becomes a rejection record
  * (acknowledged with every field error, counted and logged by the rejection sink).
  */
-import { Subject } from 'rxjs';
+import { Subject, filter } from 'rxjs';
 import type { Namespace, Socket } from 'socket.io';
 import {
   decodePayload,
@@ -236,7 +236,7 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
       else guard.lastSeq = Math.max(guard.lastSeq, v.item.note.seq ?? 0);
     }
     if (invalid) deps.log('warn', 'session log holds records that fail validation; they are skipped', { sessionId, invalid });
-    const backlog$ = logFrames$(() => deps.recorder.items(sessionId, null, upTo), (range) => deps.log('error', 'damage found while rebuilding statistics', { sessionId, ...range }));
+    const backlog$ = logFrames$(() => deps.recorder.items(sessionId, null, upTo), (range) => deps.log('error', 'damage found while rebuilding statistics', { sessionId, ...range })).pipe(filter((f) => f.type !== 'session:start'));
     deps.log('info', 'session reloaded from its log', { sessionId, fromCheckpoint: checkpoint?.offset ?? 0, records: (checkpoint?.records ?? 0) + scan.records });
     return deps.store.startLive(first, guard, backlog$, first.owner ?? meta.owner);
   }
