@@ -8,12 +8,15 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { pino } from 'pino';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import { RigClient } from '@sharedlens/shared';
 import { exposureProblems } from '../server/src/auth/exposure.ts';
 import { hostName } from '../server/src/auth/hosts.ts';
 import { hashPassword, matchSecret, digest, verifyPassword } from '../server/src/auth/secrets.ts';
+import { createApp } from '../server/src/app.ts';
 import { loadConfig } from '../server/src/config.ts';
 import { dashboardSocket, demoStimuli, rawRig, root, send, sessionStart, SIGN_IN_TOKEN, signIn, startApp, testConfig, tmpDir, TOKEN, until, type TestApp } from './helpers.ts';
 
@@ -214,6 +217,59 @@ test('rig tokens: each names its rig, wrong tokens are refused and then limited 
     await assert.rejects(signIn(t2.url, { token: SIGN_IN_TOKEN }), /429.*too many failed sign-ins/);
   } finally {
     await t2.close();
+  }
+});
+
+test("another rig's token cannot write to, end or resume a session that is not its own", async () => {
+  const t2 = await startApp({ rigTokens: { 'left-rig-token-1': 'left', 'right-rig-token-1': 'right' } });
+  try {
+    const left = new RigClient({ url: t2.url, token: 'left-rig-token-1' });
+    await left.connect();
+    const sessionId = await left.startSession(sessionStart(2));
+    assert.equal(t2.app.store.get(sessionId)?.owner, 'left');
+    const right = await rawRig(t2.url, 'right-rig-token-1');
+    sockets.push(right);
+    const onset = await send(right, 'stim:onset', { sessionId, seq: 1, trial: 0, stimulusId: demoStimuli[0]!.id, tMs: 100 });
+    assert.equal(onset.error?.code, 'not-owner', JSON.stringify(onset));
+    assert.match(onset.error.message, /belongs to rig "left"/);
+    const end = await send(right, 'session:end', { sessionId, seq: 1 });
+    assert.equal(end.error?.code, 'not-owner', JSON.stringify(end));
+    left.close();
+    await until(() => t2.app.store.get(sessionId)?.state === 'disconnected', 'left rig gone');
+    const resume = await send(right, 'session:resume', { sessionId });
+    assert.equal(resume.error?.code, 'not-owner', JSON.stringify(resume));
+  } finally {
+    await t2.close();
+  }
+});
+
+test('optional TLS: https with the configured certificate, a Secure cookie and HSTS', async () => {
+  const dir = tmpDir();
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const ssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { encoding: 'utf8' });
+  assert.equal(ssl.status, 0, ssl.stderr);
+  const config = testConfig({ tls: { cert, key } });
+  const app = createApp({ config, logger: pino({ level: 'silent' }) });
+  const port = await app.listen(0, '127.0.0.1');
+  try {
+    const res = await new Promise<{ status: number; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+      const body = JSON.stringify({ token: SIGN_IN_TOKEN });
+      const req = https.request({ host: '127.0.0.1', port, path: '/api/auth/login', method: 'POST', ca: fs.readFileSync(cert), servername: 'localhost', headers: { host: `localhost:${port}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
+        r.resume();
+        r.on('end', () => resolve({ status: r.statusCode!, headers: r.headers }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers['set-cookie']![0]!, /; Secure/);
+    assert.match(String(res.headers['strict-transport-security']), /max-age=\d+/);
+    assert.match(String(res.headers['content-security-policy']), /upgrade-insecure-requests/);
+    // plain http on the TLS port gets nothing
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/api/health`));
+  } finally {
+    await app.close();
   }
 });
 
