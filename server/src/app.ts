@@ -112,7 +112,15 @@ export function createApp(deps: AppDeps): App {
   const { alphas, refitEveryTrials, minStimuli, minReliability, refitInWorkerFromStimuli } = config.compute;
   const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
   // model reports (readouts, scores, drivers' reference images) in a thread of their own, at most one per session per second
-  const reports = featuresFor ? new ModelReports({ minIntervalMs: 1000, minWeightCosine: config.compute.maps.minWeightCosine, onError: (message) => logger.error(message) }) : null;
+  const reports = featuresFor
+    ? new ModelReports({
+        minIntervalMs: 1000,
+        minWeightCosine: config.compute.maps.minWeightCosine,
+        onError: (message) => logger.error(message),
+        // every report to the session's dashboards (volatile: a slow one skips to the next)
+        onReport: (sessionId, report) => io?.of('/dashboard').to(watchRoom(sessionId)).volatile.emit(dashboardEvents.modelsUpdated, report),
+      })
+    : null;
   const store = new SessionStore({
     psthBinMs: config.pipeline.psthBinMs,
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),

@@ -91,7 +91,11 @@ export class ModelReports {
   /** Readout cosine below which a channel's reference images are recomputed (the map jobs' rule). */
   readonly minWeightCosine: number;
 
-  constructor(private readonly opts: { minIntervalMs: number; minWeightCosine: number; onError: (message: string) => void }) {
+  /**
+   * `onReport` hears of every finished report (the dashboards get it even when no update follows, e.g.
+   * the one of an ended session).
+   */
+  constructor(private readonly opts: { minIntervalMs: number; minWeightCosine: number; onError: (message: string) => void; onReport?: (sessionId: string, report: ModelSnapshot) => void }) {
     this.minWeightCosine = opts.minWeightCosine;
   }
 
@@ -144,6 +148,7 @@ export class ModelReports {
         slot.latest = { report: msg.report, weights: msg.weights, dim: body.dim };
         this.counts.reports++;
         this.counts.referencesRecomputed += msg.recomputed ?? 0;
+        if (this.slots.get(sessionId) === slot) this.opts.onReport?.(sessionId, msg.report);
       } else {
         slot.featuresSent = null;
         this.opts.onError(`model report failed: ${msg.message}`);
