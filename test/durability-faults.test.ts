@@ -327,6 +327,23 @@ test('a session over the memory budget is refused with its size; a 4 MiB junk fr
   }
 });
 
+test('sessions are capped per rig and in total', async () => {
+  const t = await startApp({ limits: { ...testConfig().limits, maxSessionsPerRig: 1, maxSessions: 2 }, rigTokens: { [TOKEN]: 'rig-a', 'second-rig-token': 'rig-b', 'third-rig-token': 'rig-c' } });
+  try {
+    const [a, b, c] = await Promise.all([rawRig(t.url), rawRig(t.url, 'second-rig-token'), rawRig(t.url, 'third-rig-token')]);
+    assert.ok('data' in (await send(a, 'session:start', sessionStart(2))));
+    const again = await send(a, 'session:start', sessionStart(2));
+    assert.equal(again.error?.code, 'too-large');
+    assert.match(again.error.message, /rig "rig-a" has 1 sessions open, its limit \(limits.maxSessionsPerRig\)/);
+    assert.ok('data' in (await send(b, 'session:start', sessionStart(2))));
+    const third = await send(c, 'session:start', sessionStart(2));
+    assert.match(third.error?.message, /2 sessions are open, the server's limit \(limits.maxSessions\)/);
+    for (const s of [a, b, c]) s.close();
+  } finally {
+    await t.close();
+  }
+});
+
 test('the byte-level cheap check passes every well-formed rig payload and stops junk before decoding', () => {
   const ok = [
     sessionStart(8192),
