@@ -95,22 +95,30 @@ test('one vector-Jacobian product equals the per-dimension Jacobian contracted w
   assert.equal(displayMap(attribution(small, x, tf.tensor1d(v), 0), 0).shape.join('x'), '12x12');
 });
 
-test('map jobs leave no tensors and no wasm heap growth behind (hours of jobs in one worker)', async () => {
-  const { sideMap } = await import('../server/src/compute/shared-feature-maps.ts');
+test('map jobs leave no tensors and no wasm heap growth behind (hours of jobs in one worker), pixel gradient and layer maps', async () => {
   const w = new Float32Array(1792).fill(0.1);
   const heap = () => ((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length);
-  const sizes: number[] = [];
-  const tensors: number[] = [];
-  for (let k = 0; k < 6; k++) {
-    const a = tf.randomUniform([1, SIZE, SIZE, 3]) as tf.Tensor4D;
-    const b = tf.randomUniform([1, SIZE, SIZE, 3]) as tf.Tensor4D;
-    sideMap(phi, a, b, w, { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 }, k % 2 ? 'driver' : 'reference');
-    tf.dispose([a, b]);
-    sizes.push(heap());
-    tensors.push(tf.memory().numTensors);
+  const spec = ensureDefaultModel(tmpDir());
+  const phiSplit = graphFeatureFn(await loadModel(spec), spec);
+  const c = testConfig().compute.maps;
+  const runs: [FeatureFn, MapOptions][] = [
+    [phi, { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 2 }],
+    [phiSplit, { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 0, method: 'layer', layer: c.layer }],
+  ];
+  for (const [f, opts] of runs) {
+    const sizes: number[] = [];
+    const tensors: number[] = [];
+    for (let k = 0; k < 6; k++) {
+      const a = tf.randomUniform([1, SIZE, SIZE, 3]) as tf.Tensor4D;
+      const b = tf.randomUniform([1, SIZE, SIZE, 3]) as tf.Tensor4D;
+      sideMap(f, a, b, w, opts, k % 2 ? 'driver' : 'reference');
+      tf.dispose([a, b]);
+      sizes.push(heap());
+      tensors.push(tf.memory().numTensors);
+    }
+    assert.deepEqual(new Set(tensors.slice(1)).size, 1, `${opts.method ?? 'gradient'}: tensors per job: ${tensors}`);
+    assert.equal(sizes[5], sizes[2], `${opts.method ?? 'gradient'}: wasm heap after jobs: ${sizes.map((s) => (s / 1e6).toFixed(0)).join(' ')} MB`);
   }
-  assert.deepEqual(new Set(tensors.slice(1)).size, 1, `tensors per job: ${tensors}`);
-  assert.equal(sizes[5], sizes[2], `wasm heap after jobs: ${sizes.map((s) => (s / 1e6).toFixed(0)).join(' ')} MB`);
 });
 
 test("the 'layer' map is the activation's change from the blank screen times the finite-difference gradient of <v, phi> at the layer, positive part, summed over channels", () => {
