@@ -118,7 +118,11 @@ export function createApp(deps: AppDeps): App {
         minWeightCosine: config.compute.maps.minWeightCosine,
         onError: (message) => logger.error(message),
         // every report to the session's dashboards (volatile: a slow one skips to the next)
-        onReport: (sessionId, report) => io?.of('/dashboard').to(watchRoom(sessionId)).volatile.emit(dashboardEvents.modelsUpdated, report),
+        onReport: (sessionId, report) => {
+          io?.of('/dashboard').to(watchRoom(sessionId)).volatile.emit(dashboardEvents.modelsUpdated, report);
+          const rt = store.get(sessionId);
+          if (rt) store.modelsReady$.next(rt);
+        },
       })
     : null;
   const store = new SessionStore({

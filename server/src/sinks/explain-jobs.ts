@@ -7,7 +7,7 @@
  * with `stale: true`) and recomputed; a stale pair that is neither among the strongest drivers nor asked
  * for is retired (removed) instead. Results go out as `explain:ready`.
  */
-import { groupBy, map, mergeMap, throttleTime, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
+import { groupBy, map, merge, mergeMap, throttleTime, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
 import type { Explanation, ModelSnapshot } from '@sharedlens/shared';
 import { featureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
 import type { FeatureSet } from '../compute/encoding.ts';
@@ -230,9 +230,10 @@ export function scheduleExplanations(deps: ExplainDeps): {
     return { status: 'queued', key: job.key };
   };
 
-  const sub = deps.store.updates$
+  // looked at after updates and when a model report is ready (reports are computed off the event loop, so
+  // the one of a session's last update arrives after it)
+  const sub = merge(deps.store.updates$.pipe(map((u) => u.runtime)), deps.store.modelsReady$)
     .pipe(
-      map((u) => u.runtime),
       groupBy((rt) => rt.id),
       mergeMap((g) => g.pipe(throttleTime(deps.intervalMs, deps.scheduler ?? asyncScheduler, { leading: true, trailing: true }))),
     )

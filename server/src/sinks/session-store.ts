@@ -63,6 +63,8 @@ export class SessionStore {
   readonly changed$ = new Subject<Runtime>();
   /** Follow-up suggestions as they pass through a session's frames. */
   readonly followups$ = new Subject<Runtime>();
+  /** A session's model report was computed (off the event loop, after its last update or later). */
+  readonly modelsReady$ = new Subject<Runtime>();
   private readonly runtimes = new Map<string, Runtime>();
 
   constructor(private readonly opts: SessionStoreOptions) {}
@@ -302,6 +304,7 @@ export class SessionStore {
     this.updates$.complete();
     this.changed$.complete();
     this.followups$.complete();
+    this.modelsReady$.complete();
   }
 
   private publish(rt: Runtime, mu: ModelUpdate): void {
