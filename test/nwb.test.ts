@@ -155,7 +155,12 @@ describe('NWB export', () => {
   });
 
   it('GET /api/sessions/:id/export.nwb sends a valid file; an unknown session is a 404', async () => {
-    const res = await apiFetch(`${t.url}/api/sessions/${trialId}/export.nwb`);
+    // a keep-alive connection from sign-in may be closed by the server just as it is reused (undici: 'fetch
+    // failed', cause 'other side closed'); one retry on a fresh connection tells that from a failing route
+    const res = await apiFetch(`${t.url}/api/sessions/${trialId}/export.nwb`).catch((e: Error & { cause?: Error }) => {
+      if (!/other side closed|ECONNRESET|socket/i.test(String(e.cause?.message ?? e.cause))) throw e;
+      return apiFetch(`${t.url}/api/sessions/${trialId}/export.nwb`);
+    });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-disposition') ?? '', /trial-mode-1\.nwb/);
     const file = path.join(out, 'http.nwb');

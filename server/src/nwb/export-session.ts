@@ -67,15 +67,15 @@ const seconds = (ms: number, zeroMs: number) => (ms - zeroMs) / 1000;
 export async function exportSession(opts: ExportOptions): Promise<ExportResult> {
   const scan = scanSession(opts.frames());
   const notes: string[] = [];
-  const images = opts.set ? await loadImages(opts.set, scan) : null;
   if (!opts.set) notes.push(`stimulus set "${scan.start.start.stimulusSetId}" is not registered here: no images in stimulus/templates, no IndexSeries`);
   await h5Ready();
   const part = `${opts.file}.part`;
   const f = new h5wasm.File(part, 'w');
+  let images = 0;
   try {
     writeFileFields(f, scan, opts.about);
     const stimIndex = new Map(scan.start.stimuli.map((s, i) => [s.id, i]));
-    if (images) writeStimuli(f, scan, images, stimIndex);
+    if (opts.set) images = await writeStimuli(f, scan, opts.set, stimIndex);
     writeTrials(f, scan);
     const ecephys = typedGroup(f.get('processing') as H5Group, 'ecephys', 'ProcessingModule', { description: 'sharedlens: the rig channels and their spike counts (binned, or per trial)' });
     writeChannels(ecephys, scan);
@@ -97,7 +97,7 @@ export async function exportSession(opts: ExportOptions): Promise<ExportResult> 
     trials: scan.trials.length,
     bins: scan.bins.total,
     trialCountRows: scan.trialCounts.rows,
-    images: images?.length ?? 0,
+    images,
     notes,
   };
 }
@@ -144,34 +144,33 @@ interface LoadedImage {
   channels: 1 | 3 | 4;
 }
 
-/** Decodes the set's images (pixels as stored: height x width x channels, uint8). */
-async function loadImages(set: StimulusSet, scan: SessionScan): Promise<LoadedImage[]> {
-  const out: LoadedImage[] = [];
-  for (const s of scan.start.stimuli) {
-    const file = stimulusFile(set, s.id);
-    if (!file) throw new Error(`stimulus "${s.id}" of the session is not in set "${set.manifest.id}"`);
-    const img = sharp(file);
-    const meta = await img.metadata();
-    // grey + alpha has no NWB image type: it becomes RGBA
-    const pipeline = meta.channels === 2 ? img.toColourspace('srgb').ensureAlpha() : img;
-    const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 1 && info.channels !== 3 && info.channels !== 4) throw new Error(`image ${file} has ${info.channels} channels`);
-    out.push({ id: s.id, category: s.category, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width, channels: info.channels });
-  }
-  return out;
+/** Decodes one image of the set (pixels as stored: height x width x channels, uint8). */
+async function loadImage(set: StimulusSet, s: { id: string; category: string }): Promise<LoadedImage> {
+  const file = stimulusFile(set, s.id);
+  if (!file) throw new Error(`stimulus "${s.id}" of the session is not in set "${set.manifest.id}"`);
+  const img = sharp(file);
+  const meta = await img.metadata();
+  // grey + alpha has no NWB image type: it becomes RGBA
+  const pipeline = meta.channels === 2 ? img.toColourspace('srgb').ensureAlpha() : img;
+  const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 1 && info.channels !== 3 && info.channels !== 4) throw new Error(`image ${file} has ${info.channels} channels`);
+  return { id: s.id, category: s.category, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width, channels: info.channels };
 }
 
-function writeStimuli(f: H5Group, scan: SessionScan, images: LoadedImage[], stimIndex: Map<string, number>): void {
+/** Writes the images one at a time (decoded, written, released) and the presentations; returns the image count. */
+async function writeStimuli(f: H5Group, scan: SessionScan, stimulusSet: StimulusSet, stimIndex: Map<string, number>): Promise<number> {
   const templates = f.get('stimulus/templates') as H5Group;
   const setId = scan.start.start.stimulusSetId;
   const set = typedGroup(templates, setId, 'Images', { description: `sharedlens stimulus set "${setId}": one image per stimulus id (height x width x channels, uint8); the image's description is its category` });
-  const refs = images.map((im) => {
+  const refs = [];
+  for (const s of scan.start.stimuli) {
+    const im = await loadImage(stimulusSet, s);
     const shape = im.channels === 1 ? [im.height, im.width] : [im.height, im.width, im.channels];
     const d = set.create_dataset({ name: im.id, data: im.data, shape, dtype: '<B', chunks: shape, compression: 1 });
     typed(d, im.channels === 1 ? 'GrayscaleImage' : im.channels === 3 ? 'RGBImage' : 'RGBAImage');
     d.create_attribute('description', im.category);
-    return d.create_reference();
-  });
+    refs.push(d.create_reference());
+  }
   typed(set.create_dataset({ name: 'order_of_images', data: refs }), 'ImageReferences');
   const pres = typedGroup(f.get('stimulus/presentation') as H5Group, 'presentations', 'IndexSeries', {
     comments: 'every stim:onset of the session, aborted trials included (see intervals/trials)',
@@ -181,6 +180,7 @@ function writeStimuli(f: H5Group, scan: SessionScan, images: LoadedImage[], stim
   seriesData(data, 'N/A');
   timestampsAttrs(pres.create_dataset({ name: 'timestamps', data: Float64Array.from(scan.trials, (t) => seconds(t.onsetMs, scan.zeroMs)) }));
   pres.create_soft_link(`/stimulus/templates/${setId}`, 'indexed_images');
+  return refs.length;
 }
 
 function writeTrials(f: H5Group, scan: SessionScan): void {
