@@ -122,6 +122,11 @@ test('named accounts: scrypt passwords, a viewer reads but every steering action
     const ack = await dash.timeout(5000).emitWithAck(event, body);
     assert.equal(ack.error?.code, 'forbidden', `${event}: ${JSON.stringify(ack)}`);
   }
+  // signing out ends what the open socket may do, too
+  await fetch(`${t.url}/api/auth/logout`, { method: 'POST', headers: { cookie: vera, 'content-type': 'application/json' }, body: '{}' });
+  const after = await dash.timeout(5000).emitWithAck('session:watch', { sessionId: 'x' });
+  assert.equal(after.error?.code, 'unauthorized');
+  await until(() => !dash.connected, 'the signed-out socket closed');
   // otto, added by the CLI, may steer; the action is logged with his name
   const otto = await signIn(t.url, { user: 'otto', password: 'otto-password-1' });
   const ok = await post('/api/stimuli/rescan', otto);

@@ -82,12 +82,15 @@ export function steeringNeedsOperatorJson(r: Refusals, log: (fields: Record<stri
   };
 }
 
-/** Dashboard commands that steer the rig or the server: operators only. */
-export const steeringEvents: readonly string[] = [dashboardEvents.followupRequest, dashboardEvents.sessionReplay, dashboardEvents.replayControl];
+/**
+ * Dashboard commands a viewer may send: watching only. Every other command (follow-up pushes, replays and
+ * their controls, and any command added later) steers, so it needs an operator: deny by default.
+ */
+export const viewerEvents: readonly string[] = [dashboardEvents.sessionWatch];
 
 /**
- * The `/dashboard` namespace: a connection needs a signed-in person (socket.data.person); steering
- * commands from a viewer are answered with a `forbidden` error and never reach their handler.
+ * The `/dashboard` namespace: a connection needs a signed-in person (socket.data.person); commands other
+ * than viewerEvents from a viewer are answered with a `forbidden` error and never reach their handler.
  */
 export function guardDashboard(nsp: Namespace, signIn: SignIn, r: Refusals, log: (fields: Record<string, unknown>, msg: string) => void): void {
   nsp.use((socket, next) => {
@@ -101,14 +104,20 @@ export function guardDashboard(nsp: Namespace, signIn: SignIn, r: Refusals, log:
   });
   nsp.on('connection', (socket: Socket) => {
     socket.use(([event, body, ...rest], next) => {
-      if (!steeringEvents.includes(event)) return next();
-      const person = socket.data.person as Person;
+      const ack = [body, ...rest].reverse().find((a) => typeof a === 'function') as ((a: unknown) => void) | undefined;
+      // the sign-in is checked again for every command: a signed-out or expired session stops here
+      const person = signIn.person(socket.handshake.headers.cookie);
+      if (!person) {
+        r.refuse('unauthorized', `${event} after the sign-in ended`, { address: socket.handshake.address });
+        ack?.({ error: { code: 'unauthorized', message: 'unauthorized: the sign-in ended; sign in again' } });
+        return void socket.disconnect(true);
+      }
+      if (viewerEvents.includes(event)) return next();
       if (person.role === 'operator') {
         log({ by: person.name, event, ...(body && typeof body === 'object' && 'sessionId' in body ? { sessionId: (body as { sessionId: unknown }).sessionId } : {}) }, 'steering action');
         return next();
       }
       r.refuse('forbidden', `${event} needs the operator role`, { by: person.name, role: person.role });
-      const ack = [body, ...rest].reverse().find((a) => typeof a === 'function') as ((a: unknown) => void) | undefined;
       ack?.({ error: { code: 'forbidden', message: `${event} needs the operator role (signed in as ${person.name}, ${person.role})` } });
     });
   });
