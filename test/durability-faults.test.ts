@@ -327,6 +327,28 @@ test('a session over the memory budget is refused with its size; a 4 MiB junk fr
   }
 });
 
+test('an HTTP handler that fails answers with an error and the server keeps running', async () => {
+  const dataDir = tmpDir();
+  let t = await startApp({ dataDir });
+  const s = await rawRig(t.url);
+  const id = (await send(s, 'session:start', sessionStart(2))).data.sessionId as string;
+  s.close();
+  await t.close();
+  // the log becomes unreadable (a folder where the file was): the offline statistics worker fails
+  const file = path.join(dataDir, 'sessions', id, 'log.bin');
+  fs.rmSync(file);
+  fs.mkdirSync(file);
+  t = await startApp({ dataDir });
+  try {
+    const r = await getJson(`${t.url}/api/sessions/${id}/stats`);
+    assert.equal(r.status, 500);
+    assert.match(r.body.error.message, /offline statistics failed: EISDIR/);
+    assert.equal((await getJson(`${t.url}/api/health`)).body.status, 'ok');
+  } finally {
+    await t.close();
+  }
+});
+
 test('sessions are capped per rig and in total', async () => {
   const t = await startApp({ limits: { ...testConfig().limits, maxSessionsPerRig: 1, maxSessions: 2 }, rigTokens: { [TOKEN]: 'rig-a', 'second-rig-token': 'rig-b', 'third-rig-token': 'rig-c' } });
   try {
