@@ -39,13 +39,13 @@ export interface Runtime {
   followups: Extract<Frame, { type: 'followup:suggested' }> | null;
   rejected: Record<string, number>;
   replay: ReplayState | null;
-  sub: Subscription | null;
   /** Replays: sequence gaps the live session counted (from the log's gap records). */
   seqGaps?: number;
   /** Name of the rig that owns a live session (only it may write, resume or end it). */
   owner?: string;
   /** Frames fed while the recorded backlog of a resumed session is still streaming through the pipeline. */
   pending?: Frame[] | null;
+  sub: Subscription | null;
 }
 
 export interface SessionStoreOptions {
@@ -93,9 +93,9 @@ export class SessionStore {
       followups: null,
       rejected: {},
       replay: null,
-      sub: null,
       ...(owner ? { owner } : {}),
       pending: Array.isArray(backlog) ? null : [],
+      sub: null,
     };
     this.runtimes.set(rt.id, rt);
     const drained$ = defer(() => {
