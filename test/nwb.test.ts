@@ -220,6 +220,25 @@ describe('NWB import', () => {
     }
   });
 
+  it('a trials table with image ids imports against a registered set (--set), its aborts kept', async () => {
+    const file = path.join(out, 'trials-table.nwb');
+    python(TRIALS_TABLE, [file, JSON.stringify(demoStimuli.slice(0, 6).map((s) => s.id))]);
+    const data = tmpDir('sharedlens-nwb-import-');
+    const recorder = new Recorder({ dataDir: data, fsync: 'never', fsyncIntervalMs: 1000 });
+    try {
+      const r = await importNwb({ file, recorder, stimulusDir: path.join(root, 'stimuli'), setId: 'demo' });
+      assert.equal(r.setCreated, false);
+      assert.equal(r.trials, 30);
+      const snap = await stats(recorder, r.sessionId);
+      assert.equal(snap.trialsAborted, 3);
+      assert.equal(snap.trialsCompleted, 27);
+      assert.deepEqual(snap.stimuli!.filter((s) => s.nTrials > 0).map((s) => s.id).sort(), demoStimuli.slice(0, 6).map((s) => s.id).sort());
+    } finally {
+      recorder.close();
+      fs.rmSync(data, { recursive: true, force: true });
+    }
+  });
+
   it('unsupported files get a clear message naming what is missing', async () => {
     const data = tmpDir('sharedlens-nwb-import-');
     const recorder = new Recorder({ dataDir: data, fsync: 'never', fsyncIntervalMs: 1000 });
@@ -251,6 +270,23 @@ import sys, json, datetime
 from pynwb import NWBFile, NWBHDF5IO
 f = NWBFile(session_description='units only', identifier='u1', session_start_time=datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc))
 f.add_unit(spike_times=[0.1, 0.2])
+with NWBHDF5IO(sys.argv[1], 'w') as io: io.write(f)
+print('{}')
+`;
+
+const TRIALS_TABLE = `
+import sys, json, datetime
+import numpy as np
+from pynwb import NWBFile, NWBHDF5IO
+ids = json.loads(sys.argv[2])
+rng = np.random.default_rng(3)
+f = NWBFile(session_description='trials table', identifier='tt1', session_start_time=datetime.datetime(2025, 2, 3, tzinfo=datetime.timezone.utc))
+f.add_trial_column('stimulus_id', 'image id')
+f.add_trial_column('aborted', 'aborted trial')
+for k in range(30):
+  f.add_trial(start_time=1.0 + 0.5 * k, stop_time=1.2 + 0.5 * k, stimulus_id=ids[k % len(ids)], aborted=k % 10 == 9)
+for u in range(3):
+  f.add_unit(spike_times=np.sort(rng.uniform(0, 17, 400)))
 with NWBHDF5IO(sys.argv[1], 'w') as io: io.write(f)
 print('{}')
 `;
