@@ -32,6 +32,8 @@ const AUTH_TOKEN = 'bench-operator-token';
 /** Images that warm the compute workers before the timed extraction (16: split over both). */
 const WARM = 16;
 const RUNS = QUICK ? [{ channels: 384, images: 200, suffix: '' }] : [{ channels: 384, images: 1000, suffix: '' }, { channels: 1536, images: 500, suffix: '1536' }];
+/** BENCH_SCALE_RUNS=384 (or 1536): only the runs with those channel counts. */
+const ONLY = process.env.BENCH_SCALE_RUNS?.split(',').map(Number);
 const secondsFor = (_images: number) => SECONDS ?? (QUICK ? 60 : 300);
 
 const pct = (xs: number[], p: number) => {
@@ -130,7 +132,7 @@ async function once(channels: number, images: number, suffix: string): Promise<R
 
 export async function run(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = { quick: QUICK, secondsPerRun: RUNS.map((r) => secondsFor(r.images)), baseline: 'features: a plain batched (8) TF.js wasm script on the same images, same run; absorb: the exact refit of the same data', stimuli: 'made from the demo emoji (Noto Emoji): recoloured, cropped, composited; body/face/object/scene' };
-  for (const r of RUNS) Object.assign(out, await once(r.channels, r.images, r.suffix));
+  for (const r of RUNS.filter((x) => !ONLY || ONLY.includes(x.channels))) Object.assign(out, await once(r.channels, r.images, r.suffix));
   out.targets = { ackP99Ms: 50, ackMaxMs: 250, eventLoopMaxStallMs: 100, modelsGetP99Ms: 250, healthGetP99Ms: 50, featuresVsPlainScript: 1, newStimulusAbsorbMs: 50 };
   return out;
 }

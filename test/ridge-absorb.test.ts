@@ -68,3 +68,39 @@ test('stimuli absorbed one at a time equal an exact refit and scikit-learn Ridge
   }
   assert.ok(maxRel < 1e-6, `predictions vs RidgeCV: max rel. diff ${maxRel}`);
 });
+
+test('encoding: new stimuli absorbed at their first trial while cheap, pending for the next fit above the budget; both give the exact models', async () => {
+  const { addTrial, createNeuronStats } = await import('../server/src/compute/neuron-stats.ts');
+  const { createEncoding, refit, stepEncoding } = await import('../server/src/compute/encoding.ts');
+  const { computeStart } = await import('./helpers.ts');
+  const r = mulberry32(8);
+  const Sx = 40;
+  const features = Float32Array.from({ length: Sx * D }, () => Math.max(0, gaussian(r)));
+  const stimuli = Array.from({ length: Sx }, (_, i) => ({ id: `s${i}`, file: 'x.png', category: i % 2 ? 'a' : 'b' }));
+  const featureSet = { features, dim: D, modelId: 'test', backend: 'none' };
+  const run = (absorbInlineUnits: number) => {
+    const stats = createNeuronStats(computeStart(N), stimuli, null);
+    const enc = createEncoding(featureSet, Sx);
+    const cfg = { alphas, refitEveryTrials: 5, minStimuli: 6, absorbInlineUnits };
+    const r2 = mulberry32(9);
+    let maxPending = 0;
+    for (let k = 0; k < 160; k++) {
+      const s = Math.floor(r2() * Math.min(Sx, 8 + k / 4));
+      addTrial(stats, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: k * 100, seq: k, responses: Float64Array.from({ length: N }, () => 10 * r2()) });
+      stepEncoding(enc, stats, s, cfg);
+      if (enc.ridge) maxPending = Math.max(maxPending, enc.pending);
+    }
+    return { enc, stats, cfg, maxPending };
+  };
+  const cheap = run(Infinity);
+  const costly = run(0);
+  assert.equal(cheap.maxPending, 0, 'every new stimulus absorbed at its first trial');
+  assert.ok(costly.maxPending > 0, 'above the budget new stimuli wait for a fit');
+  assert.ok(cheap.enc.refits < costly.enc.refits, `fewer exact refits when absorbing (${cheap.enc.refits} vs ${costly.enc.refits})`);
+  for (const { enc, stats, cfg } of [cheap, costly]) {
+    stepEncoding(enc, stats, undefined, cfg, true);
+    const exact = refit(createEncoding(featureSet, Sx), stats, cfg);
+    assert.deepEqual(enc.ridge!.basis.rows.slice().sort((a, b) => a - b), exact.ridge!.basis.rows);
+    exact.ridge!.loss.forEach((v, i) => assert.ok(Math.abs(v - enc.ridge!.loss[i]) <= 1e-8 * v));
+  }
+});

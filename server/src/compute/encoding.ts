@@ -14,7 +14,23 @@ export interface EncodingConfig {
   refitEveryTrials: number;
   /** Stimuli needed before the first fit. */
   minStimuli: number;
+  /**
+   * Work (alphas x (n^2 + 3 neurons n)) up to which a new stimulus is absorbed where its trial is handled;
+   * above it the stimulus waits for the next fit in the worker, which absorbs it there (default
+   * ABSORB_INLINE_UNITS).
+   */
+  absorbInlineUnits?: number;
 }
+
+/**
+ * About 12 ms of absorbing on this machine (88 ms measured for 17M units: 1,000 stimuli, 384 channels, 8
+ * alphas, under load): the most the rig's event loop spends on one new stimulus. At 384 channels that is
+ * up to about 180 stimuli in the models; later ones are absorbed by the worker.
+ */
+export const ABSORB_INLINE_UNITS = 2.5e6;
+
+/** Whether absorbing one more stimulus into `ridge` stays within `units` of work. */
+export const absorbInline = (ridge: RidgeState, units = ABSORB_INLINE_UNITS): boolean => ridge.basis.alphas.length * (ridge.basis.n ** 2 + 3 * ridge.N * ridge.basis.n) <= units;
 
 export interface FeatureSet {
   /** Stimuli x D, row-major, in the session's stimulus order. */
@@ -156,7 +172,7 @@ export function countPending(enc: EncodingState, stats: NeuronStatsState): numbe
  * Installs a fitted state. Trials that arrived while the job ran (a worker refit) are applied as
  * refreshes of their rows, so nothing is lost; stimuli that appeared meanwhile stay pending.
  */
-export function installRefit(enc: EncodingState, stats: NeuronStatsState, state: RidgeState): EncodingState {
+export function installRefit(enc: EncodingState, stats: NeuronStatsState, state: RidgeState, absorbUnits = ABSORB_INLINE_UNITS): EncodingState {
   const { rows } = state.basis;
   catchUp(state, currentY(stats, rows));
   enc.ridge = state;
@@ -166,8 +182,13 @@ export function installRefit(enc: EncodingState, stats: NeuronStatsState, state:
   enc.trialsSinceRefit = 0;
   enc.version++;
   enc.refits++;
-  // stimuli observed while the fit ran and not absorbed by it (a worker fit absorbs all but the last few)
-  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0) absorbStimulus(enc, stats, s);
+  // stimuli observed while the fit ran and not absorbed by it (a worker fit absorbs all but the last few):
+  // absorbed here while cheap, else pending for the next fit
+  for (let s = 0; s < stats.stimuli.length; s++) {
+    if (stats.nStim[s] === 0 || enc.rowOf[s] >= 0) continue;
+    if (absorbInline(state, absorbUnits)) absorbStimulus(enc, stats, s);
+    else enc.pending++;
+  }
   return enc;
 }
 
@@ -184,31 +205,35 @@ export function absorbStimulus(enc: EncodingState, stats: NeuronStatsState, s: n
 /** Exact refit on every stimulus with at least one trial, here and now. */
 export function refit(enc: EncodingState, stats: NeuronStatsState, cfg: EncodingConfig): EncodingState {
   const job = refitJob(enc, stats, cfg);
-  return job ? installRefit(enc, stats, fitJob(job)) : enc;
+  return job ? installRefit(enc, stats, fitJob(job), cfg.absorbInlineUnits) : enc;
 }
 
 /**
  * Counts a completed trial of stimulus `s` (its means in `stats` already updated): a refresh of its row,
- * a new stimulus absorbed into the models, or (no models yet) a pending stimulus.
+ * a new stimulus absorbed into the models (while that is cheap: `absorbUnits`), or a pending stimulus.
  */
-export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: number): EncodingState {
+export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: number, absorbUnits = ABSORB_INLINE_UNITS): EncodingState {
   enc.trialsSinceRefit++;
   const row = enc.rowOf[s];
   if (enc.ridge && row >= 0) {
     updateRow(enc.ridge, row, stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
     enc.version++;
-  } else if (enc.ridge) absorbStimulus(enc, stats, s);
-  else if (stats.nStim[s] === 1) enc.pending++;
+  } else if (enc.ridge && absorbInline(enc.ridge, absorbUnits)) {
+    if (stats.nStim[s] > 1) enc.pending = Math.max(0, enc.pending - 1); // it was pending (seen while absorbing was too costly)
+    absorbStimulus(enc, stats, s);
+  } else if (stats.nStim[s] === 1) enc.pending++;
   return enc;
 }
 
 /**
- * Whether an exact refit is due: no models yet and stimuli to fit; or stimuli absorbed since the last
- * exact fit, at the session's end or once they are as many as the stimuli of that fit (and at least
- * `refitEveryTrials`): a consistency check whose cost, n^3, is spread over the n stimuli absorbed.
+ * Whether an exact refit is due: no models yet and stimuli to fit; pending stimuli (too costly to absorb
+ * inline) and `refitEveryTrials` trials since the last fit, or the session's end; or stimuli absorbed
+ * since the last exact fit, at the session's end or once they are as many as the stimuli of that fit (and
+ * at least `refitEveryTrials`): a consistency check whose cost, n^3, is spread over the n stimuli absorbed.
  */
 export function refitDue(enc: EncodingState, cfg: EncodingConfig, final: boolean): boolean {
   if (!enc.ridge) return enc.pending > 0;
+  if (enc.pending > 0 && (final || enc.trialsSinceRefit >= cfg.refitEveryTrials)) return true;
   const { n, exactN } = enc.ridge.basis;
   const absorbed = n - exactN;
   return absorbed > 0 && (final || absorbed >= Math.max(cfg.refitEveryTrials, exactN));
@@ -219,6 +244,6 @@ export function refitDue(enc: EncodingState, cfg: EncodingConfig, final: boolean
  * count the stimulus as pending and refit when due. `final` (session end) refits whatever is pending.
  */
 export function stepEncoding(enc: EncodingState, stats: NeuronStatsState, s: number | undefined, cfg: EncodingConfig, final = false): EncodingState {
-  if (s !== undefined) observeTrial(enc, stats, s);
+  if (s !== undefined) observeTrial(enc, stats, s, cfg.absorbInlineUnits);
   return refitDue(enc, cfg, final) ? refit(enc, stats, cfg) : enc;
 }

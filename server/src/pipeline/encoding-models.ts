@@ -66,7 +66,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
           if (opts.offload && (enc.ridge || job.rows.length >= opts.offload.fromStimuli)) {
             fitting.add(enc);
             jobs.next({ enc, job, stats });
-          } else installRefit(enc, stats, fitJob(job));
+          } else installRefit(enc, stats, fitJob(job), cfg.absorbInlineUnits);
         };
         const fresh = (f: FeatureSet, stats: NeuronStatsState) => {
           const enc = createEncoding(f, stats.stimuli.length);
@@ -101,7 +101,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
                 // a restarted session has new models: a fit for the old ones is dropped
                 const current = last !== null && last.encoding === ev.enc;
                 if (current) {
-                  installRefit(ev.enc, last.stats.state, ev.state);
+                  installRefit(ev.enc, last.stats.state, ev.state, cfg.absorbInlineUnits);
                   refitIfDue(ev.enc, last.stats.state, acc.ended);
                 }
                 completeWhenIdle();
@@ -114,7 +114,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
               if (!enc && acc.features) enc = fresh(acc.features, u.state);
               else if (enc && u.cause === 'trial' && u.stimulusId !== undefined) {
                 const s = u.state.stimIndex.get(u.stimulusId);
-                if (s !== undefined) observeTrial(enc, u.state, s);
+                if (s !== undefined) observeTrial(enc, u.state, s, cfg.absorbInlineUnits);
               }
               if (enc) refitIfDue(enc, u.state, ended);
               return { ...acc, ended, out: { stats: u, encoding: enc } };
