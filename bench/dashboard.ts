@@ -1,5 +1,7 @@
 /**
- * Dashboard memory and load benchmark: the dashboard open in Debian's chromium on a session of 384
+ * Dashboard benchmark, two runs. First the real-size run (dashboard-real-size.ts: 384 channels, 1,000 images,
+ * >= 1,000 driver pairs, the drivers view open and scrolled; its keys are the result's top level). Then the
+ * memory and load run under accelerated streaming (BENCH_DASHBOARD_STRESS_SECONDS, 0 skips it; under `stress`): the dashboard open in Debian's chromium on a session of 384
  * channels (BENCH_DASHBOARD_CHANNELS) streaming without pause, with the server's update throttles shortened (50 ms deltas, 250 ms snapshots: 4-5x the default
  * rates, so a few minutes hold the updates of a much longer session) while the simulated rig runs in fast
  * mode (far more trials per second than a rig). Samples the page's JS heap and the server's heap; the
@@ -13,13 +15,21 @@ import { createApp } from '../server/src/app.ts';
 import { loadConfig } from '../server/src/config.ts';
 import { runSimRig } from '../server/src/sim/sim-rig.ts';
 import { demoStimuli, root, tmpDir } from './support.ts';
+import { run as realSize } from './dashboard-real-size.ts';
 
-const SECONDS = Number(process.env.BENCH_DASHBOARD_SECONDS ?? 180);
+const SECONDS = Number(process.env.BENCH_DASHBOARD_STRESS_SECONDS ?? 180);
 const CHANNELS = Number(process.env.BENCH_DASHBOARD_CHANNELS ?? 384);
 const TOKEN = 'bench-rig-token';
+const SIGN_IN = 'bench-sign-in-token';
 
 export async function run(): Promise<Record<string, unknown>> {
-  const base = loadConfig(root, { RIG_TOKENS: TOKEN, DEMO: '0' });
+  const real = await realSize();
+  return { ...real, ...(SECONDS > 0 ? { stress: await stress() } : {}) };
+}
+
+async function stress(): Promise<Record<string, unknown>> {
+  console.log(`  stress run: ${CHANNELS} channels streaming without pause, shortened update throttles, ${SECONDS} s`);
+  const base = loadConfig(root, { RIG_TOKENS: TOKEN, AUTH_TOKEN: SIGN_IN, DEMO: '0' });
   const config = { ...base, dataDir: tmpDir(), compute: { ...base.compute, features: false }, dashboard: { deltaThrottleMs: 50, snapshotThrottleMs: 250 } };
   const app = createApp({ config, logger: pino({ level: 'silent' }), clientDir: path.join(root, 'client', 'dist') });
   const port = await app.listen(0, '127.0.0.1');
@@ -28,7 +38,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Performance.enable');
-  await page.goto(url);
+  await page.goto(`${url}/?token=${SIGN_IN}`);
   const stop = new AbortController();
   const sim = runSimRig({ url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: CHANNELS, trials: Infinity, onMs: 200, offMs: 200, abortRate: 0.03, seed: 3, reconnectAfterTrials: 0, fast: true, signal: stop.signal });
   const samples: { t: number; pageMB: number; serverMB: number; trials: number; busy: number }[] = [];

@@ -89,7 +89,8 @@ export function createApp(deps: AppDeps): App {
         onProgress: (setId, p) => {
           computeStatus.features[setId] = `${p.done}/${p.total}`;
           io?.of('/dashboard').volatile.emit(dashboardEvents.featuresProgress, { stimulusSetId: setId, ...p });
-          if (p.done === p.total || p.done % 25 === 0) logger.info({ stimulusSetId: setId, ...p }, 'stimulus features');
+          // every 5% (a bar on a terminal, see terminal/pretty-log.ts): 32 s of silence for the demo set otherwise
+          if (p.done === p.total || p.done % Math.max(1, Math.round(p.total / 20)) === 0) logger.info({ stimulusSetId: setId, ...p }, 'stimulus features');
         },
         onReady: (setId, f) => {
           computeStatus.backend = f.backend;

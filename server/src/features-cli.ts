@@ -4,16 +4,27 @@
  * session.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { lastValueFrom, tap } from 'rxjs';
 import { loadConfig } from './config.ts';
+import { parseCli } from './terminal/cli-help.ts';
+import { progressBar } from './terminal/progress-bar.ts';
 import { loadStimulusSets } from './stimulus-sets.ts';
 import { computeClientFor } from './workers/compute-client.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig(root);
-const { values } = parseArgs({ options: { set: { type: 'string', default: 'demo' } } });
+const usage = `
+npm run features -- [--set ID]
+
+Computes the CNN features of a stimulus set (MobileNetV2 in TensorFlow.js, ${config.compute.backend} backend) and
+caches them in ${config.compute.cacheDir}, so a session's encoding models start at once.
+
+Options:
+  --set ID     stimulus set under ${config.stimulusDir} (default demo)
+  -h, --help   this text
+`;
+const { values } = parseCli('features', usage, { set: { type: 'string', default: 'demo' } });
 const set = loadStimulusSets(config.stimulusDir).sets.get(values.set);
 if (!set) {
   console.error(`features: unknown stimulus set "${values.set}" in ${config.stimulusDir}`);
@@ -21,15 +32,14 @@ if (!set) {
 }
 const client = computeClientFor(config.compute, config.dataDir, 1);
 const started = Date.now();
-// a progress line rewritten in place (a dozen characters of ANSI; no progress-bar dependency for this)
-const bar = (done: number, total: number) => `[${'#'.repeat(Math.round((30 * done) / total)).padEnd(30)}] ${done}/${total}`;
+const bar = progressBar(`features ${values.set}:`);
 try {
   const last = await lastValueFrom(
     client.features$(set.manifest.stimuli.map((s) => path.join(set.dir, s.file))).pipe(
-      tap((e) => e.type === 'progress' && process.stderr.write(`\rfeatures ${values.set}: ${bar(e.done, e.total)} (${e.cached} cached)`)),
+      tap((e) => e.type === 'progress' && bar.update(e.done, e.total, `(${e.cached} cached)`)),
     ),
   );
-  process.stderr.write('\n');
+  bar.done();
   if (last.type === 'features') console.log(`features ${values.set}: ${set.manifest.stimuli.length} x ${last.dim} from ${last.modelId} on ${last.backend} in ${((Date.now() - started) / 1000).toFixed(1)} s; cache ${config.compute.cacheDir}`);
 } catch (e) {
   console.error(`\nfeatures: ${(e as Error).message}`);

@@ -5,9 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.ts';
 import { createApp } from './app.ts';
-import { exposureProblems } from './auth/exposure.ts';
 import { gpuPackageStatus } from './compute/gpu-package.ts';
+import { exposureProblems } from './auth/exposure.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
+import { logDestination } from './terminal/pretty-log.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let config;
@@ -21,7 +22,10 @@ try {
   }
   throw e;
 }
-const logger = pino({ level: config.logLevel });
+// readable lines on a terminal, JSON lines when piped or with LOG_FORMAT=json
+const logFormat = process.env.LOG_FORMAT === 'json' || process.env.LOG_FORMAT === 'pretty' ? process.env.LOG_FORMAT : 'auto';
+const logTo = logDestination(logFormat);
+const logger = logTo ? pino({ level: config.logLevel }, logTo) : pino({ level: config.logLevel });
 for (const w of configWarnings) logger.warn(`config: ${w}`);
 // reachable from the network: refuse the secrets that the documentation prints
 const exposure = exposureProblems(config);
@@ -68,14 +72,29 @@ if (config.compute.features) {
 
 const children: ReturnType<typeof spawn>[] = [];
 if (config.demo) {
-  const sim = spawn(process.execPath, [...process.execArgv, path.join(root, 'server/src/sim/cli.ts'), '--url', url], { stdio: 'inherit', env: process.env });
+  // an IPC channel, so the rig also stops when this process dies without a chance to send SIGTERM
+  const sim = spawn(process.execPath, [...process.execArgv, path.join(root, 'server/src/sim/cli.ts'), '--url', url], { stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: process.env });
   children.push(sim);
   logger.info({ pid: sim.pid }, 'demo: simulated rig started (DEMO=0 starts the server alone)');
 }
+console.log(
+  config.demo
+    ? `  What next: open the dashboard above. Within a minute the channel grid fills in; model scores follow once the
+  CNN features are computed (a progress bar below), and driver pairs with their maps after a few minutes.
+  The simulated rig drops its connection once on purpose to show that a session resumes. Try the Drivers,
+  Sessions & replay and Follow-up views; Ctrl-C stops the server and the rig. npm run sim -- --help for more rigs.
+`
+    : `  What next: connect a rig (docs/protocol.md) or stream a simulated one: npm run sim -- --channels 64
+  Recorded sessions: npm run replay; Ctrl-C stops the server.
+`,
+);
 
 const shutdown = async (signal: string) => {
   logger.info({ signal }, 'shutting down');
   for (const c of children) c.kill('SIGTERM');
+  // the rig first, then the server; a second Ctrl-C exits at once
+  process.once('SIGINT', () => process.exit(130));
+  await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((resolve) => { c.once('exit', resolve); setTimeout(resolve, 3000).unref(); }))));
   await app.close();
   process.exit(0);
 };

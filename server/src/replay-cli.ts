@@ -4,10 +4,10 @@
  * the recorded sessions. A running server replays through the dashboard or POST /api/sessions/:id/replay.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { BehaviorSubject, filter, last, map, tap } from 'rxjs';
 import { loadConfig } from './config.ts';
+import { parseCli } from './terminal/cli-help.ts';
 import { buildSnapshot } from './compute/session-snapshot.ts';
 import { sessionPipeline } from './pipeline/session-pipeline.ts';
 import { Recorder } from './sinks/recorder.ts';
@@ -15,7 +15,19 @@ import { replayRecords, type Replayed } from './sources/replay.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig(root);
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { speed: { type: 'string', default: 'max' }, json: { type: 'boolean', default: false } } });
+const usage = `
+npm run replay -- [SESSION_ID] [options]
+
+Replays a recorded session through the same pipeline as a live one, offline, and prints its statistics.
+Without SESSION_ID: lists the recorded sessions in ${config.dataDir}. A running server replays from the
+dashboard (Sessions & replay) or with POST /api/sessions/SESSION_ID/replay.
+
+Options:
+  --speed N|max   N times the recorded pace, or max: as fast as possible (default max)
+  --json          print the full statistics snapshot as JSON
+  -h, --help      this text
+`;
+const { values, positionals } = parseCli('replay', usage, { speed: { type: 'string', default: 'max' }, json: { type: 'boolean', default: false } }, process.argv.slice(2), true);
 const recorder = new Recorder({ dataDir: config.dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
 const id = positionals[0];
 if (!id) {
