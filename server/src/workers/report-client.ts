@@ -1,7 +1,8 @@
 /**
  * Main-thread side of the model-report worker (workers/report-worker.ts). After every update of a session
  * the store asks for a report; at most one job per session is in flight and jobs start at most every
- * `minIntervalMs`, each built from the latest state (copies of the statistics and of each channel's
+ * `minIntervalMs` and twice as long as the last one took (at 1,536 channels a report takes seconds; the
+ * thread then leaves the cores half the time to the rig's event loop and the other workers), each built from the latest state (copies of the statistics and of each channel's
  * chosen-regularisation residuals: O(channels x stimuli), no features). `GET /models`, the dashboard's
  * snapshots and the map jobs read the latest finished report and its readouts, never computing one.
  */
@@ -52,6 +53,8 @@ interface SessionSlot {
   /** Builds the job from the session's state as it is when the job starts. */
   next: (() => Omit<ReportJob, 'id' | 'features'> | null) | null;
   lastStartMs: number;
+  /** How long the last report took: the next starts at least twice that after it (the thread busy half the time at most). */
+  lastMs: number;
   timer: NodeJS.Timeout | null;
   featuresSent: Float32Array | null;
 }
@@ -117,14 +120,14 @@ export class ModelReports {
   /** Asks for a report of session `sessionId`; `build` is called when the job starts (the latest state then). */
   request(sessionId: string, features: Float32Array, build: () => Omit<ReportJob, 'id' | 'features'> | null): void {
     let slot = this.slots.get(sessionId);
-    if (!slot) this.slots.set(sessionId, (slot = { latest: null, busy: false, next: null, lastStartMs: -Infinity, timer: null, featuresSent: null }));
+    if (!slot) this.slots.set(sessionId, (slot = { latest: null, busy: false, next: null, lastStartMs: -Infinity, lastMs: 0, timer: null, featuresSent: null }));
     slot.next = build;
     this.pump(sessionId, slot, features);
   }
 
   private pump(sessionId: string, slot: SessionSlot, features: Float32Array): void {
     if (slot.busy || slot.timer || !slot.next) return;
-    const wait = slot.lastStartMs + this.opts.minIntervalMs - Date.now();
+    const wait = slot.lastStartMs + Math.max(this.opts.minIntervalMs, 2 * slot.lastMs) - Date.now();
     if (wait > 0) {
       slot.timer = setTimeout(() => {
         slot.timer = null;
@@ -144,6 +147,7 @@ export class ModelReports {
     this.handlers.set(id, (msg) => {
       this.handlers.delete(id);
       slot.busy = false;
+      slot.lastMs = Date.now() - slot.lastStartMs;
       if (msg.type === 'report' && msg.report && msg.weights) {
         slot.latest = { report: msg.report, weights: msg.weights, dim: body.dim };
         this.counts.reports++;
