@@ -53,14 +53,20 @@ const sessionId = start.data.sessionId;
 
 const ackMs: number[] = [];
 let errors = 0;
+/** Refused events by error code (or 'timeout'). */
+const errorCodes: Record<string, number> = {};
 let seq = 0;
 let inFlight = 0;
 const emit = (event: string, body: Record<string, unknown>) => {
   const t0 = now();
   inFlight++;
-  socket.timeout(60_000).emit(event, encodePayload({ ...body, sessionId, seq: ++seq }), (err: Error | null, ack: { error?: unknown }) => {
+  socket.timeout(60_000).emit(event, encodePayload({ ...body, sessionId, seq: ++seq }), (err: Error | null, ack: { error?: { code?: string } }) => {
     inFlight--;
-    if (err || ack.error) errors++;
+    if (err || ack.error) {
+      errors++;
+      const code = err ? 'timeout' : (ack.error?.code ?? 'unknown');
+      errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+    }
     ackMs.push(now() - t0);
   });
 };
@@ -145,6 +151,7 @@ fs.writeFileSync(
     elapsedS: (now() - wall0) / 1000,
     ackMs,
     errors,
+    errorCodes,
     polls,
     modelsFirstS,
     driversTotal: report ? report.channels.reduce((a, c) => a + c.drivers.length, 0) : null,

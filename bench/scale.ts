@@ -113,11 +113,11 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   clearInterval(ticker);
   await app.close();
   if (code !== 0) throw new Error(`scale rig exited with ${code}`);
-  const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
+  const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; errorCodes: Record<string, number>; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
   const absorb = measureAbsorb(f.features, f.dim, stimuli, channels);
   fs.rmSync(dir, { recursive: true, force: true });
   const out: Record<string, unknown> = {
-    channels, images, seconds: rig.elapsedS, trials: rig.trials, trialsPerSec: rig.trials / rig.elapsedS, rigErrors: rig.errors, serverWarnings: warnings,
+    channels, images, seconds: rig.elapsedS, trials: rig.trials, trialsPerSec: rig.trials / rig.elapsedS, rigErrors: rig.errors, rigErrorCodes: rig.errorCodes, serverWarnings: warnings,
     ackP50Ms: pct(rig.ackMs, 50), ackP99Ms: pct(rig.ackMs, 99), ackMaxMs: Math.max(...rig.ackMs),
     eventLoopMaxStallMs: stallMs,
     modelsGetP50Ms: pct(rig.polls.models.ms, 50), modelsGetP99Ms: pct(rig.polls.models.ms, 99), modelsGetStatus: rig.polls.models.status, modelsFirstS: rig.modelsFirstS,
