@@ -189,6 +189,9 @@ test('the follow-up panel asks for suggestions and shows them with thumbnails an
   for (const strategy of ['probe', 'improve']) assert.ok(tags.includes(strategy) || notes.includes(`${strategy}: `), `${strategy}: neither suggestions nor a note`);
   for (const strategy of ['probe', 'improve', 'confirm']) assert.ok(!(tags.includes(strategy) && notes.includes(`${strategy}: `)), `${strategy}: a note contradicts the list`);
   assert.match((await page.textContent('[data-testid="followup-panel"]'))!, /sent to 1 rig connection|no rig connected to this session/);
+  // improve's design serves every neuron asked for: its cards say so instead of naming three
+  const improveCards = await page.$$eval('[data-testid="followup-item"]', (els) => els.filter((e) => e.querySelector('.tag')?.textContent === 'improve').map((e) => e.textContent ?? ''));
+  assert.ok(improveCards.every((c) => new RegExp(`for all ${C} neurons \\(one design serves them all\\)`).test(c)), improveCards.join(' | '));
   await page.screenshot({ path: path.join(OUT, 'followup.png'), fullPage: true });
 });
 

@@ -70,7 +70,10 @@ test('improve before the first fit: a design from the features alone, no pick tw
   const ids = out.map((s) => s.stimulusId);
   assert.equal(new Set(ids).size, 8);
   assert.ok(!(ids.includes('s21') && ids.includes('s21-copy')), `both copies picked: ${ids}`);
-  assert.ok(out.every((s) => /averaged over 3 regularisation values \(not shown yet\)/.test(s.reason)), out[0].reason);
+  assert.ok(out.every((s) => /^\w+ image not shown yet: .* averaged over 3 regularisation values$/.test(s.reason)), out[0].reason);
+  // each reason says how it differs from the one above it
+  assert.match(out[0].reason, /\(the most of any candidate\)/);
+  out.slice(1).forEach((s, i) => assert.ok(s.reason.includes(`(the suggestion above: ${/removes ([\d.]+)%/.exec(out[i].reason)![1]}%)`), s.reason));
   // the first pick is the candidate whose trial removes the most prior variance: s20, far out along feature 0
   assert.equal(ids[0], 's20');
 });
@@ -120,12 +123,13 @@ test('a strategy asked for that gives nothing says why; none said when every str
   assert.equal(given.length, 4);
   assert.ok(given.every((s) => s.strategy === 'improve'));
   assert.equal(notes.length, 1);
-  assert.match(notes[0], /^probe: every candidate outside the selected neurons' preferred categories has been shown 6 times or more .* register more images/);
+  // in plain words first, the settings named second
+  assert.match(notes[0], /^probe: every image outside the selected neurons' preferred categories has already been shown 6 times or more, so nothing is left to probe; register more images .*\(settings: compute.confirmRepeats, poolSetIds\)$/);
   // a neuron without a preferred category: neither probe nor confirm has anything for it
   const b = { ...ctx, neurons: [1] };
   assert.deepEqual(suggestWithNotes(b, 4, all).notes, [
     'probe: none of the selected neurons has a preferred category yet',
-    "confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than 6 presentations",
+    "confirm: no image outside a selected neuron's preferred category responds above that category's mean with fewer than 6 presentations yet (setting: compute.confirmRepeats)",
   ]);
 });
 
@@ -180,7 +184,7 @@ test('over sockets: a rig asks for follow-ups; the dashboard pushes them to the 
     // improve and confirm asked for before any trial: the acknowledgement says why confirm gave nothing
     const both = (await rig.send('followup:request', { count: 3, mix: { improve: 1, confirm: 1 } })) as unknown as { suggestions: { strategy: string }[]; notes?: string[] };
     assert.equal(both.suggestions.length, 3);
-    assert.deepEqual(both.notes, ["confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than 6 presentations"]);
+    assert.deepEqual(both.notes, ["confirm: no image outside a selected neuron's preferred category responds above that category's mean with fewer than 6 presentations yet (setting: compute.confirmRepeats)"]);
     rig.close();
   } finally {
     await t.close();

@@ -191,6 +191,9 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
   const before = posts.reduce((t, g) => t + g.weight * trace(g.sigma), 0);
   const out: Suggestion[] = [];
   const picked = new Uint8Array(M);
+  // shares below 1% with three decimals, so neighbouring suggestions do not all read "0.1%"
+  const pct = (p: number) => (p < 1 ? p.toFixed(3) : p.toFixed(1));
+  let prevPct: number | null = null;
   for (let r = 0; r < count; r++) {
     let best = -1;
     let gain = -Infinity;
@@ -217,6 +220,8 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
       for (let p = 0; p < M; p++) for (let q = 0; q < M; q++) g.sigma[p * M + q] -= (col[p] * col[q]) / denom;
     }
     const shown = stats.nStim[stats.stimIndex.get(ctx.pool[best].id) ?? -1] ?? 0;
+    const lastPct = prevPct;
+    prevPct = (100 * gain) / before;
     out.push({
       stimulusId: ctx.pool[best].id,
       setId: ctx.pool[best].setId,
@@ -225,7 +230,8 @@ export function suggestImprove(ctx: FollowupContext, count: number): Suggestion[
       neurons: ctx.neurons.slice(0, 3).map((c) => channelId(ctx, c)),
       predicted: null,
       uncertainty,
-      reason: `one more trial removes ${((100 * gain) / before).toFixed(1)}% of the models' remaining predictive variance over the ${M} candidates, averaged over ${posts.length} regularisation value${posts.length > 1 ? 's' : ''} (${shown ? `shown ${shown} times so far` : 'not shown yet'}), given the suggestions above`,
+      // what sets this pick apart from its neighbours in the list: its image, its share and how it falls off
+      reason: `${ctx.pool[best].category} image ${shown ? `shown ${shown} time${shown > 1 ? 's' : ''} so far` : 'not shown yet'}: one more trial removes ${pct((100 * gain) / before)}% of the models' remaining predictive variance over the ${M} candidates${r > 0 && lastPct !== null ? ` (the suggestion above: ${pct(lastPct)}%)` : ' (the most of any candidate)'}, averaged over ${posts.length} regularisation value${posts.length > 1 ? 's' : ''}`,
     });
   }
   return out;
@@ -272,10 +278,10 @@ export function suggestConfirm(ctx: FollowupContext, count: number): Suggestion[
  */
 function emptyBecause(ctx: FollowupContext, strategy: Strategy): string {
   if (strategy === 'improve') return 'improve: the candidate pool is empty';
-  if (strategy === 'confirm') return `confirm: no stimulus is above a selected neuron's preferred-category mean with fewer than ${ctx.confirmRepeats} presentations`;
+  if (strategy === 'confirm') return `confirm: no image outside a selected neuron's preferred category responds above that category's mean with fewer than ${ctx.confirmRepeats} presentations yet (setting: compute.confirmRepeats)`;
   if (!ctx.enc.ridge) return 'probe: no encoding models yet (they need a few stimuli with trials)';
   if (!ctx.neurons.some((c) => preferredCategory(ctx, c) >= 0)) return 'probe: none of the selected neurons has a preferred category yet';
-  return `probe: every candidate outside the selected neurons' preferred categories has been shown ${ctx.confirmRepeats} times or more (compute.confirmRepeats), so nothing is left to probe; register more images and name their set in poolSetIds`;
+  return `probe: every image outside the selected neurons' preferred categories has already been shown ${ctx.confirmRepeats} times or more, so nothing is left to probe; register more images and include their set in the request (settings: compute.confirmRepeats, poolSetIds)`;
 }
 
 /**
