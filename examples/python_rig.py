@@ -111,7 +111,9 @@ def main():
     ap.add_argument("--followups", type=int, default=5)
     args = ap.parse_args()
 
-    manifest = json.load(urllib.request.urlopen(f"{args.url}/api/stimuli/{args.set}"))
+    # the rig token also reads the stimulus sets over HTTP (docs/security.md)
+    req = urllib.request.Request(f"{args.url}/api/stimuli/{args.set}", headers={"Authorization": f"Bearer {args.token}"})
+    manifest = json.load(urllib.request.urlopen(req))
     stimuli = manifest["stimuli"]
     rng = random.Random(7)
     # each channel prefers one category

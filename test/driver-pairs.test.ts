@@ -6,7 +6,7 @@ import type { ChannelStats, DriverPairsPage, Explanation, ModelSnapshot } from '
 import { mapsUrl } from '@sharedlens/shared';
 import { classifyPairs, queryPairs } from '../server/src/compute/driver-pairs.ts';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
-import { demoStimuli, getJson, startApp, TOKEN, type TestApp } from './helpers.ts';
+import { apiFetch, demoStimuli, getJson, startApp, TOKEN, type TestApp } from './helpers.ts';
 
 const category = new Map(demoStimuli.map((s) => [s.id, s.category]));
 const ofCategory = (c: string) => demoStimuli.filter((s) => s.category === c).map((s) => s.id);
@@ -131,7 +131,7 @@ test('GET /driver-pairs pages the current pairs, lists retired ones on request, 
 
 test('a pair\'s maps arrive as one small greyscale PNG holding both maps exactly (decoded by Pillow)', async () => {
   const pair = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=1`)).body as DriverPairsPage).pairs[0];
-  const res = await fetch(`${t.url}${mapsUrl(sim.sessionId, pair)}`);
+  const res = await apiFetch(`${t.url}${mapsUrl(sim.sessionId, pair)}`);
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('content-type'), 'image/png');
   const png = Buffer.from(await res.arrayBuffer());
@@ -145,5 +145,5 @@ test('a pair\'s maps arrive as one small greyscale PNG holding both maps exactly
     assert.deepEqual([...pixels.subarray(y * 2 * e.size, y * 2 * e.size + e.size)], [...e.driverMap.subarray(y * e.size, (y + 1) * e.size)]);
     assert.deepEqual([...pixels.subarray(y * 2 * e.size + e.size, (y + 1) * 2 * e.size)], [...e.referenceMap.subarray(y * e.size, (y + 1) * e.size)]);
   }
-  assert.equal((await fetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs/maps/ch001/x/y`)).status, 404);
+  assert.equal((await apiFetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs/maps/ch001/x/y`)).status, 404);
 });

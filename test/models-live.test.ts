@@ -107,7 +107,7 @@ test('driver pairs are announced on the dashboard namespace; both maps come as o
   assert.ok(e.similarity > 0 && e.modelVersion > 0 && e.backend === 'wasm');
   const listed = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/explanations`)).body;
   const item = listed.explanations.find((x: { driverId: string }) => x.driverId === e.driverId);
-  const png = await sharp(Buffer.from(await (await fetch(`${t.url}${item.maps}`)).arrayBuffer())).raw().toBuffer({ resolveWithObject: true });
+  const png = await sharp(Buffer.from(await (await apiFetch(`${t.url}${item.maps}`)).arrayBuffer())).raw().toBuffer({ resolveWithObject: true });
   assert.equal(png.info.width, 2 * 224);
   assert.equal(png.info.height, 224);
   assert.equal(png.info.channels, 1);

@@ -278,6 +278,20 @@ test('optional TLS: https with the configured certificate, a Secure cookie and H
   }
 });
 
+test('a rig reads its stimulus sets over HTTP with its own token, and nothing else', async () => {
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const manifest = await fetch(`${t.url}/api/stimuli/demo`, { headers: bearer(TOKEN) });
+  assert.equal(manifest.status, 200);
+  assert.equal((await manifest.json()).stimuli.length, demoStimuli.length);
+  assert.equal((await fetch(`${t.url}/api/stimuli/demo/${demoStimuli[0]!.id}/image`, { headers: bearer(TOKEN) })).status, 200);
+  const wrong = await fetch(`${t.url}/api/stimuli/demo`, { headers: bearer('not-a-rig-token') });
+  assert.equal(wrong.status, 401);
+  assert.match((await wrong.json()).error.message, /not one of the configured rigTokens/);
+  // only the stimuli, only reading
+  assert.equal((await fetch(`${t.url}/api/status`, { headers: bearer(TOKEN) })).status, 401);
+  assert.equal((await fetch(`${t.url}/api/stimuli/rescan`, { method: 'POST', headers: { ...bearer(TOKEN), 'content-type': 'application/json' }, body: '{}' })).status, 401);
+});
+
 test('a stimulus file that is a symlink out of its set is not served (404); one inside the set is', async () => {
   const dir = tmpDir();
   fs.cpSync(path.join(root, 'stimuli', 'demo'), path.join(dir, 'demo'), { recursive: true });

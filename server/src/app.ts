@@ -18,7 +18,7 @@ import { Recorder } from './sinks/recorder.ts';
 import { logRejections } from './sinks/rejection-log.ts';
 import { SessionStore } from './sinks/session-store.ts';
 import { attachRigGateway } from './sources/rig-gateway.ts';
-import { rigAuth } from './sources/rig-auth.ts';
+import { rigAuth, rigBearer, RigTokens } from './sources/rig-auth.ts';
 import { guardDashboard, hostGuard, refusals, signedIn, steeringNeedsOperatorJson } from './auth/guards.ts';
 import { allowedHostNames, hostOrOriginProblem } from './auth/hosts.ts';
 import { SignIn } from './auth/sign-in.ts';
@@ -160,14 +160,11 @@ export function createApp(deps: AppDeps): App {
     ...(deps.now ? { now: deps.now } : {}),
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
+  const rigTokens = new RigTokens({ tokens: config.rigTokens, maxFailedAttempts: config.auth.maxFailedAttempts, failedWindowS: config.auth.failedWindowS, ...(deps.now ? { now: deps.now } : {}) });
   io.of('/rig').use(
-    rigAuth({
-      tokens: config.rigTokens,
-      maxFailedAttempts: config.auth.maxFailedAttempts,
-      failedWindowS: config.auth.failedWindowS,
-      ...(deps.now ? { now: deps.now } : {}),
-      onRefused: (socket, message) => rejections$.next({ atMs: (deps.now ?? Date.now)(), socketId: socket.id, event: 'connect', error: { code: message.startsWith('rate-limited') ? 'rate-limited' : 'invalid', message } }),
-    }),
+    rigAuth(rigTokens, (socket, message) =>
+      rejections$.next({ atMs: (deps.now ?? Date.now)(), socketId: socket.id, event: 'connect', error: { code: message.startsWith('rate-limited') ? 'rate-limited' : 'invalid', message } }),
+    ),
   );
   const rejected = logRejections(rejections$, store, logger);
   const commandDeps: CommandDeps = {
@@ -235,6 +232,8 @@ export function createApp(deps: AppDeps): App {
   const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets };
   app.use('/api', healthRouter(healthDeps));
   app.use('/api/auth', authRouter(signIn));
+  // rigs read their stimulus sets with their own token
+  app.use('/api/stimuli', rigBearer(rigTokens, refused));
   app.use('/api', signedIn(signIn, refused), steeringNeedsOperatorJson(refused, logSteering));
   app.use('/api', statusRouter(healthDeps));
   app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
