@@ -43,7 +43,7 @@ test('piped, the progress bar writes one line per tenth; on a terminal it rewrit
 const cli = (file: string, args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, file), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, DATA_DIR: tmpDir() }, timeout: 60_000 });
 
 test('every command-line tool answers --help with what it does, and a wrong option without a stack trace', () => {
-  for (const [file, what] of [['server/src/sim/cli.ts', /npm run sim -- \[options\][\s\S]*--channels N/], ['server/src/replay-cli.ts', /npm run replay -- \[SESSION_ID\][\s\S]*--speed/], ['server/src/features-cli.ts', /npm run features -- \[--set ID\]/]] as const) {
+  for (const [file, what] of [['server/src/sim/cli.ts', /npm run sim -- \[options\][\s\S]*--channels N/], ['server/src/replay-cli.ts', /npm run replay -- \[SESSION_ID\][\s\S]*--speed/], ['server/src/features-cli.ts', /npm run features -- \[--set ID\]/], ['server/src/verify-cli.ts', /npm run verify -- \[SESSION_ID/], ['server/src/nwb/export-cli.ts', /npm run export -- SESSION_ID \[--out FILE.nwb\]/], ['server/src/nwb/import-cli.ts', /npm run import -- FILE.nwb[\s\S]*--bin-ms N/]] as const) {
     const help = cli(file, ['--help']);
     assert.equal(help.status, 0, `${file}: ${help.stderr}`);
     assert.match(help.stdout, what);

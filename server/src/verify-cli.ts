@@ -7,12 +7,23 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
+import { parseCli } from './terminal/cli-help.ts';
 import { Recorder, describeDamage } from './sinks/recorder.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig(root);
 const recorder = new Recorder({ dataDir: config.dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const usage = `
+npm run verify -- [SESSION_ID ...]
+
+Checks every session log in ${config.dataDir} (or the ones named) record by record: readable records, a torn
+tail, damaged ranges with the sequence numbers they hide. Exits 1 when any log is damaged, 0 otherwise.
+Reads only; safe while a server runs.
+
+Options:
+  -h, --help   this text
+`;
+const wanted = parseCli('verify', usage, {}, process.argv.slice(2), true).positionals;
 const ids = wanted.length ? wanted : recorder.list().map((m) => m.sessionId);
 if (!ids.length) console.log(`no recorded sessions in ${recorder.root}`);
 let damaged = 0;

@@ -5,16 +5,27 @@
  * replay of it has them.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config.ts';
+import { parseCli } from '../terminal/cli-help.ts';
 import { Recorder } from '../sinks/recorder.ts';
 import { loadStimulusSets } from '../stimulus-sets.ts';
 import { exportRecorded } from './export-recorded.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const config = loadConfig(root);
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { out: { type: 'string' } } });
+const usage = `
+npm run export -- SESSION_ID [--out FILE.nwb]
+
+Writes a recorded session as an NWB 2.6 file: counts, trials, images, statistics. Models, readout weights
+and maps come with the export of a running server (GET /api/sessions/SESSION_ID/export.nwb).
+npm run replay lists the recorded sessions.
+
+Options:
+  --out FILE.nwb   where to write (default SESSION_ID.nwb in the current folder)
+  -h, --help       this text
+`;
+const { values, positionals } = parseCli('export', usage, { out: { type: 'string' } }, process.argv.slice(2), true);
 const id = positionals[0];
 const recorder = new Recorder({ dataDir: config.dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
 if (!id || !Recorder.isSessionId(id) || !recorder.meta(id)) {

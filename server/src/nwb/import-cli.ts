@@ -5,9 +5,9 @@
  * A running server lists it with the other sessions and replays it from the dashboard.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config.ts';
+import { parseCli } from '../terminal/cli-help.ts';
 import { Recorder } from '../sinks/recorder.ts';
 import { importNwb } from './import-session.ts';
 import { recordedFrames } from './export-recorded.ts';
@@ -16,7 +16,23 @@ import { statisticsOf } from './session-analysis.ts';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const config = loadConfig(root);
 const opt = { type: 'string' } as const;
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { set: opt, id: opt, 'bin-ms': opt, 'latency-ms': opt, 'window-ms': opt, 'baseline-ms': opt } });
+const usage = `
+npm run import -- FILE.nwb [options]
+
+Turns an NWB file into a recorded sharedlens session (its images become a stimulus set unless --set names a
+registered one), replays it through the pipeline and prints its statistics. A running server lists it with
+the other sessions and replays it from the dashboard.
+
+Options:
+  --set SET_ID       a registered stimulus set to use instead of the file's images
+  --id SESSION_ID    the new session's id
+  --bin-ms N         bin width of the counts (ms)
+  --latency-ms N     response latency after onset (ms)
+  --window-ms N      response window (ms)
+  --baseline-ms N    baseline window before onset (ms)
+  -h, --help         this text
+`;
+const { values, positionals } = parseCli('import', usage, { set: opt, id: opt, 'bin-ms': opt, 'latency-ms': opt, 'window-ms': opt, 'baseline-ms': opt }, process.argv.slice(2), true);
 const file = positionals[0];
 if (!file) {
   console.error('usage: npm run import -- FILE.nwb [--set SET_ID] [--id SESSION_ID] [--bin-ms N] [--latency-ms N] [--window-ms N] [--baseline-ms N]');
