@@ -8,6 +8,7 @@ import { get, writable } from 'svelte/store';
 import { dashboardEvents } from '@sharedlens/shared/events';
 import type { ChannelStats, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
 import type { Suggestion } from '@sharedlens/shared/events';
+import { keepUnchanged, tileShows } from './keep-unchanged';
 
 /** signed-out: the server refused the dashboard (e.g. it restarted and forgot the sign-in); socket.io does not retry that. */
 export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'signed-out';
@@ -28,18 +29,6 @@ export const followups = writable<{ origin: string; atMs: number; suggestions: S
 export const featureProgress = writable<{ stimulusSetId: string; done: number; total: number } | null>(null);
 
 let errorId = 0;
-
-/**
- * The new list with the previous objects kept where nothing changed, so immutable components (grid tiles)
- * re-render only the channels whose values moved.
- */
-export function keepUnchanged<T extends { id: string }>(prev: T[], next: T[]): T[] {
-  const old = new Map(prev.map((x) => [x.id, x]));
-  return next.map((x) => {
-    const o = old.get(x.id);
-    return o && JSON.stringify(o) === JSON.stringify(x) ? o : x;
-  });
-}
 
 /** Shows an error message (server-reported or local) until dismissed. */
 export function reportError(message: string): void {
@@ -64,7 +53,7 @@ socket.on(dashboardEvents.sessionsUpdated, (list: SessionSummary[]) => {
 });
 socket.on(dashboardEvents.statsDelta, (d: StatsDelta) => {
   if (d.sessionId !== get(watched)) return;
-  channels.set(keepUnchanged(get(channels), d.channels));
+  channels.set(keepUnchanged(get(channels), d.channels, tileShows));
   progress.set({ trialsCompleted: d.trialsCompleted, trialsAborted: d.trialsAborted, trialsPerSec: d.trialsPerSec });
 });
 socket.on(dashboardEvents.statsSnapshot, (s: SessionSnapshot) => {
