@@ -124,7 +124,8 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   const asked: string[] = [];
   const onRequest = (r: { url(): string }) => asked.push(new URL(r.url()).pathname);
   page.on('request', onRequest);
-  await page.goto(`${t.url}/#/drivers`);
+  // a fresh page load (the query differs): the defaults, not the previous test's slider
+  await page.goto(`${t.url}/?fresh=1#/drivers`);
   await page.waitForFunction(() => document.querySelector('[data-testid="driver-card"]')?.querySelectorAll('canvas[data-testid="heatmap"]').length === 2, null, { timeout: 30_000 });
   // the page shows what the API lists (map jobs may still finish after the session: the page follows them)
   const api = await until(async () => {
