@@ -158,6 +158,7 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   const retiredCards = await page.$$eval('[data-testid="driver-card"] footer', (els) => els.map((e) => e.textContent ?? ''));
   assert.ok(retiredCards.every((f) => /retired: \S/.test(f)), retiredCards.join(' | '));
   await page.uncheck('label:has-text("retired pairs") input');
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="driver-card"] canvas[data-testid="heatmap"]').length === 2 * n, Math.min(24, api.total));
   await page.screenshot({ path: path.join(OUT, 'drivers.png'), fullPage: true });
   page.off('request', onRequest);
   assert.ok(!asked.some((p) => /^\/api\/stimuli\/[^/]+$/.test(p)), `manifest asked: ${asked.filter((p) => p.startsWith('/api/stimuli')).join(' ')}`);
