@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
+import { mapsUrl } from '@sharedlens/shared';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -143,6 +144,30 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   assert.equal(cut, 0);
   const first = api.pairs[0];
   assert.ok((await page.textContent('[data-testid="driver-card"] figcaption'))!.includes(`driver ${first.driverId} (${first.driverCategory})`));
+  // the overlay is the map itself, colour by value, nothing added by the page (issue 16's bright corner):
+  // every pixel's colour is a function of the map's value there, and the canvas has the map's size
+  const painted = await page.evaluate(async (url) => {
+    const canvas = document.querySelector('[data-testid="driver-card"] canvas[data-testid="heatmap"]') as HTMLCanvasElement;
+    const shown = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    const bmp = await createImageBitmap(await (await fetch(url)).blob(), { colorSpaceConversion: 'none' });
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    c.getContext('2d')!.drawImage(bmp, 0, 0);
+    const png = c.getContext('2d')!.getImageData(0, 0, bmp.width, bmp.height).data;
+    const colourOf = new Map<number, string>();
+    let clashes = 0;
+    for (let y = 0; y < canvas.height; y++)
+      for (let x = 0; x < canvas.width; x++) {
+        const v = png[(y * bmp.width + x) * 4];
+        const i = (y * canvas.width + x) * 4;
+        const rgb = `${shown[i]},${shown[i + 1]},${shown[i + 2]}`;
+        if ((colourOf.get(v) ?? rgb) !== rgb) clashes++;
+        colourOf.set(v, rgb);
+      }
+    return { clashes, width: canvas.width, mapSide: bmp.height, values: colourOf.size };
+  }, `${mapsUrl(sim.sessionId, api.pairs[0])}`);
+  assert.equal(painted.width, painted.mapSide);
+  assert.equal(painted.clashes, 0);
+  assert.ok(painted.values > 20, `${painted.values} distinct map values`);
   await page.locator('[data-testid="driver-card"] button.pair').first().click();
   const big = page.locator('[data-testid="pair-enlarged"]');
   await big.waitFor();
