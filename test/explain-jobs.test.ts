@@ -24,7 +24,7 @@ function setup(perChannel = 2) {
   let drivers = [driver('d1', 'r1'), driver('d2', 'r2'), driver('d3', 'r3')];
   let weights: Float32Array = Float32Array.from({ length: D }, (_, i) => (i === 0 ? 1 : 0));
   const snapshot = (): ModelSnapshot => ({ sessionId: 's1', version, featureModel: 'm', backend: 'wasm', refits: 1, channels: [{ id: 'ch1', drivers }] }) as unknown as ModelSnapshot;
-  const store = { updates$, models: () => snapshot(), readout: () => weights, get: (id: string) => (id === 's1' ? rt : undefined) } as unknown as SessionStore;
+  const store = { updates$, modelsReady$: new Subject<Runtime>(), models: () => snapshot(), readout: () => weights, get: (id: string) => (id === 's1' ? rt : undefined) } as unknown as SessionStore;
   const calls: string[] = [];
   const client = {
     explain$: (driverFile: string) => {
