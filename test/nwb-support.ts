@@ -77,3 +77,39 @@ export function recordTrialModeSession(recorder: Recorder, stimuli: Stimulus[], 
   recorder.finish(id, 'ended');
   return id;
 }
+
+/** Records a binned session whose counts stop for a while mid-session (the rig paused): the export needs timestamps. */
+export function recordBinnedWithGap(recorder: Recorder, stimuli: Stimulus[], sessionId: string): string {
+  const rand = mulberry32(21);
+  const C = 3;
+  const start = sessionStartSchema.parse({
+    rigId: 'gap-rig',
+    subject: 'M9',
+    channels: Array.from({ length: C }, (_, i) => ({ id: `g${i}`, label: `g${i}` })),
+    stimulusSetId: 'demo',
+    timing: { responseWindowMs: 100, latencyMs: 20, baselineWindowMs: 50, binWidthMs: 2 },
+  });
+  recorder.create({ type: 'session:start', sessionId, startedAt: '2026-05-06T07:08:09.000Z', start, stimuli }, 0);
+  let seq = 0;
+  const rec = (frame: Frame) => recorder.append({ atMs: 0, frame });
+  // trials every 300 ms; the rig sends nothing between 6 s and 9 s
+  const bins = (fromMs: number, toMs: number) => {
+    for (let t = fromMs; t < toMs; t += 40) {
+      const counts = Uint16Array.from({ length: 20 * C }, () => poisson(rand, 0.05));
+      rec({ type: 'counts:binned', sessionId, seq: ++seq, startMs: t, binWidthMs: 2, nBins: 20, counts });
+    }
+  };
+  let trial = 0;
+  for (const [from, to] of [[0, 6_000], [9_000, 15_000]]) {
+    for (let t = from + 100; t + 200 < to; t += 300) {
+      const s = stimuli[trial % stimuli.length];
+      rec({ type: 'stim:onset', sessionId, seq: ++seq, trial, stimulusId: s.id, tMs: t });
+      rec({ type: 'stim:offset', sessionId, seq: ++seq, trial, stimulusId: s.id, tMs: t + 150 });
+      trial++;
+    }
+    bins(from, to);
+  }
+  rec({ type: 'session:end', sessionId, seq: ++seq });
+  recorder.finish(sessionId, 'ended');
+  return sessionId;
+}

@@ -16,7 +16,7 @@ import { importNwb } from '../server/src/nwb/import-session.ts';
 import { statisticsOf } from '../server/src/nwb/session-analysis.ts';
 import { NwbLayoutError } from '../server/src/nwb/read-nwb.ts';
 import { apiFetch, demoStimuli, root, startApp, tmpDir, TOKEN, until, type TestApp } from './helpers.ts';
-import { python, recordTrialModeSession, validateNwb } from './nwb-support.ts';
+import { python, recordBinnedWithGap, recordTrialModeSession, validateNwb } from './nwb-support.ts';
 
 const sets = loadStimulusSets(path.join(root, 'stimuli')).sets;
 const pipeline = { psthBinMs: 10 };
@@ -186,6 +186,25 @@ describe('NWB import', () => {
         assert.ok(a.trialsCompleted > 20 && a.trialsAborted > 0);
         assert.deepEqual(b, a);
       }
+    } finally {
+      recorder.close();
+      fs.rmSync(data, { recursive: true, force: true });
+    }
+  });
+
+  it('bins with a gap are exported with timestamps, validate, and round-trip to the same statistics', async () => {
+    const id = recordBinnedWithGap(t.app.recorder, demoStimuli, 'gap-1');
+    const file = path.join(out, 'gap.nwb');
+    await exportOf(id, file);
+    assert.deepEqual(validateNwb(file), []);
+    const back = python("import sys, json\nfrom pynwb import NWBHDF5IO\nts = NWBHDF5IO(sys.argv[1], 'r').read().processing['ecephys']['binned_counts']\nt = ts.timestamps[:]\nprint(json.dumps({'n': len(t), 'gap': float(max(t[1:] - t[:-1])), 'rate': ts.rate}))", [file]);
+    assert.equal(back.rate, null);
+    assert.ok(Math.abs(back.gap - 3.002) < 1e-9, `largest step ${back.gap} s`);
+    const data = tmpDir('sharedlens-nwb-import-');
+    const recorder = new Recorder({ dataDir: data, fsync: 'never', fsyncIntervalMs: 1000 });
+    try {
+      const r = await importNwb({ file, recorder, stimulusDir: path.join(root, 'stimuli'), blockRows: 77 });
+      assert.deepEqual(await stats(recorder, r.sessionId), await stats(t.app.recorder, id));
     } finally {
       recorder.close();
       fs.rmSync(data, { recursive: true, force: true });
