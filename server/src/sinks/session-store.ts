@@ -314,7 +314,7 @@ export class SessionStore {
     if (m?.reports && mu.encoding) {
       const enc = mu.encoding;
       // the job is built when it starts, from the session's state then
-      m.reports.request(rt.id, enc.featureSet.features, () => (rt.latest && rt.encoding ? reportJob(rt.id, rt.latest, rt.encoding, m.encoding, m.drivers, m.reports!.minWeightCosine) : null));
+      m.reports.request(rt.id, enc.featureSet.features, () => (rt.latest && rt.encoding ? reportJob(rt.id, rt.latest, rt.encoding, m.encoding, m.drivers, m.reports!.minWeightCosine) : null), mu.stats.cause === 'end');
     }
     this.updates$.next({ runtime: rt, update: mu.stats });
   }

@@ -117,11 +117,19 @@ export class ModelReports {
     return this.worker;
   }
 
-  /** Asks for a report of session `sessionId`; `build` is called when the job starts (the latest state then). */
-  request(sessionId: string, features: Float32Array, build: () => Omit<ReportJob, 'id' | 'features'> | null): void {
+  /**
+   * Asks for a report of session `sessionId`; `build` is called when the job starts (the latest state then).
+   * `final` (the session has ended: no update will follow) starts it as soon as none is running.
+   */
+  request(sessionId: string, features: Float32Array, build: () => Omit<ReportJob, 'id' | 'features'> | null, final = false): void {
     let slot = this.slots.get(sessionId);
     if (!slot) this.slots.set(sessionId, (slot = { latest: null, busy: false, next: null, lastStartMs: -Infinity, lastMs: 0, timer: null, featuresSent: null }));
     slot.next = build;
+    if (final && slot.timer) {
+      clearTimeout(slot.timer);
+      slot.timer = null;
+      slot.lastStartMs = -Infinity;
+    } else if (final) slot.lastStartMs = -Infinity;
     this.pump(sessionId, slot, features);
   }
 
