@@ -66,6 +66,8 @@ export const configSchema = z.object({
     idleSessionCloseS: z.number().min(1),
     /** Replays running at once; finished replays beyond this are freed, oldest first. */
     maxReplays: z.number().int().min(1).max(64),
+    /** Events held in memory while a resumed session's statistics are rebuilt from its log; beyond, events are refused (resend later). */
+    maxRebuildQueue: z.number().int().min(1),
   }),
   pipeline: z.object({ psthBinMs: z.number().positive().max(1000) }),
   dashboard: z.object({ deltaThrottleMs: z.number().int().min(50), snapshotThrottleMs: z.number().int().min(100) }),

@@ -40,7 +40,7 @@ export interface RigGatewayDeps {
   store: SessionStore;
   recorder: Recorder;
   stimulusSets: Map<string, StimulusSet>;
-  limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number; maxSeqJump: number; sessionMemoryBytes: number; maxSessions: number; maxSessionsPerRig: number; idleSessionCloseS: number };
+  limits: { maxPayloadBytes: number; eventsPerSec: number; burstEvents: number; maxSeqJump: number; sessionMemoryBytes: number; maxSessions: number; maxSessionsPerRig: number; idleSessionCloseS: number; maxRebuildQueue: number };
   now?: () => number;
   /** Follow-up suggestions for a session (followup-service.ts). */
   followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[]; notes: string[] } | { error: AckError };
@@ -277,6 +277,11 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     if (p.seq - g.lastSeq > deps.limits.maxSeqJump) {
       // refused without consuming numbers: one absurd seq must not turn every later event into a duplicate
       return reject(socket, event, ack, g.sessionId, { code: 'bad-sequence', message: `seq ${p.seq} jumps ${p.seq - g.lastSeq} past the last seq ${g.lastSeq} (limits.maxSeqJump ${deps.limits.maxSeqJump}); resend from ${g.lastSeq + 1}` });
+    }
+    if (rt.pending && rt.pending.length >= deps.limits.maxRebuildQueue) {
+      // the statistics are still being rebuilt from the log: events wait in memory, so their number is bounded;
+      // refused before anything is recorded or consumed, so the rig resends the same seq later
+      return reject(socket, event, ack, g.sessionId, { code: 'rate-limited', message: `session ${g.sessionId} is still rebuilding its statistics from the log and ${rt.pending.length} events already wait (limits.maxRebuildQueue ${deps.limits.maxRebuildQueue}); not recorded, not acknowledged: resend from seq ${g.lastSeq + 1} shortly` });
     }
     const gap = p.seq > g.lastSeq + 1 ? { from: g.lastSeq + 1, to: p.seq - 1 } : undefined;
     if (g.ended) {

@@ -1,0 +1,138 @@
+/**
+ * Hostile checks of the durability guarantees (issue 11), each a reproduction of something found by
+ * attacking a real server on loopback: a resumed session's rebuild queue is bounded, a replay of a log
+ * larger than a memory budget holds a bounded number of records.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { Recorder } from '../server/src/sinks/recorder.ts';
+import { SessionStore } from '../server/src/sinks/session-store.ts';
+import { applyFrame, createGuard } from '../server/src/sources/ingest-guard.ts';
+import type { RecordSource } from '../server/src/sources/replay.ts';
+import type { StoredItem } from '../server/src/storage/frame-record.ts';
+import { demoStimuli, rawRig, sessionStart, startApp, testConfig, tmpDir, until } from './helpers.ts';
+
+/** Writes a binned session of `trials` trials (onset, 400 bins of counts on 2 channels, offset); returns the last seq. */
+function writeSession(rec: Recorder, id: string, trials: number): number {
+  const start = { ...sessionStart(2), countsMode: 'binned' as const };
+  const first = { type: 'session:start' as const, sessionId: id, startedAt: new Date().toISOString(), start: start as never, stimuli: demoStimuli };
+  rec.create(first, 1, 'rig1');
+  const guard = createGuard(id, first.start, demoStimuli);
+  let seq = 0;
+  for (let trial = 0; trial < trials; trial++) {
+    const stim = demoStimuli[trial % 4].id;
+    for (const f of [
+      { type: 'stim:onset' as const, sessionId: id, seq: ++seq, trial, stimulusId: stim, tMs: trial * 400 + 100 },
+      { type: 'counts:binned' as const, sessionId: id, seq: ++seq, startMs: trial * 400, binWidthMs: 1, nBins: 400, counts: new Uint16Array(800).fill(1) },
+      { type: 'stim:offset' as const, sessionId: id, seq: ++seq, trial, stimulusId: stim, tMs: trial * 400 + 300 },
+    ]) {
+      rec.append({ atMs: trial, frame: f });
+      applyFrame(guard, f);
+    }
+  }
+  return seq;
+}
+
+/** The three events of one trial after `seq`, as the rig would send them. */
+function trialEvents(id: string, trial: number, seq: number): [string, Record<string, unknown>][] {
+  const stim = demoStimuli[trial % 4].id;
+  return [
+    ['stim:onset', { sessionId: id, seq: seq + 1, trial, stimulusId: stim, tMs: trial * 400 + 100 }],
+    ['counts:binned', { sessionId: id, seq: seq + 2, startMs: trial * 400, binWidthMs: 1, nBins: 400, counts: Array.from({ length: 800 }, () => 1) }],
+    ['stim:offset', { sessionId: id, seq: seq + 3, trial, stimulusId: stim, tMs: trial * 400 + 300 }],
+  ];
+}
+
+test("events sent while a resumed session's statistics are rebuilt wait in a bounded queue: beyond it they are refused (no ack, nothing recorded) and accepted when resent", async () => {
+  const dataDir = tmpDir();
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  const trials = 3000;
+  const lastSeq = writeSession(rec, 'rebuild-queue', trials);
+  rec.close();
+  const t = await startApp({ dataDir, limits: { ...testConfig().limits, maxRebuildQueue: 4 } }, 0);
+  try {
+    const s = await rawRig(t.url);
+    const r = await s.timeout(20_000).emitWithAck('session:resume', JSON.stringify({ sessionId: 'rebuild-queue' }));
+    assert.equal(r.data?.lastSeq, lastSeq, JSON.stringify(r).slice(0, 500));
+    const rt = t.app.store.get('rebuild-queue')!;
+    assert.ok(Array.isArray(rt.pending), 'the rebuild of 9000 records is still running');
+    // a burst of three trials, sent without waiting for acks
+    const events = [...trialEvents('rebuild-queue', trials, lastSeq), ...trialEvents('rebuild-queue', trials + 1, lastSeq + 3), ...trialEvents('rebuild-queue', trials + 2, lastSeq + 6)];
+    const acks = await Promise.all(events.map(([e, p]) => s.timeout(20_000).emitWithAck(e, JSON.stringify(p))));
+    const accepted = acks.filter((a) => 'data' in a);
+    assert.ok(rt.pending !== null || accepted.length === events.length, 'still rebuilding after the burst');
+    assert.equal(accepted.length, 4, JSON.stringify(acks.map((a) => a.error?.code ?? 'ok')));
+    assert.deepEqual(acks.slice(0, 4).map((a) => a.data?.seq), [lastSeq + 1, lastSeq + 2, lastSeq + 3, lastSeq + 4]);
+    for (const a of acks.slice(4)) {
+      assert.equal(a.error?.code, 'rate-limited');
+      assert.match(a.error.message, /rebuilding its statistics from the log .*limits\.maxRebuildQueue 4.*resend from seq \d+/);
+    }
+    assert.ok(rt.pending!.length <= 4, 'no more than the limit waits in memory');
+    // once the rebuild is through, the refused events are resent and accepted, with no gap
+    await until(() => rt.pending === null, 'rebuild finished', 2000);
+    for (const [e, p] of events.slice(4)) {
+      const a = await s.timeout(20_000).emitWithAck(e, JSON.stringify(p));
+      assert.ok('data' in a && !a.data.gap && !a.data.duplicate, JSON.stringify(a));
+    }
+    await until(() => rt.latest?.trialsCompleted === trials + 3, 'statistics count every trial, old and new', 2000);
+    assert.equal(rt.guard?.seqGaps, 0);
+    s.close();
+  } finally {
+    await t.close();
+  }
+  // every acknowledged event is in the log, in order, once
+  const again = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  const seqs: number[] = [];
+  for (const v of again.items('rebuild-queue')) if ('item' in v && 'frame' in v.item && 'seq' in v.item.frame) seqs.push(v.item.frame.seq as number);
+  assert.deepEqual(seqs.slice(-9), Array.from({ length: 9 }, (_, i) => lastSeq + 1 + i));
+  assert.equal(seqs.length, lastSeq + 9);
+});
+
+test('a replay of a log larger than a memory budget holds a bounded number of records at any time', async () => {
+  const dataDir = tmpDir();
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  const trials = 1500;
+  writeSession(rec, 'big-replay', trials);
+  rec.close();
+  const budgetBytes = 256 * 1024;
+  const logBytes = fs.statSync(rec.logFile('big-replay')).size;
+  assert.ok(logBytes > 8 * budgetBytes, `the log (${logBytes} bytes) is well beyond the budget`);
+  const inner = rec.source('big-replay');
+  let held = 0;
+  let maxHeld = 0;
+  let largest = 0;
+  const store = new SessionStore({ psthBinMs: 10 });
+  const position = (): number | null => store.all().find((r) => r.kind === 'replay')?.replay?.position ?? null;
+  // counts the records taken out of the log that the replay has not yet passed to its statistics
+  const counted: RecordSource = {
+    total: inner.total,
+    open(fromIndex) {
+      const it = inner.open(fromIndex);
+      let read = 0;
+      return {
+        next() {
+          const step = it.next();
+          const at = position();
+          if (!step.done && at !== null) {
+            read++;
+            largest = Math.max(largest, JSON.stringify(step.value, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint16Array) : v)).length);
+            held = fromIndex + read - at;
+            maxHeld = Math.max(maxHeld, held);
+          }
+          return step as IteratorResult<StoredItem>;
+        },
+        return(v?: unknown) {
+          return it.return?.(v as never) ?? { done: true, value: undefined };
+        },
+      };
+    },
+  };
+  const rt = store.startReplay('big-replay', counted, Infinity);
+  await until(() => rt.replay!.done, 'replay done', 2000);
+  assert.equal(rt.replay!.position, inner.total);
+  assert.equal(rt.latest?.trialsCompleted, trials);
+  assert.ok(maxHeld <= 2, `records held at once: ${maxHeld}`);
+  assert.ok(maxHeld * largest < budgetBytes, `${maxHeld} records of up to ${largest} bytes fit the budget`);
+  store.remove(rt);
+});
