@@ -1,12 +1,16 @@
 /**
  * Hostile checks of the durability guarantees (issue 11), each a reproduction of something found by
  * attacking a real server on loopback: a resumed session's rebuild queue is bounded, a replay of a log
- * larger than a memory budget holds a bounded number of records.
+ * larger than a memory budget holds a bounded number of records, a stale lock whose pid now names an
+ * unrelated live process is taken over.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { Recorder } from '../server/src/sinks/recorder.ts';
+import { DataDirLockedError, lockDataDir, processStartTime } from '../server/src/storage/data-dir-lock.ts';
 import { SessionStore } from '../server/src/sinks/session-store.ts';
 import { applyFrame, createGuard } from '../server/src/sources/ingest-guard.ts';
 import type { RecordSource } from '../server/src/sources/replay.ts';
@@ -135,4 +139,33 @@ test('a replay of a log larger than a memory budget holds a bounded number of re
   assert.ok(maxHeld <= 2, `records held at once: ${maxHeld}`);
   assert.ok(maxHeld * largest < budgetBytes, `${maxHeld} records of up to ${largest} bytes fit the budget`);
   store.remove(rt);
+});
+
+test('a data folder lock whose pid now belongs to an unrelated live process (pid reused after a crash) is taken over; the live owner itself still holds it', async (t) => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'server.pid');
+  const other = spawn('sleep', ['30']);
+  t.after(() => other.kill());
+  await new Promise((r) => other.once('spawn', r));
+  const pid = other.pid!;
+  const started = processStartTime(pid);
+  assert.ok(started, 'the start time of a live process is readable');
+  // the lock names the pid with its real start time: that process holds the folder
+  fs.writeFileSync(file, `${pid} ${started}\n`);
+  assert.throws(() => lockDataDir(dir), (e: unknown) => e instanceof DataDirLockedError && e.pid === pid);
+  // the pid with another start time: the server that wrote it is gone, the pid was reused
+  fs.writeFileSync(file, `${pid} ${Number(started) + 1}\n`);
+  let lock = lockDataDir(dir);
+  assert.deepEqual(fs.readFileSync(file, 'utf8').trim().split(' '), [String(process.pid), processStartTime(process.pid)]);
+  lock.release();
+  // a bare pid (older form) of a live process that is not a node server: stale
+  fs.writeFileSync(file, `${pid}\n`);
+  lock = lockDataDir(dir);
+  lock.release();
+  // garbage in the lock file: taken over, replaced by a well-formed lock
+  fs.writeFileSync(file, Buffer.from([0x00, 0xff, 0x31, 0x0a]));
+  lock = lockDataDir(dir);
+  assert.match(fs.readFileSync(file, 'utf8'), /^\d+ \d+\n$/);
+  lock.release();
+  assert.equal(fs.existsSync(file), false);
 });
