@@ -2,7 +2,7 @@
  * Hostile checks of the durability guarantees (issue 11), each a reproduction of something found by
  * attacking a real server on loopback: a resumed session's rebuild queue is bounded, a replay of a log
  * larger than a memory budget holds a bounded number of records, a stale lock whose pid now names an
- * unrelated live process is taken over.
+ * unrelated live process is taken over, a damaged or lying checkpoint is ignored (resume reads the whole log).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,13 +12,13 @@ import { spawn } from 'node:child_process';
 import { Recorder } from '../server/src/sinks/recorder.ts';
 import { DataDirLockedError, lockDataDir, processStartTime } from '../server/src/storage/data-dir-lock.ts';
 import { SessionStore } from '../server/src/sinks/session-store.ts';
-import { applyFrame, createGuard } from '../server/src/sources/ingest-guard.ts';
+import { applyFrame, createGuard, saveGuard } from '../server/src/sources/ingest-guard.ts';
 import type { RecordSource } from '../server/src/sources/replay.ts';
 import type { StoredItem } from '../server/src/storage/frame-record.ts';
-import { demoStimuli, rawRig, sessionStart, startApp, testConfig, tmpDir, until } from './helpers.ts';
+import { demoStimuli, rawRig, send, sessionStart, startApp, testConfig, tmpDir, until } from './helpers.ts';
 
 /** Writes a binned session of `trials` trials (onset, 400 bins of counts on 2 channels, offset); returns the last seq. */
-function writeSession(rec: Recorder, id: string, trials: number): number {
+function writeSession(rec: Recorder, id: string, trials: number, checkpoints = false): number {
   const start = { ...sessionStart(2), countsMode: 'binned' as const };
   const first = { type: 'session:start' as const, sessionId: id, startedAt: new Date().toISOString(), start: start as never, stimuli: demoStimuli };
   rec.create(first, 1, 'rig1');
@@ -33,6 +33,7 @@ function writeSession(rec: Recorder, id: string, trials: number): number {
     ]) {
       rec.append({ atMs: trial, frame: f });
       applyFrame(guard, f);
+      if (checkpoints) rec.maybeCheckpoint(id, seq + 1, () => saveGuard(guard));
     }
   }
   return seq;
@@ -169,3 +170,38 @@ test('a data folder lock whose pid now belongs to an unrelated live process (pid
   lock.release();
   assert.equal(fs.existsSync(file), false);
 });
+
+for (const [what, spoil] of [
+  ['claims a later seq than its log holds', (cp: { state: { lastSeq: number; lastAcceptedSeq: number } }) => Object.assign(cp.state, { lastSeq: 1e9, lastAcceptedSeq: 1e9 })],
+  ['holds no ingest state', (cp: { state: unknown }) => Object.assign(cp, { state: null })],
+  ['is not JSON', null],
+] as const) {
+  test(`a checkpoint that ${what} is ignored: resume reads the whole log, reports the true last seq and records the next event`, async () => {
+    const dataDir = tmpDir();
+    const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000, checkpointEveryBytes: 2000 });
+    const lastSeq = writeSession(rec, 'cp-lies', 10, true);
+    rec.close();
+    const file = path.join(dataDir, 'sessions', 'cp-lies', 'checkpoint.json');
+    assert.ok(rec.checkpoint('cp-lies'), 'a checkpoint was written and matches its log');
+    if (spoil) {
+      const cp = JSON.parse(fs.readFileSync(file, 'utf8'));
+      spoil(cp);
+      fs.writeFileSync(file, JSON.stringify(cp));
+    } else fs.writeFileSync(file, '{"offset": 12, "sta');
+    const t = await startApp({ dataDir });
+    try {
+      const s = await rawRig(t.url);
+      const r = await send(s, 'session:resume', { sessionId: 'cp-lies' });
+      assert.equal(r.data?.lastSeq, lastSeq, JSON.stringify(r));
+      assert.ok(t.logs.some((l) => /checkpoint ignored, resume reads the whole log/.test(String(l.msg))));
+      const next = await send(s, 'stim:onset', { sessionId: 'cp-lies', seq: lastSeq + 1, trial: 500, stimulusId: demoStimuli[0].id, tMs: 99_000 });
+      assert.equal(next.data?.duplicate, false, JSON.stringify(next));
+      s.close();
+    } finally {
+      await t.close();
+    }
+    const seqs: number[] = [];
+    for (const v of new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 }).items('cp-lies')) if ('item' in v && 'frame' in v.item && 'seq' in v.item.frame) seqs.push(v.item.frame.seq as number);
+    assert.equal(seqs.at(-1), lastSeq + 1, 'the acknowledged event is in the log');
+  });
+}

@@ -11,6 +11,7 @@ import { decodePayload, type Frame, type SessionState, type SessionSummary } fro
 import { fromStored, toStored, type LogRecord, type StoredItem } from '../storage/frame-record.ts';
 import { checkLog, scanLog, type ScanSummary } from '../storage/log-scan.ts';
 import { LogWriter, realFileOps, type FileOps, type FsyncPolicy } from '../storage/session-log.ts';
+import { checkSavedGuard } from '../sources/ingest-guard.ts';
 import type { RecordSource } from '../sources/replay.ts';
 
 const SESSION_ID = /^[A-Za-z0-9_-]{1,100}$/;
@@ -275,22 +276,38 @@ export class Recorder {
     }
   }
 
-  /** The latest checkpoint of a session when it still matches its log, else null. */
+  /**
+   * The latest checkpoint of a session when it still matches its log, else null (resume then reads the whole
+   * log). It matches when it ends at a whole record with its checksum and its saved state is well-formed and
+   * names that record's seq; a damaged or lying checkpoint is ignored with a log line.
+   */
   checkpoint(id: string): Checkpoint | null {
+    const file = path.join(this.dir(id), 'checkpoint.json');
+    if (!fs.existsSync(file)) return null;
+    let why: string;
     try {
-      const cp = JSON.parse(fs.readFileSync(path.join(this.dir(id), 'checkpoint.json'), 'utf8')) as Checkpoint;
+      const cp = JSON.parse(fs.readFileSync(file, 'utf8')) as Checkpoint;
+      if (!cp || typeof cp !== 'object' || ![cp.offset, cp.records, cp.lastRecordOffset, cp.lastRecordCrc].every((n) => Number.isSafeInteger(n) && n >= 0)) throw new Error('offsets are not whole numbers');
       const fd = fs.openSync(this.logFile(id), 'r');
       try {
         const h = Buffer.alloc(8);
-        if (fs.readSync(fd, h, 0, 8, cp.lastRecordOffset) !== 8) return null;
-        if (cp.lastRecordOffset + 8 + h.readUInt32LE(0) !== cp.offset || h.readUInt32LE(4) !== cp.lastRecordCrc) return null;
+        const len = fs.readSync(fd, h, 0, 8, cp.lastRecordOffset) === 8 ? h.readUInt32LE(0) : -1;
+        if (len < 0 || cp.lastRecordOffset + 8 + len !== cp.offset || h.readUInt32LE(4) !== cp.lastRecordCrc) throw new Error('it does not end at the record it names (the log changed)');
+        const payload = Buffer.alloc(len);
+        if (fs.readSync(fd, payload, 0, len, cp.lastRecordOffset + 8) !== len) throw new Error('its last record is cut short');
+        const item = fromStored(decodePayload(payload));
+        if (typeof item === 'string') throw new Error(`its last record is invalid: ${item}`);
+        const bad = checkSavedGuard(cp.state, seqOf(item));
+        if (bad) throw new Error(bad);
         return cp;
       } finally {
         fs.closeSync(fd);
       }
-    } catch {
-      return null;
+    } catch (e) {
+      why = (e as Error).message;
     }
+    this.opts.log?.('warn', `checkpoint ignored, resume reads the whole log: ${why}`, { sessionId: id });
+    return null;
   }
 
   /** Saves the ingest state as a checkpoint when enough log was written since the last one. */

@@ -3,6 +3,7 @@
  * payload becomes either a Frame or a rejection naming the problem. The guard is applied only after the
  * frame was recorded, so a rejected or unrecordable event changes nothing.
  */
+import { z } from 'zod';
 import { toFloat64, toUint16, type AckError, type Frame, type RigEventName, type SessionStart, type Stimulus } from '@sharedlens/shared';
 
 export interface GuardState {
@@ -42,6 +43,33 @@ export function sessionMemoryBytes(start: SessionStart, nStimuli: number, psthBi
 /** The guard as JSON-safe data, for a checkpoint of the session log. */
 export function saveGuard(g: GuardState): unknown {
   return { lastSeq: g.lastSeq, lastAcceptedSeq: g.lastAcceptedSeq, seqGaps: g.seqGaps, open: [...g.open], awaitingCounts: [...g.awaitingCounts], usedTrials: [...g.usedTrials], lastBinEndMs: Number.isFinite(g.lastBinEndMs) ? g.lastBinEndMs : null, ended: g.ended };
+}
+
+const seqNumber = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** What saveGuard writes; a checkpoint's state is checked against it before resume trusts it. */
+const savedGuardSchema = z.object({
+  lastSeq: seqNumber,
+  lastAcceptedSeq: seqNumber,
+  seqGaps: z.number().int().nonnegative(),
+  open: z.array(z.tuple([z.number(), z.object({ stimulusId: z.string(), onsetMs: z.number() })])),
+  awaitingCounts: z.array(z.number()),
+  usedTrials: z.array(z.number()),
+  lastBinEndMs: z.number().nullable(),
+  ended: z.boolean(),
+});
+
+/**
+ * Why a checkpoint's saved guard cannot be trusted, or null. `lastRecordSeq` is the seq of the log record
+ * the checkpoint ends at: a checkpoint is written right after an accepted event, so both of its sequence
+ * numbers are that record's (a checkpoint that claims more would acknowledge the rig's next events as
+ * duplicates without recording them).
+ */
+export function checkSavedGuard(saved: unknown, lastRecordSeq: number): string | null {
+  const parsed = savedGuardSchema.safeParse(saved);
+  if (!parsed.success) return `its state is not a saved ingest state (${parsed.error.issues.map((i) => `${i.path.join('.') || 'state'}: ${i.message}`).join('; ')})`;
+  const s = parsed.data;
+  if (s.lastSeq !== lastRecordSeq || s.lastAcceptedSeq !== lastRecordSeq) return `its state says seq ${s.lastSeq} (accepted ${s.lastAcceptedSeq}) but the record it ends at has seq ${lastRecordSeq}`;
+  return null;
 }
 
 /** Rebuilds a guard from its session:start frame and a checkpoint written by saveGuard. */
