@@ -205,3 +205,51 @@ for (const [what, spoil] of [
     assert.equal(seqs.at(-1), lastSeq + 1, 'the acknowledged event is in the log');
   });
 }
+
+test('damage in the first record (session:start): the session stays listed and its readable records replay, headed by the copy of its start record', async () => {
+  const dataDir = tmpDir();
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  writeSession(rec, 'first-damaged', 10);
+  rec.close();
+  const file = rec.logFile('first-damaged');
+  const buf = fs.readFileSync(file);
+  buf[40] ^= 0x01; // inside the session:start record
+  fs.writeFileSync(file, buf);
+  fs.rmSync(path.join(dataDir, 'sessions', 'first-damaged', 'meta.json'));
+  const logs: string[] = [];
+  const again = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000, log: (_l, msg) => logs.push(msg) });
+  const health = again.health('first-damaged');
+  assert.equal(health.damage[0]?.fromByte, 0);
+  assert.equal(health.damage[0]?.beforeSeq, 1);
+  const meta = again.list().find((m) => m.sessionId === 'first-damaged');
+  assert.equal(meta?.state, 'damaged', JSON.stringify(logs));
+  assert.equal(meta?.channels, 2);
+  const store = new SessionStore({ psthBinMs: 10 });
+  const src = again.source('first-damaged');
+  assert.equal(src.total, 31, 'the saved start record and the 30 readable records');
+  const rt = store.startReplay('first-damaged', src, Infinity);
+  await until(() => rt.replay!.done, 'replay done', 2000);
+  assert.equal(rt.latest?.trialsCompleted, 10);
+  store.remove(rt);
+});
+
+test('a log damaged in the middle whose meta.json is lost is listed as damaged (its meta rebuilt once, not recursively) and the server starts', async () => {
+  const dataDir = tmpDir();
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  writeSession(rec, 'middle-damaged', 10);
+  rec.close();
+  const file = rec.logFile('middle-damaged');
+  const buf = fs.readFileSync(file);
+  buf[Math.floor(buf.length / 2)] ^= 0x01;
+  fs.writeFileSync(file, buf);
+  fs.rmSync(path.join(dataDir, 'sessions', 'middle-damaged', 'meta.json'));
+  const t = await startApp({ dataDir });
+  try {
+    const meta = t.app.recorder.list().find((m) => m.sessionId === 'middle-damaged');
+    assert.equal(meta?.state, 'damaged');
+    assert.equal(meta?.damaged?.length, 1);
+    assert.ok(t.logs.some((l) => /rebuilt from the log/.test(String(l.msg))));
+  } finally {
+    await t.close();
+  }
+});

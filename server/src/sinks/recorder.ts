@@ -1,6 +1,7 @@
 /**
  * The recorder: one folder per session under `<dataDir>/sessions/` with `log.bin` (session-log.ts),
- * `meta.json` (the session index entry) and `checkpoint.json` (where resume may start reading).
+ * `meta.json` (the session index entry), `checkpoint.json` (where resume may start reading) and `start.json`
+ * (a copy of the session:start record, so a log whose first record is damaged stays replayable).
  * meta.json is written to a temporary file, fsynced, renamed and its folder fsynced, so it is never torn;
  * when it is missing or unreadable it is rebuilt from the log's own session:start record. Session ids are
  * checked against a strict pattern before any path is built from them.
@@ -142,7 +143,10 @@ export class Recorder {
     fs.writeFileSync(path.join(dir, 'log.bin'), '');
     const w = this.writer(path.join(dir, 'log.bin'));
     try {
-      w.append(toStored({ atMs, frame: owner ? { ...frame, owner } : frame }));
+      const first = toStored({ atMs, frame: owner ? { ...frame, owner } : frame });
+      w.append(first);
+      // a copy of the session:start record: a log whose first record is damaged stays replayable
+      writeFileAtomic(path.join(dir, 'start.json'), JSON.stringify(first), true);
     } catch (e) {
       w.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -214,15 +218,34 @@ export class Recorder {
       if (step.value.kind === 'record' && step.value.index > 0 && step.value.index % INDEX_EVERY === 0) marks.push({ offset: step.value.offset, records: step.value.index });
     }
     const self = this;
+    // damage in the first record: the copy of the session:start record (start.json) heads the replay
+    const head = this.items(id, null, toByte);
+    const firstStep = head.next();
+    head.return(undefined as unknown as ScanSummary);
+    const firstIsStart = !firstStep.done && 'item' in firstStep.value && 'frame' in firstStep.value.item && firstStep.value.item.frame.type === 'session:start';
+    const saved = firstIsStart ? null : this.savedStart(id);
+    const shift = saved ? 1 : 0;
     return {
-      total: summary.records,
+      total: summary.records + shift,
       damaged: summary.damaged,
       tornBytes: summary.tornBytes,
       open: function* (fromIndex: number) {
-        const mark = marks.findLast((m) => m.records <= fromIndex) ?? marks[0];
-        for (const v of self.items(id, mark.offset > 0 ? mark : null, toByte)) if ('item' in v && v.index >= fromIndex) yield v.item;
+        if (saved && fromIndex === 0) yield saved;
+        const from = Math.max(0, fromIndex - shift);
+        const mark = marks.findLast((m) => m.records <= from) ?? marks[0];
+        for (const v of self.items(id, mark.offset > 0 ? mark : null, toByte)) if ('item' in v && v.index >= from) yield v.item;
       },
     };
+  }
+
+  /** The copy of a session's session:start record written beside its log (start.json), or null. */
+  private savedStart(id: string): LogRecord | null {
+    try {
+      const item = fromStored(JSON.parse(fs.readFileSync(path.join(this.dir(id), 'start.json'), 'utf8')));
+      return typeof item !== 'string' && 'frame' in item && item.frame.type === 'session:start' ? item : null;
+    } catch {
+      return null;
+    }
   }
 
   /** Reads and validates a whole recorded session into memory (small logs; replays stream instead). */
@@ -405,12 +428,19 @@ export class Recorder {
       return null;
     }
     if (!start) {
-      this.opts.log?.('error', 'meta.json is unreadable and the log has no session:start record; session skipped', { sessionId: id, why });
+      const saved = this.savedStart(id)?.frame;
+      if (saved?.type === 'session:start') start = saved;
+    }
+    if (!start) {
+      this.opts.log?.('error', 'meta.json is unreadable and the log has no readable session:start record (nor start.json); session skipped', { sessionId: id, why });
       return null;
     }
     const owner = (start as { owner?: string }).owner;
     const meta: SessionMeta = { ...summaryOf(start, damaged ? 'damaged' : ended ? 'ended' : 'interrupted', records), ...(owner ? { owner } : {}) };
-    if (damaged) meta.damaged = this.health(id).damage;
+    if (damaged) {
+      this.metas.set(id, meta); // health() looks the meta up: without it, it would rebuild it again, without end
+      meta.damaged = this.health(id).damage;
+    }
     this.opts.log?.('warn', 'meta.json was missing or unreadable; rebuilt from the log', { sessionId: id, why, state: meta.state, records });
     try {
       this.writeMeta(meta);
