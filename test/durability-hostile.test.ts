@@ -253,3 +253,24 @@ test('a log damaged in the middle whose meta.json is lost is listed as damaged (
     await t.close();
   }
 });
+
+test('a disk fault while an idle session is closed by its timer is logged, the server keeps running, the session resumes', async () => {
+  const t = await startApp({ limits: { ...testConfig().limits, idleSessionCloseS: 1 } });
+  try {
+    const s = await rawRig(t.url);
+    const id = (await send(s, 'session:start', sessionStart(2))).data.sessionId as string;
+    assert.ok('data' in (await send(s, 'stim:onset', { sessionId: id, seq: 1, trial: 0, stimulusId: demoStimuli[0].id, tMs: 100 })));
+    // meta.json cannot be rewritten (its temporary file's name is taken by a folder: EISDIR, as root too)
+    const tmp = path.join(t.app.recorder.root, id, 'meta.json.tmp');
+    fs.mkdirSync(tmp);
+    s.close();
+    await until(() => t.logs.some((l) => /idle session closed, but its index entry could not be updated/.test(String(l.msg))), 'the failure is logged', 200);
+    assert.equal(t.app.recorder.isOpen(id), false, 'the log is closed');
+    fs.rmdirSync(tmp);
+    const s2 = await rawRig(t.url);
+    assert.equal((await send(s2, 'session:resume', { sessionId: id })).data?.lastSeq, 1);
+    s2.close();
+  } finally {
+    await t.close();
+  }
+});

@@ -90,8 +90,14 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
       const rt = deps.store.get(id);
       if (!rt || rt.state !== 'disconnected') return;
       deps.store.remove(rt);
-      deps.recorder.finish(id, 'interrupted', rt.latest?.trialsCompleted);
-      deps.log('info', 'idle disconnected session closed; resumable from disk', { sessionId: id });
+      try {
+        deps.recorder.finish(id, 'interrupted', rt.latest?.trialsCompleted);
+        deps.log('info', 'idle disconnected session closed; resumable from disk', { sessionId: id });
+      } catch (e) {
+        // a timer has no one to answer: a failure here (disk full writing meta.json) is logged, never an exit;
+        // the log is closed and whole, and the session stays resumable from it
+        deps.log('error', `idle session closed, but its index entry could not be updated: ${(e as Error).message}`, { sessionId: id });
+      }
     }, deps.limits.idleSessionCloseS * 1000);
     t.unref();
     idleTimers.set(id, t);
