@@ -274,3 +274,22 @@ test('a disk fault while an idle session is closed by its timer is logged, the s
     await t.close();
   }
 });
+
+test("another rig's refused attempts on a session do not count in that session's rejections (the dashboard's figures stay the owner's)", async () => {
+  const t = await startApp({ rigTokens: { 'tok-a': 'A', 'tok-b': 'B' } as never });
+  try {
+    const a = await rawRig(t.url, 'tok-a');
+    const b = await rawRig(t.url, 'tok-b');
+    const id = (await send(a, 'session:start', sessionStart(2))).data.sessionId as string;
+    for (let seq = 1; seq <= 5; seq++) assert.equal((await send(b, 'stim:onset', { sessionId: id, seq, trial: seq, stimulusId: demoStimuli[0].id, tMs: seq * 100 })).error?.code, 'not-owner');
+    assert.equal((await send(b, 'session:end', { sessionId: id, seq: 6 })).error?.code, 'not-owner');
+    assert.equal((await send(a, 'stim:onset', { sessionId: id, seq: 1, trial: 1, stimulusId: demoStimuli[0].id, tMs: 100 })).data?.duplicate, false);
+    assert.equal((await send(a, 'stim:offset', { sessionId: id, seq: 2, trial: 9, stimulusId: demoStimuli[0].id, tMs: 300 })).error?.code, 'bad-trial-state');
+    await until(() => t.app.store.get(id)?.rejected['bad-trial-state'], "the owner's own rejection is counted");
+    assert.deepEqual(t.app.store.get(id)?.rejected, { 'bad-trial-state': 1 });
+    a.close();
+    b.close();
+  } finally {
+    await t.close();
+  }
+});

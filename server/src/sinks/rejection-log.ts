@@ -17,7 +17,8 @@ export function logRejections(rejections$: Observable<Rejection>, store: Session
   const sub = rejections$.subscribe((r) => {
     counts.total++;
     const n = (counts.byCode[r.error.code] = (counts.byCode[r.error.code] ?? 0) + 1);
-    const rt = r.sessionId ? store.get(r.sessionId) : undefined;
+    // another rig's attempts are its own fault, not the session's: they do not count in the session's figures
+    const rt = r.sessionId && r.error.code !== 'not-owner' ? store.get(r.sessionId) : undefined;
     if (rt) rt.rejected[r.error.code] = (rt.rejected[r.error.code] ?? 0) + 1;
     logger.warn(
       { code: r.error.code, event: r.event, sessionId: r.sessionId, socketId: r.socketId, details: r.error.details, count: n, totalRejected: counts.total },
