@@ -52,7 +52,7 @@ function trialEvents(id: string, trial: number, seq: number): [string, Record<st
 test("events sent while a resumed session's statistics are rebuilt wait in a bounded queue: beyond it they are refused (no ack, nothing recorded) and accepted when resent", async () => {
   const dataDir = tmpDir();
   const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
-  const trials = 3000;
+  const trials = 5000;
   const lastSeq = writeSession(rec, 'rebuild-queue', trials);
   rec.close();
   const t = await startApp({ dataDir, limits: { ...testConfig().limits, maxRebuildQueue: 4 } }, 0);
@@ -61,7 +61,7 @@ test("events sent while a resumed session's statistics are rebuilt wait in a bou
     const r = await s.timeout(20_000).emitWithAck('session:resume', JSON.stringify({ sessionId: 'rebuild-queue' }));
     assert.equal(r.data?.lastSeq, lastSeq, JSON.stringify(r).slice(0, 500));
     const rt = t.app.store.get('rebuild-queue')!;
-    assert.ok(Array.isArray(rt.pending), 'the rebuild of 9000 records is still running');
+    assert.ok(Array.isArray(rt.pending), 'the rebuild of 15000 records is still running');
     // a burst of three trials, sent without waiting for acks
     const events = [...trialEvents('rebuild-queue', trials, lastSeq), ...trialEvents('rebuild-queue', trials + 1, lastSeq + 3), ...trialEvents('rebuild-queue', trials + 2, lastSeq + 6)];
     const acks = await Promise.all(events.map(([e, p]) => s.timeout(20_000).emitWithAck(e, JSON.stringify(p))));
