@@ -293,3 +293,40 @@ test("another rig's refused attempts on a session do not count in that session's
     await t.close();
   }
 });
+
+test('a fault inside a session pipeline (the log fails to read mid-replay) is reported on the session, not thrown to the process', async () => {
+  const dataDir = tmpDir();
+  const rec = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 1000 });
+  writeSession(rec, 'eio-replay', 40);
+  rec.close();
+  const inner = rec.source('eio-replay');
+  const failing: RecordSource = {
+    total: inner.total,
+    open(fromIndex) {
+      const it = inner.open(fromIndex);
+      let read = 0;
+      return {
+        next() {
+          if (++read > 30) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+          return it.next() as IteratorResult<StoredItem>;
+        },
+        return(v?: unknown) {
+          return it.return?.(v as never) ?? { done: true, value: undefined };
+        },
+      };
+    },
+  };
+  const reported: string[] = [];
+  const store = new SessionStore({ psthBinMs: 10, onPipelineError: (_rt, message) => reported.push(message) });
+  const rt = store.startReplay('eio-replay', failing, Infinity);
+  await until(() => reported.length > 0, 'pipeline error reported', 2000);
+  assert.match(reported[0]!, /EIO/);
+  assert.match(rt.pipelineError ?? '', /EIO/);
+  assert.ok((rt.latest?.trialsCompleted ?? 0) > 0, 'statistics up to the fault are kept');
+  // the process is still here and the store still serves other sessions
+  const ok = store.startReplay('eio-replay', inner, Infinity);
+  await until(() => ok.replay!.done, 'second replay done', 2000);
+  assert.equal(ok.latest?.trialsCompleted, 40);
+  store.remove(rt);
+  store.remove(ok);
+});

@@ -128,6 +128,7 @@ export function createApp(deps: AppDeps): App {
     : null;
   const store = new SessionStore({
     psthBinMs: config.pipeline.psthBinMs,
+    onPipelineError: (rt, message) => logger.error({ sessionId: rt.id }, `the session's analysis pipeline failed and stopped (recording goes on; replay the session to recompute): ${message}`),
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
     ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli }, reports: reports! } } : {}),
   });

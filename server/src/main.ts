@@ -46,6 +46,12 @@ try {
   process.exit(3);
 }
 process.on('exit', () => dataLock.release());
+// Last resort (issue 11: no fault makes the process exit): every handler answers its own errors, so an error
+// reaching here is a bug; it is logged and counted, and the server keeps acknowledging what it has recorded.
+let unexpectedErrors = 0;
+const unexpected = (kind: string) => (e: unknown) => logger.error({ err: e, unexpectedErrors: ++unexpectedErrors }, `${kind}: the server keeps running; please report this with the log`);
+process.on('uncaughtException', unexpected('unexpected error'));
+process.on('unhandledRejection', unexpected('unhandled promise rejection'));
 const app = createApp({ config, logger, clientDir });
 const port = await app.listen(config.port, config.host).catch((e: Error) => {
   console.error(`sharedlens: cannot listen on ${config.host}:${config.port}: ${e.message}`);

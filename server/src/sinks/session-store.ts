@@ -45,6 +45,8 @@ export interface Runtime {
   owner?: string;
   /** Frames fed while the recorded backlog of a resumed session is still streaming through the pipeline. */
   pending?: Frame[] | null;
+  /** Why the session's pipeline stopped, when a fault ended it (its statistics are frozen from there). */
+  pipelineError?: string;
   sub: Subscription | null;
 }
 
@@ -53,6 +55,11 @@ export interface SessionStoreOptions {
   scheduler?: SchedulerLike;
   /** Encoding models: the features of a stimulus set, and how models and drivers are fitted. */
   models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: ReportRule; offload?: EncodingModelsOptions['offload']; reports?: ModelReports };
+  /**
+   * A session's pipeline failed (a fault inside a stage, e.g. a disk error while a resumed log streams in).
+   * The session's statistics stop there; recording goes on and the process keeps running (issue 11).
+   */
+  onPipelineError?: (rt: Runtime, message: string) => void;
 }
 
 let replayCounter = 0;
@@ -103,7 +110,7 @@ export class SessionStore {
       rt.pending = null;
       return concat(from(queued), frames$);
     });
-    rt.sub = concat(from([start]), Array.isArray(backlog) ? from(backlog) : backlog, drained$).pipe(this.noteFollowups(rt), this.pipeline(start.start.stimulusSetId)).subscribe((u) => this.publish(rt, u));
+    rt.sub = concat(from([start]), Array.isArray(backlog) ? from(backlog) : backlog, drained$).pipe(this.noteFollowups(rt), this.pipeline(start.start.stimulusSetId)).subscribe(this.observer(rt));
     this.changed$.next(rt);
     return rt;
   }
@@ -177,9 +184,21 @@ export class SessionStore {
           );
         }),
       )
-      .subscribe((u) => this.publish(rt, u));
+      .subscribe(this.observer(rt));
     this.changed$.next(rt);
     return rt;
+  }
+
+  /** Publishes a session's updates; a fault in its pipeline is reported, never thrown to the process. */
+  private observer(rt: Runtime): { next: (u: ModelUpdate) => void; error: (e: unknown) => void } {
+    return {
+      next: (u) => this.publish(rt, u),
+      error: (e) => {
+        rt.pipelineError = e instanceof Error ? e.message : String(e);
+        this.opts.onPipelineError?.(rt, rt.pipelineError);
+        this.changed$.next(rt);
+      },
+    };
   }
 
   /** Keeps the latest follow-up suggestions of a session as its frames pass. */
