@@ -7,6 +7,7 @@
  * controls the false discovery rate over the channel's candidates at `q`. Its reference image is the
  * preferred-category stimulus x maximising the cosine similarity of w (.) phi(driver) and w (.) phi(x).
  */
+import type { SelectivityTest } from '@sharedlens/shared';
 import type { NeuronStatsState } from './neuron-stats.ts';
 import { welchTest } from './welch-test.ts';
 import { mulberry32, shuffle } from '../sim/synthetic-neurons.ts';
@@ -25,18 +26,8 @@ export interface DriverRule {
   permutations: number;
 }
 
-export interface SelectivityResult {
-  test: SelectivityTestName;
-  /** welch: t of preferred vs other stimulus means; permutation: difference of those means. */
-  statistic: number;
-  /** One-sided p-value, corrected for picking the preferred category from the data (see selectivityTest). */
-  p: number;
-  alpha: number;
-  significant: boolean;
-  /** Stimuli with trials in the preferred category and outside it. */
-  preferredStimuli: number;
-  otherStimuli: number;
-}
+/** The selectivity gate's result, as the API reports it (shared/src/protocol/stats.ts). */
+export type SelectivityResult = SelectivityTest;
 
 export interface DriverCandidate {
   stimulus: number;

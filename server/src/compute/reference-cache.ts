@@ -30,7 +30,8 @@ export function createReferenceCache(minWeightCosine: number): ReferenceCache {
   return { entries: new Map(), minWeightCosine, recomputed: 0, extended: 0 };
 }
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/** Cosine similarity of two vectors (0 when either is all zeros): the rule for a material readout change. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let ab = 0;
   let aa = 0;
   let bb = 0;

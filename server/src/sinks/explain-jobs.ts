@@ -11,6 +11,7 @@ import { groupBy, map, merge, mergeMap, throttleTime, asyncScheduler, type Sched
 import type { Explanation, ModelSnapshot } from '@sharedlens/shared';
 import { featureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
 import type { FeatureSet } from '../compute/encoding.ts';
+import { cosine } from '../compute/reference-cache.ts';
 import type { ComputeClient } from '../workers/compute-client.ts';
 import type { Runtime, SessionStore } from './session-store.ts';
 
@@ -47,18 +48,6 @@ interface Job {
   modelVersion: number;
   weights: Float32Array;
 }
-
-const cosine = (a: Float32Array, b: Float32Array) => {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
-};
 
 export function scheduleExplanations(deps: ExplainDeps): {
   results: Map<string, Map<string, Explanation>>;
