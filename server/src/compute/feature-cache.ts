@@ -7,7 +7,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { tf } from './backend.ts';
-import { featuresOf, imageHash, type FeatureModelSpec } from './feature-model.ts';
+import { featuresOf, imageHash, writeFileAtomic, type FeatureModelSpec } from './feature-model.ts';
 import { loadImage, PREPROCESSING_ID } from './image-input.ts';
 
 export interface FeatureProgress {
@@ -68,9 +68,7 @@ export async function computeFeatures(
     idx.forEach((i, k) => {
       const row = values.slice(k * dim, (k + 1) * dim);
       rows[i] = row;
-      const tmp = `${keys[i]}.tmp`;
-      fs.writeFileSync(tmp, Buffer.from(row.buffer, row.byteOffset, row.byteLength));
-      fs.renameSync(tmp, keys[i]);
+      writeFileAtomic(keys[i]!, Buffer.from(row.buffer, row.byteOffset, row.byteLength));
     });
     done += idx.length;
     onProgress({ done, total: files.length, cached });

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
+import { threadId } from 'node:worker_threads';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { tf } from './backend.ts';
 
@@ -45,14 +46,22 @@ export function ensureDefaultModel(dataDir: string): FeatureModelSpec {
   const model = require(path.join(base, 'model.min.js')) as { modelTopology: unknown; weightsManifest: { paths: string[]; weights: unknown[] }[]; format: string; generatedBy: string; convertedBy: string };
   const shards = model.weightsManifest[0].paths.map((p) => Buffer.from(require(path.join(base, `${p}.min.js`)) as string, 'base64'));
   fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, 'weights.bin.tmp');
-  fs.writeFileSync(tmp, Buffer.concat(shards));
-  fs.renameSync(tmp, path.join(dir, 'weights.bin'));
+  writeFileAtomic(path.join(dir, 'weights.bin'), Buffer.concat(shards));
   const json = { ...model, weightsManifest: [{ paths: ['weights.bin'], weights: model.weightsManifest[0].weights }] };
-  // model.json last and by rename: a concurrent reader sees both files complete or not at all
-  fs.writeFileSync(path.join(dir, 'model.json.tmp'), JSON.stringify(json));
-  fs.renameSync(path.join(dir, 'model.json.tmp'), path.join(dir, 'model.json'));
+  // model.json last: a concurrent reader sees both files complete or not at all
+  writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(json));
   return spec;
+}
+
+/**
+ * Writes a file whole by renaming a temporary file of this process and thread over it. The temporary name is
+ * unique, so the two compute workers writing the same cache entry at once (both cores start cold) cannot
+ * rename each other's file away; the last rename wins with identical content.
+ */
+export function writeFileAtomic(file: string, data: string | NodeJS.ArrayBufferView): void {
+  const tmp = `${file}.${process.pid}-${threadId}-${crypto.randomBytes(4).toString('hex')}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
 }
 
 /** Loads a graph model from a folder with the fs loader. */
