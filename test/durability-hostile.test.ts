@@ -18,6 +18,23 @@ import type { StoredItem } from '../server/src/storage/frame-record.ts';
 import { demoStimuli, rawRig, send, sessionStart, startApp, testConfig, tmpDir, until } from './helpers.ts';
 
 /** Writes a binned session of `trials` trials (onset, 400 bins of counts on 2 channels, offset); returns the last seq. */
+/** A record source whose reads pass through `reader`, made anew for each `open` (the replay's reads, watched or failed). */
+function observedSource(inner: RecordSource, reader: (fromIndex: number) => (next: () => IteratorResult<StoredItem>) => IteratorResult<StoredItem>): RecordSource {
+  return {
+    total: inner.total,
+    open(fromIndex) {
+      const it = inner.open(fromIndex);
+      const read = reader(fromIndex);
+      return {
+        next: () => read(() => it.next() as IteratorResult<StoredItem>),
+        return(v?: unknown) {
+          return it.return?.(v as never) ?? { done: true, value: undefined };
+        },
+      };
+    },
+  };
+}
+
 function writeSession(rec: Recorder, id: string, trials: number, checkpoints = false): number {
   const start = { ...sessionStart(2), countsMode: 'binned' as const };
   const first = { type: 'session:start' as const, sessionId: id, startedAt: new Date().toISOString(), start: start as never, stimuli: demoStimuli };
@@ -110,29 +127,20 @@ test('a replay of a log larger than a memory budget holds a bounded number of re
   const store = new SessionStore({ psthBinMs: 10 });
   const position = (): number | null => store.all().find((r) => r.kind === 'replay')?.replay?.position ?? null;
   // counts the records taken out of the log that the replay has not yet passed to its statistics
-  const counted: RecordSource = {
-    total: inner.total,
-    open(fromIndex) {
-      const it = inner.open(fromIndex);
-      let read = 0;
-      return {
-        next() {
-          const step = it.next();
-          const at = position();
-          if (!step.done && at !== null) {
-            read++;
-            largest = Math.max(largest, JSON.stringify(step.value, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint16Array) : v)).length);
-            held = fromIndex + read - at;
-            maxHeld = Math.max(maxHeld, held);
-          }
-          return step as IteratorResult<StoredItem>;
-        },
-        return(v?: unknown) {
-          return it.return?.(v as never) ?? { done: true, value: undefined };
-        },
-      };
-    },
-  };
+  const counted = observedSource(inner, (fromIndex) => {
+    let read = 0;
+    return (next) => {
+      const step = next();
+      const at = position();
+      if (!step.done && at !== null) {
+        read++;
+        largest = Math.max(largest, JSON.stringify(step.value, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint16Array) : v)).length);
+        held = fromIndex + read - at;
+        maxHeld = Math.max(maxHeld, held);
+      }
+      return step;
+    };
+  });
   const rt = store.startReplay('big-replay', counted, Infinity);
   await until(() => rt.replay!.done, 'replay done', 2000);
   assert.equal(rt.replay!.position, inner.total);
@@ -300,22 +308,13 @@ test('a fault inside a session pipeline (the log fails to read mid-replay) is re
   writeSession(rec, 'eio-replay', 40);
   rec.close();
   const inner = rec.source('eio-replay');
-  const failing: RecordSource = {
-    total: inner.total,
-    open(fromIndex) {
-      const it = inner.open(fromIndex);
-      let read = 0;
-      return {
-        next() {
-          if (++read > 30) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
-          return it.next() as IteratorResult<StoredItem>;
-        },
-        return(v?: unknown) {
-          return it.return?.(v as never) ?? { done: true, value: undefined };
-        },
-      };
-    },
-  };
+  const failing = observedSource(inner, () => {
+    let read = 0;
+    return (next) => {
+      if (++read > 30) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+      return next();
+    };
+  });
   const reported: string[] = [];
   const store = new SessionStore({ psthBinMs: 10, onPipelineError: (_rt, message) => reported.push(message) });
   const rt = store.startReplay('eio-replay', failing, Infinity);
