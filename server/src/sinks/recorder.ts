@@ -11,7 +11,7 @@ import path from 'node:path';
 import { decodePayload, type Frame, type SessionState, type SessionSummary } from '@sharedlens/shared';
 import { fromStored, toStored, type LogRecord, type StoredItem } from '../storage/frame-record.ts';
 import { checkLog, scanLog, type ScanSummary } from '../storage/log-scan.ts';
-import { LogWriter, realFileOps, type FileOps, type FsyncPolicy } from '../storage/session-log.ts';
+import { fdatasyncWith, LogWriter, realFileOps, type FileOps, type FsyncPolicy } from '../storage/session-log.ts';
 import { checkSavedGuard } from '../sources/ingest-guard.ts';
 import type { RecordSource } from '../sources/replay.ts';
 
@@ -128,6 +128,7 @@ export class Recorder {
       ops: {
         writeSync: (fd, buf, off, len) => this.fileOps.writeSync(fd, buf, off, len),
         fdatasyncSync: (fd) => this.fileOps.fdatasyncSync(fd),
+        fdatasync: (fd, done) => fdatasyncWith(this.fileOps, fd, done),
         ftruncateSync: (fd, len) => this.fileOps.ftruncateSync(fd, len),
         freeBytes: (dir) => this.fileOps.freeBytes(dir),
       },
@@ -145,6 +146,7 @@ export class Recorder {
     try {
       const first = toStored({ atMs, frame: owner ? { ...frame, owner } : frame });
       w.append(first);
+      if (this.opts.fsync === 'always') w.sync(); // the session:start answer is acknowledged at once
       // a copy of the session:start record: a log whose first record is damaged stays replayable
       writeFileAtomic(path.join(dir, 'start.json'), JSON.stringify(first), true);
     } catch (e) {
@@ -164,6 +166,17 @@ export class Recorder {
     w.append('frame' in rec ? toStored(rec) : rec);
     const meta = this.metas.get(id);
     if (meta) meta.records++;
+  }
+
+  /**
+   * Calls `done(null)` when the records appended to session `id` so far are durable per the fsync policy
+   * (at once unless `always`; there after one group fdatasync on the threadpool), `done(message)` when that
+   * sync failed. The rig's acknowledgements wait for it (docs/protocol.md).
+   */
+  afterSync(id: string, done: (err: string | null) => void): void {
+    const w = this.writers.get(id);
+    if (!w) return done(null);
+    w.afterSync(done);
   }
 
   /** Why a session's log refuses appends right now (disk fault), or null. */
@@ -460,16 +473,27 @@ export class Recorder {
       .sort((a, b) => b.startedAt.localeCompare(a.startedAt));
   }
 
-  /** Marks sessions left `live` by a previous process as interrupted (they can still be resumed). */
-  markInterrupted(): string[] {
+  /**
+   * Marks sessions left `live` by a previous process as interrupted (they can still be resumed); clustered,
+   * `heldElsewhere` names the sessions another live node still writes, which are left alone.
+   */
+  markInterrupted(heldElsewhere: (sessionId: string) => boolean = () => false): string[] {
     const ids: string[] = [];
     for (const m of this.list()) {
-      if ((m.state === 'live' || m.state === 'disconnected') && !this.writers.has(m.sessionId)) {
+      if ((m.state === 'live' || m.state === 'disconnected') && !this.writers.has(m.sessionId) && !heldElsewhere(m.sessionId)) {
         this.writeMeta({ ...m, state: 'interrupted' });
         ids.push(m.sessionId);
       }
     }
     return ids;
+  }
+
+  /**
+   * Drops the cached index entries of sessions this process does not write (all, or one), so the next read
+   * takes meta.json from disk: clustered nodes share a data folder, and another node may have changed it.
+   */
+  forgetMeta(id?: string): void {
+    for (const k of id === undefined ? [...this.metas.keys()] : [id]) if (!this.writers.has(k)) this.metas.delete(k);
   }
 
   isOpen(id: string): boolean {

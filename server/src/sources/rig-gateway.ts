@@ -44,6 +44,11 @@ export interface RigGatewayDeps {
   now?: () => number;
   /** Follow-up suggestions for a session (followup-service.ts). */
   followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[]; notes: string[] } | { error: AckError };
+  /**
+   * Clustered (cluster/cluster-node.ts): takes a session this process does not hold before resuming it;
+   * resolves to null when taken, or to why not (another live node writes its log).
+   */
+  claim?: (sessionId: string) => Promise<string | null>;
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -157,7 +162,7 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     }
     const p = parsed.data as Record<string, unknown>;
     if (event === 'session:start') return startSession(socket, ack, p);
-    if (event === 'session:resume') return resumeSession(socket, ack, p.sessionId as string);
+    if (event === 'session:resume') return deps.claim && !deps.store.get(p.sessionId as string) ? claimThenResume(socket, ack, p.sessionId as string, deps.claim) : resumeSession(socket, ack, p.sessionId as string);
     sessionEvent(socket, ack, event, p as Record<string, unknown> & { sessionId: string; seq: number });
   }
 
@@ -186,6 +191,22 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     owned.get(socket.id)?.add(sessionId);
     deps.log('info', 'session started', { sessionId, rigId: start.rigId, channels: start.channels.length });
     ack({ data: { sessionId, lastSeq: 0 } });
+  }
+
+  /** Clustered: a session another node may hold is taken (or refused with its owner) before it is resumed here. */
+  function claimThenResume(socket: Socket, ack: AckFn, sessionId: string, claim: (id: string) => Promise<string | null>): void {
+    claim(sessionId).then(
+      (refused) => {
+        if (refused) return reject(socket, 'session:resume', ack, sessionId, { code: 'not-owner', message: refused });
+        try {
+          resumeSession(socket, ack, sessionId);
+        } catch (e) {
+          deps.log('error', 'rig event handler failed', { event: 'session:resume', error: (e as Error).message });
+          reject(socket, 'session:resume', ack, sessionId, { code: 'storage', message: `the server failed on this event (${(e as Error).message}); nothing was recorded` });
+        }
+      },
+      (e: Error) => reject(socket, 'session:resume', ack, sessionId, { code: 'storage', message: `the cluster's Redis did not answer, so the session cannot be taken over safely; retry: ${e.message}` }),
+    );
   }
 
   function resumeSession(socket: Socket, ack: AckFn, sessionId: string): void {
@@ -270,7 +291,7 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     const frame: Frame = { type: 'followup:suggested', sessionId: g.sessionId, seq: p.seq, origin: 'rig', atMs: now(), suggestions: result.suggestions };
     deps.recorder.append({ atMs: now(), frame });
     applyFrame(g, frame);
-    ack({ data: { seq: p.seq, duplicate: false, suggestions: result.suggestions, ...(result.notes.length ? { notes: result.notes } : {}) } });
+    durable(socket, 'followup:request', ack, g.sessionId, { data: { seq: p.seq, duplicate: false, suggestions: result.suggestions, ...(result.notes.length ? { notes: result.notes } : {}) } });
     deps.store.feed(rt, frame);
   }
 
@@ -279,7 +300,8 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     if (!rt || !rt.guard) return reject(socket, event, ack, p.sessionId, { code: 'unknown-session', message: `unknown session "${p.sessionId}"; start one or resume it first` });
     if (rt.owner !== undefined && rt.owner !== rigOf(socket)) return reject(socket, event, ack, p.sessionId, { code: 'not-owner', message: `session ${p.sessionId} belongs to rig "${rt.owner}"; only it may write to or end it` });
     const g = rt.guard;
-    if (p.seq <= g.lastSeq) return ack({ data: { seq: p.seq, duplicate: true } });
+    // a duplicate is acknowledged once the log is durable (fsync `always`: a resend after a failed sync retries it)
+    if (p.seq <= g.lastSeq) return durable(socket, event, ack, g.sessionId, { data: { seq: p.seq, duplicate: true } });
     if (p.seq - g.lastSeq > deps.limits.maxSeqJump) {
       // refused without consuming numbers: one absurd seq must not turn every later event into a duplicate
       return reject(socket, event, ack, g.sessionId, { code: 'bad-sequence', message: `seq ${p.seq} jumps ${p.seq - g.lastSeq} past the last seq ${g.lastSeq} (limits.maxSeqJump ${deps.limits.maxSeqJump}); resend from ${g.lastSeq + 1}` });
@@ -310,7 +332,7 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     deps.recorder.append({ atMs: now(), frame: checked.frame });
     if (gap) noteGap(g, gap, p.seq);
     applyFrame(g, checked.frame);
-    ack({ data: { seq: p.seq, duplicate: false, ...(gap ? { gap } : {}) } });
+    durable(socket, event, ack, g.sessionId, { data: { seq: p.seq, duplicate: false, ...(gap ? { gap } : {}) } });
     deps.store.feed(rt, checked.frame);
     deps.recorder.maybeCheckpoint(g.sessionId, deps.recorder.meta(g.sessionId)?.records ?? 0, () => saveGuard(g));
     if (checked.frame.type === 'session:end') {
@@ -318,6 +340,16 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
       deps.store.setState(rt, 'ended');
       deps.log('info', 'session ended', { sessionId: g.sessionId, trials: rt.latest?.trialsCompleted });
     }
+  }
+
+  /**
+   * Acknowledges once what was recorded is durable per the fsync policy: at once, or (`always`) after the
+   * group fdatasync on the threadpool that covers it; the event loop never waits for a sync. A failed sync
+   * answers `storage` (recorded, maybe not on disk): the rig resends, and the duplicate is acknowledged
+   * after a sync that succeeds.
+   */
+  function durable(socket: Socket, event: string, ack: AckFn, sessionId: string, answer: Ack<unknown>): void {
+    deps.recorder.afterSync(sessionId, (err) => (err ? reject(socket, event, ack, sessionId, { code: 'storage', message: `recorded, but the log's fsync failed (${err}); not acknowledged: resend it` }) : ack(answer)));
   }
 
   function noteGap(g: { sessionId: string; seqGaps: number }, gap: { from: number; to: number }, seq: number): void {

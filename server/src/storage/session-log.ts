@@ -2,8 +2,10 @@
  * The append-only session log: records of `[u32 length][u32 crc32][msgpack payload]`, little-endian.
  * Writes are synchronous (fs.writeSync), so an event is in the operating system's page cache before the
  * rig's acknowledgement is sent: a killed server process loses no acknowledged event. Durability against
- * power loss follows the fsync policy: `always` fdatasyncs before every acknowledgement, `interval`
- * (default) every `fsyncIntervalMs`, `never` leaves it to the OS.
+ * power loss follows the fsync policy: `always` acknowledges an event only after an fdatasync that covers
+ * it (group commit: the events written while one sync runs are acknowledged together after the next),
+ * `interval` (default) every `fsyncIntervalMs`, `never` leaves it to the OS. The syncs of `always` and
+ * `interval` run on the libuv threadpool (fs.fdatasync with a callback), never on the event loop.
  *
  * A failed or short append never leaves half a record behind: the file is cut back to its last whole
  * record and the caller gets a StorageError (the event is refused, not acknowledged). Where even the cut
@@ -26,6 +28,8 @@ export const HEADER_BYTES = 8;
 export interface FileOps {
   writeSync(fd: number, buf: Uint8Array, offset: number, length: number): number;
   fdatasyncSync(fd: number): void;
+  /** The sync off the event loop; absent: fs.fdatasync for the real fdatasyncSync, else the given fdatasyncSync (test fakes). */
+  fdatasync?(fd: number, done: (err: unknown) => void): void;
   ftruncateSync(fd: number, length: number): void;
   /** Free bytes available to this process on the file system holding `dir`. */
   freeBytes(dir: string): number;
@@ -50,6 +54,19 @@ export class StorageError extends Error {
   ) {
     super(message);
   }
+}
+
+/** fdatasync off the event loop (libuv threadpool) with `ops`' calls: theirs, fs.fdatasync, or their synchronous one (fakes). */
+export function fdatasyncWith(ops: FileOps, fd: number, done: (err: unknown) => void): void {
+  if (ops.fdatasync) return ops.fdatasync(fd, done);
+  if (ops.fdatasyncSync === realFileOps.fdatasyncSync) return fs.fdatasync(fd, (e) => done(e));
+  let err: unknown = null;
+  try {
+    ops.fdatasyncSync(fd);
+  } catch (e) {
+    err = e;
+  }
+  setImmediate(() => done(err));
 }
 
 const errCode = (e: unknown): string => (e as NodeJS.ErrnoException)?.code ?? 'EUNKNOWN';
@@ -83,6 +100,14 @@ export class LogWriter {
   private needsCut: string | null = null;
   /** Set when a background fsync failed: appends are refused until a sync succeeds. */
   private syncFailed: string | null = null;
+  /** A sync runs on the threadpool; `covered`: waiting for it (their records were written before it began). */
+  private syncing = false;
+  private covered: ((err: string | null) => void)[] = [];
+  /** Waiting for the next sync (their records were written while one ran). */
+  private waiting: ((err: string | null) => void)[] = [];
+  private syncSoon = false;
+  /** close() was called while a sync ran: the descriptor is closed when it ends. */
+  private closeWhenSynced = false;
   /** Bytes of whole records in the file. */
   bytes: number;
   /** Byte offset where the last whole record starts, and its checksum (checkpoints name it). */
@@ -101,7 +126,7 @@ export class LogWriter {
     this.fd = fs.openSync(path, 'a');
     this.bytes = fs.fstatSync(this.fd).size;
     if (policy === 'interval') {
-      this.timer = setInterval(() => this.sync(), fsyncIntervalMs);
+      this.timer = setInterval(() => this.syncInBackground(), fsyncIntervalMs);
       this.timer.unref();
     }
   }
@@ -116,7 +141,7 @@ export class LogWriter {
    * caller refuses the event instead of acknowledging it; a resend after the fault clears appends).
    */
   append(value: unknown): void {
-    if (this.fd < 0) throw new StorageError(`session log ${this.path} is closed`, 'ECLOSED');
+    if (this.fd < 0 || this.closeWhenSynced) throw new StorageError(`session log ${this.path} is closed`, 'ECLOSED');
     this.recover();
     const rec = encodeRecord(value);
     const reserve = this.options.minFreeBytes ?? 0;
@@ -138,14 +163,66 @@ export class LogWriter {
         if (n <= 0) throw new StorageError(`short write: ${off} of ${rec.length} bytes written`, 'SHORT');
         off += n;
       }
-      if (this.policy === 'always') this.ops.fdatasyncSync(this.fd);
     } catch (e) {
       this.cutBack();
       throw new StorageError(`could not append to the session log (${errCode(e)}): ${errText(e)}; the log is back at its last whole record`, errCode(e));
     }
     this.lastRecord = { offset: this.bytes, crc: rec.readUInt32LE(4) };
     this.bytes += rec.length;
-    if (this.policy !== 'always') this.dirty = true;
+    this.dirty = true;
+    if (this.policy === 'always' && !this.syncSoon) {
+      // every record of `always` is synced soon even when no one waits for it (notes); one sync per tick at most
+      this.syncSoon = true;
+      setImmediate(() => {
+        this.syncSoon = false;
+        this.syncInBackground();
+      });
+    }
+  }
+
+  /**
+   * Calls `done(null)` once the records appended so far are durable per the policy: at once for `interval`
+   * and `never` (written is what they promise), after an fdatasync that began after them for `always` (group
+   * commit: one sync for all the records written while the previous one ran). `done(message)` when that
+   * sync failed: those records are in the file but may not be on disk (appends are refused until a sync
+   * succeeds; a later call retries it).
+   */
+  afterSync(done: (err: string | null) => void): void {
+    if (this.policy !== 'always' || this.fd < 0 || (!this.dirty && !this.syncing && !this.syncFailed)) return done(null);
+    if (!this.dirty && this.syncing && !this.syncFailed) {
+      this.covered.push(done);
+      return;
+    }
+    this.waiting.push(done);
+    if (!this.syncing) this.startSync();
+  }
+
+  /** The interval timer's (and `always`' scheduled) sync, on the threadpool: a failure is remembered, never thrown. */
+  private syncInBackground(): void {
+    if (this.fd < 0 || this.syncing || this.closeWhenSynced) return;
+    if (this.dirty || this.waiting.length) this.startSync();
+  }
+
+  private startSync(): void {
+    this.syncing = true;
+    this.dirty = false;
+    this.covered = this.waiting;
+    this.waiting = [];
+    fdatasyncWith(this.ops, this.fd, (e) => {
+      this.syncing = false;
+      const batch = this.covered;
+      this.covered = [];
+      if (e) {
+        this.dirty = true;
+        this.syncFailed = `fsync of the session log failed (${errCode(e)}): ${errText(e)}`;
+        this.options.onSyncError?.(this.syncFailed);
+      } else this.syncFailed = null;
+      for (const f of batch) f(this.syncFailed);
+      if (this.closeWhenSynced) {
+        this.closeWhenSynced = false;
+        this.finishClose();
+      } else if (this.waiting.length && !this.syncFailed) this.startSync();
+    });
   }
 
   /** Flushes to disk; a failure is remembered (appends refused until a sync succeeds), never thrown. */
@@ -159,12 +236,25 @@ export class LogWriter {
       this.syncFailed = `fsync of the session log failed (${errCode(e)}): ${errText(e)}`;
       this.options.onSyncError?.(this.syncFailed);
     }
+    if (this.syncFailed) return;
+    // everyone waiting is covered now
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const f of waiting) f(null);
   }
 
+  /** Syncs what is written and closes the file (after a sync running on the threadpool ends, if one does). */
   close(): void {
     if (this.timer) clearInterval(this.timer);
-    if (this.fd < 0) return;
+    if (this.fd < 0 || this.closeWhenSynced) return;
+    this.dirty ||= this.waiting.length > 0;
     this.sync();
+    for (const f of this.waiting.splice(0)) f(this.syncFailed);
+    if (this.syncing) this.closeWhenSynced = true;
+    else this.finishClose();
+  }
+
+  private finishClose(): void {
     fs.closeSync(this.fd);
     this.fd = -1;
   }
