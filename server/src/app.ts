@@ -36,6 +36,7 @@ import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
 import { RidgeWorker } from './workers/ridge-client.ts';
 import { ModelReports } from './workers/report-client.ts';
+import { ModelRefresher } from './workers/refresh-client.ts';
 import { gpuPackageStatus } from './compute/gpu-package.ts';
 import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
@@ -112,6 +113,8 @@ export function createApp(deps: AppDeps): App {
   warmFeatures([...stimulusSets.keys()]);
   const { alphas, refitEveryTrials, minStimuli, minReliability, refitInWorkerFromStimuli } = config.compute;
   const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
+  // the models themselves in a thread of their own: per-trial refreshes and new stimuli never run on the event loop
+  const refresher = featuresFor ? new ModelRefresher({ snapshotMs: 250, onError: (message) => logger.error(message) }) : null;
   // model reports (readouts, scores, drivers' reference images) in a thread of their own, at most one per session per second
   const reports = featuresFor
     ? new ModelReports({
@@ -130,7 +133,7 @@ export function createApp(deps: AppDeps): App {
     psthBinMs: config.pipeline.psthBinMs,
     onPipelineError: (rt, message) => logger.error({ sessionId: rt.id }, `the session's analysis pipeline failed and stopped (recording goes on; replay the session to recompute): ${message}`),
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli }, reports: reports! } } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli }, thread: refresher!, reports: reports! } } : {}),
   });
 
   const app = express();
@@ -285,6 +288,7 @@ export function createApp(deps: AppDeps): App {
       recorder.close();
       await compute?.close();
       await ridgeWorker?.close();
+      await refresher?.close();
       await reports?.close();
     },
   };

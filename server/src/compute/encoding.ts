@@ -42,9 +42,25 @@ export interface FeatureSet {
   backendReason?: string;
 }
 
+/**
+ * Where the models live in a thread of their own (workers/refresh-client.ts): the trial's refresh and a new
+ * stimulus's absorb are queued for it instead of run here, and a fitted state is handed to it to catch up.
+ * `ridge` is then its latest snapshot (what reports, readouts and follow-ups read; never mutated here).
+ */
+export interface ModelThread {
+  /** The means of stimulus `s` changed (a trial), or it is new: refreshed or absorbed in the thread. */
+  observe(enc: EncodingState, stats: NeuronStatsState, s: number): void;
+  /** A fitted state replaces the models; the thread catches it up with the trials since its job. */
+  install(enc: EncodingState, stats: NeuronStatsState, state: RidgeState): void;
+}
+
 export interface EncodingState {
   featureSet: FeatureSet;
   ridge: RidgeState | null;
+  /** Set when the models live in a thread (then `ridge` is its latest snapshot). */
+  thread?: ModelThread;
+  /** Basis rows and rows of the last exact fit of the models in the thread (refitDue reads them). */
+  shape?: { n: number; exactN: number };
   /** Basis row of each stimulus, -1 when not in the model. */
   rowOf: Int32Array;
   /** Observed stimuli not yet in the model. */
@@ -173,6 +189,13 @@ export function countPending(enc: EncodingState, stats: NeuronStatsState): numbe
  * refreshes of their rows, so nothing is lost; stimuli that appeared meanwhile stay pending.
  */
 export function installRefit(enc: EncodingState, stats: NeuronStatsState, state: RidgeState, absorbUnits = ABSORB_INLINE_UNITS): EncodingState {
+  if (enc.thread) {
+    enc.pending = 0;
+    enc.trialsSinceRefit = 0;
+    enc.refits++;
+    enc.thread.install(enc, stats, state);
+    return enc;
+  }
   const { rows } = state.basis;
   catchUp(state, currentY(stats, rows));
   enc.ridge = state;
@@ -214,6 +237,10 @@ export function refit(enc: EncodingState, stats: NeuronStatsState, cfg: Encoding
  */
 export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: number, absorbUnits = ABSORB_INLINE_UNITS): EncodingState {
   enc.trialsSinceRefit++;
+  if (enc.thread && enc.shape) {
+    enc.thread.observe(enc, stats, s);
+    return enc;
+  }
   const row = enc.rowOf[s];
   if (enc.ridge && row >= 0) {
     updateRow(enc.ridge, row, stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
@@ -232,9 +259,10 @@ export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: num
  * at least `refitEveryTrials`): a consistency check whose cost, n^3, is spread over the n stimuli absorbed.
  */
 export function refitDue(enc: EncodingState, cfg: EncodingConfig, final: boolean): boolean {
-  if (!enc.ridge) return enc.pending > 0;
+  const shape = enc.thread ? enc.shape : enc.ridge?.basis;
+  if (!shape) return enc.pending > 0;
   if (enc.pending > 0 && (final || enc.trialsSinceRefit >= cfg.refitEveryTrials)) return true;
-  const { n, exactN } = enc.ridge.basis;
+  const { n, exactN } = shape;
   const absorbed = n - exactN;
   return absorbed > 0 && (final || absorbed >= Math.max(cfg.refitEveryTrials, exactN));
 }

@@ -400,6 +400,38 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
   return state;
 }
 
+/**
+ * A read-only copy of the models for the main thread (compute/encoding.ts `ridge` of models in a thread): rows, centred features, diag(H) per alpha, the
+ * responses, the losses, and for each neuron the residuals at its chosen regularisation only (the others
+ * are not read there); no operators. O(N n + n D) copied.
+ */
+export function ridgeSnapshot(st: RidgeState): RidgeState {
+  const b = st.basis;
+  const { n, D } = b;
+  const N = st.N;
+  const chosen = chosenAlphas(st);
+  const r = b.alphas.map(() => new Float64Array(0));
+  for (let t = 0; t < N; t++) {
+    const a = chosen[t];
+    if (!r[a].length) r[a] = new Float64Array(N * n);
+    r[a].set(st.r[a].subarray(t * n, (t + 1) * n), t * n);
+  }
+  return {
+    basis: { rows: b.rows.slice(), n, D, alphas: b.alphas.slice(), cap: n, exactN: b.exactN, xc: b.xc.slice(0, n * D), xCenter: b.xCenter.slice(), xMean: b.xMean.slice(), kinv: [], z: [], gamma: [], g: b.g.map((g) => g.slice(0, n)) },
+    N,
+    y: st.y.slice(0, N * n),
+    r,
+    loss: st.loss.slice(),
+  };
+}
+
+/** Every buffer of a state (for a transfer without a copy). */
+export function ridgeBuffers(s: RidgeState): ArrayBuffer[] {
+  const b = s.basis;
+  const all = [b.xc, b.xCenter, b.xMean, ...b.g, ...b.kinv, ...b.z, s.y, ...s.r, s.loss].map((a) => a.buffer as ArrayBuffer);
+  return [...new Set(all)].filter((x) => x.byteLength > 0);
+}
+
 /** Index of the alpha with the smallest leave-one-out error, per neuron (ties: the first, as numpy's argmin). */
 export function chosenAlphas(state: RidgeState): Int32Array {
   const A = state.basis.alphas.length;

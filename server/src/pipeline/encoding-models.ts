@@ -1,4 +1,4 @@
-import { Subject, connect, endWith, filter, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
+import { Subject, connect, endWith, filter, finalize, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
 import { catchUpData, countPending, createEncoding, fitJob, installRefit, observeTrial, refitDue, refitJob, type CatchUp, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
@@ -21,12 +21,19 @@ export interface EncodingModelsOptions {
    * catching up in the worker.
    */
   offload?: { fit$: (job: RefitJob, latest: (rows: number[]) => CatchUp) => Observable<RidgeState>; fromStimuli: number };
+  /**
+   * The models' own thread (workers/refresh-client.ts): the per-trial refresh and new stimuli's absorbs
+   * run there, never here; `enc.ridge` is its latest snapshot, and every snapshot is an update. Without it
+   * they run inline.
+   */
+  thread?: { attach(enc: EncodingState, stats: NeuronStatsState, onSnapshot: () => void): void; detach(enc: EncodingState): void; idle(enc: EncodingState): boolean };
 }
 
 type Input =
   | { kind: 'stats'; u: StatsUpdate }
   | { kind: 'features'; f: FeatureSet }
-  | { kind: 'fitted'; enc: EncodingState; state: RidgeState };
+  | { kind: 'fitted'; enc: EncodingState; state: RidgeState }
+  | { kind: 'refreshed'; enc: EncodingState };
 
 interface Acc {
   out: ModelUpdate | null;
@@ -53,8 +60,15 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
         // the models with a fit running in the worker (at most one fit each; a returning fit may post the
         // next); the fits complete when the statistics have ended and none is running
         const fitting = new Set<EncodingState>();
+        // models in their own thread: each snapshot from it is an input; done when every batch is in one
+        const refreshed = new Subject<Input>();
+        const threaded = new Set<EncodingState>();
         let sourceDone = false;
-        const completeWhenIdle = () => sourceDone && fitting.size === 0 && jobs.complete();
+        const completeWhenIdle = () => {
+          if (!sourceDone || fitting.size > 0 || [...threaded].some((e) => !opts.thread!.idle(e))) return;
+          jobs.complete();
+          refreshed.complete();
+        };
         const fitted$ = jobs.pipe(mergeMap(({ enc, job, stats }) => opts.offload!.fit$(job, (rows) => catchUpData(enc, stats, rows)).pipe(map((state): Input => ({ kind: 'fitted', enc, state })))));
         /** Refits when due: inline, or by posting a job. */
         const refitIfDue = (enc: EncodingState, stats: NeuronStatsState, ended: boolean): void => {
@@ -63,7 +77,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
           if (!job) return;
           // with models in use (absorbing new stimuli meanwhile) every refit can wait for the worker; only a
           // first fit below `fromStimuli` runs inline
-          if (opts.offload && (enc.ridge || job.rows.length >= opts.offload.fromStimuli)) {
+          if (opts.offload && (enc.ridge || enc.shape || job.rows.length >= opts.offload.fromStimuli)) {
             fitting.add(enc);
             jobs.next({ enc, job, stats });
           } else installRefit(enc, stats, fitJob(job), cfg.absorbInlineUnits);
@@ -71,6 +85,10 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
         const fresh = (f: FeatureSet, stats: NeuronStatsState) => {
           const enc = createEncoding(f, stats.stimuli.length);
           enc.pending = countPending(enc, stats);
+          if (opts.thread) {
+            opts.thread.attach(enc, stats, () => refreshed.next({ kind: 'refreshed', enc }));
+            threaded.add(enc);
+          }
           return enc;
         };
         return merge(
@@ -85,6 +103,7 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
             takeUntil(shared.pipe(ignoreElements(), endWith(0))),
           ),
           fitted$,
+          refreshed,
         ).pipe(
           scan<Input, Acc>(
             (acc, ev) => {
@@ -94,6 +113,13 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
                 const enc = fresh(ev.f, last.state);
                 refitIfDue(enc, last.state, acc.ended);
                 return { ...acc, out: { stats: last, encoding: enc }, features: ev.f };
+              }
+              if (ev.kind === 'refreshed') {
+                const last = acc.out;
+                const current = last !== null && last.encoding === ev.enc;
+                if (current) refitIfDue(ev.enc, last.stats.state, acc.ended);
+                completeWhenIdle();
+                return current ? { ...acc, out: { stats: last.stats, encoding: ev.enc } } : acc;
               }
               if (ev.kind === 'fitted') {
                 fitting.delete(ev.enc);
@@ -121,6 +147,9 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
             },
             { out: null, features: null, ended: false },
           ),
+          finalize(() => {
+            for (const e of threaded) opts.thread!.detach(e);
+          }),
         );
       }),
       map((acc) => acc.out),

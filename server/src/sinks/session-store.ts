@@ -54,7 +54,7 @@ export interface SessionStoreOptions {
   psthBinMs: number;
   scheduler?: SchedulerLike;
   /** Encoding models: the features of a stimulus set, and how models and drivers are fitted. */
-  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: ReportRule; offload?: EncodingModelsOptions['offload']; reports?: ModelReports };
+  models?: { featuresFor: (stimulusSetId: string) => Observable<FeatureSet | null>; encoding: EncodingConfig; drivers: ReportRule; offload?: EncodingModelsOptions['offload']; thread?: EncodingModelsOptions['thread']; reports?: ModelReports };
   /**
    * A session's pipeline failed (a fault inside a stage, e.g. a disk error while a resumed log streams in).
    * The session's statistics stop there; recording goes on and the process keeps running (issue 11).
@@ -215,7 +215,7 @@ export class SessionStore {
     const m = this.opts.models;
     return (frames$) => {
       const stats$ = frames$.pipe(sessionPipeline(this.opts));
-      return m ? stats$.pipe(encodingModels({ features$: m.featuresFor(stimulusSetId), config: m.encoding, ...(m.offload ? { offload: m.offload } : {}) })) : stats$.pipe(map((stats) => ({ stats, encoding: null })));
+      return m ? stats$.pipe(encodingModels({ features$: m.featuresFor(stimulusSetId), config: m.encoding, ...(m.offload ? { offload: m.offload } : {}), ...(m.thread ? { thread: m.thread } : {}) })) : stats$.pipe(map((stats) => ({ stats, encoding: null })));
     };
   }
 
