@@ -5,6 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import express, { type Request, type Response, type NextFunction } from 'express';
 import helmet from 'helmet';
@@ -42,6 +43,8 @@ import { suggestFollowups, type FollowupAsk } from './followup-service.ts';
 import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
 import { dashboardEvents, type Explanation } from '@sharedlens/shared';
+import type { ClusterNode } from './cluster/cluster-node.ts';
+import { forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
 
 export interface AppDeps {
   config: Config;
@@ -50,6 +53,8 @@ export interface AppDeps {
   clientDir?: string;
   scheduler?: SchedulerLike;
   now?: () => number;
+  /** Clustered (config cluster.redisUrl): this node, already connected to Redis (docs/deploy.md); closed with the app. */
+  cluster?: ClusterNode;
 }
 
 export interface App {
@@ -73,7 +78,9 @@ export function createApp(deps: AppDeps): App {
   const { sets: stimulusSets, problems } = loadStimulusSets(config.stimulusDir);
   for (const p of problems) logger.error(`stimulus set skipped: ${p}`);
   const recorder = new Recorder({ dataDir: config.dataDir, fsync: config.recording.fsync, fsyncIntervalMs: config.recording.fsyncIntervalMs, minFreeBytes: config.recording.minFreeBytes, log: (level, msg, fields) => logger[level](fields ?? {}, msg) });
-  const interrupted = recorder.markInterrupted();
+  const cluster = deps.cluster;
+  // clustered: sessions another live node holds are left alone
+  const interrupted = recorder.markInterrupted(cluster ? (id) => cluster.ownerOf(id) !== undefined : undefined);
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
   const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
   // which backend runs and why: until the first features are computed, what the GPU package's presence predicts
@@ -153,6 +160,7 @@ export function createApp(deps: AppDeps): App {
     maxHttpBufferSize: config.limits.maxPayloadBytes * 4 + 1024 * 1024,
     serveClient: false,
   });
+  if (cluster) useRedisAdapter(io, cluster);
 
   const followupDeps = { sets: stimulusSets, featuresFor, confirmRepeats: config.compute.confirmRepeats, alphas };
   const { rejections$, pushToRig } = attachRigGateway(io.of('/rig'), {
@@ -162,6 +170,7 @@ export function createApp(deps: AppDeps): App {
     stimulusSets,
     limits: config.limits,
     ...(deps.now ? { now: deps.now } : {}),
+    ...(cluster ? { claim: (id: string) => (recorder.forgetMeta(id), cluster.claim(id)) } : {}),
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
   const rigTokens = new RigTokens({ tokens: config.rigTokens, maxFailedAttempts: config.auth.maxFailedAttempts, failedWindowS: config.auth.failedWindowS, ...(deps.now ? { now: deps.now } : {}) });
@@ -193,11 +202,15 @@ export function createApp(deps: AppDeps): App {
     },
   };
   const dashboard = io.of('/dashboard');
+  // clustered: the list holds every node's sessions; a session another node runs is watched and steered through it
+  const allSessions = () => [...store.all().map((rt) => store.summary(rt)), ...(cluster?.otherSessions() ?? [])];
+  if (cluster) commandDeps.cluster = { sessions: allSessions, remote: remoteSessions(dashboard, { store, followups: (id, body, by) => commandDeps.followups!(store.get(id)!, body, by) }) };
   guardDashboard(dashboard, signIn, refused, logSteering);
   attachDashboardCommands(dashboard, commandDeps);
   const broadcast = broadcastToDashboards(dashboard, store, rejections$, {
     ...config.dashboard,
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
+    ...(cluster ? { sessionList: { all: allSessions, changed$: cluster.othersChanged$ } } : {}),
   });
 
   const mapsCfg = config.compute.maps;
@@ -233,14 +246,16 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(express.json({ limit: '64kb' }));
-  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets };
+  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: async () => ({ nodeId: cluster.nodeId, nodes: cluster.nodes() }) } : {}) };
   app.use('/api', healthRouter(healthDeps));
   app.use('/api/auth', authRouter(signIn));
   // rigs read their stimulus sets with their own token
   app.use('/api/stimuli', rigBearer(rigTokens, refused));
+  if (cluster) app.use('/api', trustForwarded(cluster));
   app.use('/api', signedIn(signIn, refused), steeringNeedsOperatorJson(refused, logSteering));
+  if (cluster) app.use('/api/sessions/:id', forwardToRunningNode(cluster, store, (msg, fields) => logger.warn(fields, msg)));
   app.use('/api', statusRouter(healthDeps));
-  app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps }));
+  app.use('/api/sessions', sessionsRouter({ store, recorder, pipeline: config.pipeline, commandDeps, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id) } : {}) }));
   app.use('/api/sessions', modelsRouter({ store, modelsOn: compute !== null, minStimuli, computeStatus, explanations }));
   app.use('/api/sessions', driverPairsRouter({ store, results: driverPairs, queued: () => explanations?.queued() ?? 0, log: (msg, fields) => logger.warn(fields, msg) }));
   app.use('/api/sessions', scoreHistoryRouter(scoreHistory.histories, store));
@@ -275,7 +290,13 @@ export function createApp(deps: AppDeps): App {
         httpServer.listen(port, host, () => {
           for (const name of allowedHostNames(host, [])) allowedHosts.add(name);
           httpServer.off('error', reject);
-          resolve((httpServer.address() as { port: number }).port);
+          const bound = (httpServer.address() as { port: number }).port;
+          if (cluster) {
+            const shown = ['0.0.0.0', '::', '[::]'].includes(host) ? os.hostname() : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+            const owned = () => store.all().filter((rt) => rt.kind === 'live' && rt.state !== 'ended').map((rt) => rt.id);
+            cluster.start(config.cluster.advertiseUrl || `${config.tls ? 'https' : 'http'}://${shown}:${bound}`, () => ({ summaries: store.all().map((rt) => store.summary(rt)), owned: owned() }));
+          }
+          resolve(bound);
         });
       }),
     close: async () => {
@@ -290,6 +311,7 @@ export function createApp(deps: AppDeps): App {
       await ridgeWorker?.close();
       await refresher?.close();
       await reports?.close();
+      await cluster?.close();
     },
   };
 }

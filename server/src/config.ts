@@ -2,7 +2,7 @@
  * Configuration: config/default.json, then an optional file named by SHAREDLENS_CONFIG merged into it key by
  * key (mergeConfig: a file that sets only compute.model keeps every other default), then environment
  * overrides (HOST, PORT, DEMO, DATA_DIR, STIMULUS_DIR, RIG_TOKENS, AUTH_TOKEN, ALLOWED_HOSTS, LOG_LEVEL, FSYNC,
- * FEATURES, COMPUTE_BACKEND). Validated at start;
+ * FEATURES, COMPUTE_BACKEND, REDIS_URL, NODE_ID, ADVERTISE_URL). Validated at start;
  * every problem is reported with the key that holds it.
  */
 import fs from 'node:fs';
@@ -122,6 +122,20 @@ export const configSchema = z.object({
       smoothSamples: z.number().int().min(1).max(256),
     }),
   }),
+  /** Several server processes ("nodes") sharing one Redis (docs/deploy.md); redisUrl null: one process, no Redis. */
+  cluster: z
+    .object({
+      /** redis://host:port; null turns clustering off (the default). */
+      redisUrl: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').nullable(),
+      /** This node's name (unique in the cluster); empty: host name and pid. */
+      nodeId: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'node ids are 0-64 of A-Z a-z 0-9 . _ -'),
+      /** URL the other nodes reach this one at (HTTP proxying); empty: http://<host>:<port> as bound. */
+      advertiseUrl: z.string(),
+      /** Heartbeat period; node and session-ownership keys expire after ttlS without one. */
+      heartbeatMs: z.number().int().min(100).max(60_000),
+      ttlS: z.number().min(1).max(600),
+    })
+    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5 }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
   nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
   sim: z.object({
@@ -200,6 +214,9 @@ export function loadConfig(root: string, env: NodeJS.ProcessEnv = process.env, w
   if (env.FEATURES !== undefined && env.FEATURES !== '') raw.compute = { ...(raw.compute as object), features: boolEnv(env.FEATURES, 'FEATURES') };
   if (env.COMPUTE_BACKEND) raw.compute = { ...(raw.compute as object), backend: env.COMPUTE_BACKEND };
   if (env.FSYNC) raw.recording = { ...(raw.recording as object), fsync: env.FSYNC };
+  if (env.REDIS_URL !== undefined) raw.cluster = { ...(raw.cluster as object), redisUrl: env.REDIS_URL || null };
+  if (env.NODE_ID) raw.cluster = { ...(raw.cluster as object), nodeId: env.NODE_ID };
+  if (env.ADVERTISE_URL) raw.cluster = { ...(raw.cluster as object), advertiseUrl: env.ADVERTISE_URL };
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n  ${fieldErrors(parsed.error).join('\n  ')}`);
   const cfg = parsed.data;

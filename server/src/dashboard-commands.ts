@@ -14,8 +14,10 @@ import {
   type Ack,
   type ReplayControl,
   type ReplayProgress,
+  type SessionSummary,
   type Suggestion,
 } from '@sharedlens/shared';
+import type { RemoteSessions } from './cluster/attach-cluster.ts';
 import { replayProgress, watchRoom } from './sinks/dashboard-broadcast.ts';
 import { Recorder } from './sinks/recorder.ts';
 import type { Runtime, SessionStore } from './sinks/session-store.ts';
@@ -31,6 +33,8 @@ export interface CommandDeps {
   log: (msg: string, fields: Record<string, unknown>) => void;
   /** Replays running at once (limits.maxReplays, default 4); finished ones beyond it are freed, oldest first. */
   maxReplays?: number;
+  /** Clustered: every node's sessions for the list, and the sessions other nodes run (cluster/attach-cluster.ts). */
+  cluster?: { sessions: () => SessionSummary[]; remote: RemoteSessions };
 }
 
 type Result<T> = Ack<T>;
@@ -90,12 +94,12 @@ export function controlReplay(deps: CommandDeps, body: unknown): Result<ReplayPr
 /** Wires the dashboard commands onto the namespace. */
 export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void {
   nsp.on('connection', (socket: Socket) => {
-    socket.emit(dashboardEvents.sessionsUpdated, deps.store.all().map((rt) => deps.store.summary(rt)));
-    const on = (event: string, fn: (body: unknown) => Result<unknown>) =>
-      socket.on(event, (body: unknown, ack: unknown) => {
+    socket.emit(dashboardEvents.sessionsUpdated, deps.cluster ? deps.cluster.sessions() : deps.store.all().map((rt) => deps.store.summary(rt)));
+    const on = (event: string, fn: (body: unknown) => Result<unknown> | Promise<Result<unknown>>) =>
+      socket.on(event, async (body: unknown, ack: unknown) => {
         let res: Result<unknown>;
         try {
-          res = fn(body);
+          res = await fn(body);
         } catch (e) {
           // a fault (disk, a log too damaged to open) is answered as an error; the process keeps running
           res = fail('storage', `${event} failed: ${(e as Error).message}`);
@@ -107,6 +111,7 @@ export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void
       const p = sessionWatchSchema.safeParse(body);
       if (!p.success) return fail('invalid', 'session:watch needs { sessionId }', fieldErrors(p.error));
       const rt = deps.store.get(p.data.sessionId);
+      if (!rt && deps.cluster) return watchRemote(p.data.sessionId);
       if (!rt) return fail('unknown-session', `no live session or replay "${p.data.sessionId}"`);
       for (const room of socket.rooms) if (room.startsWith('watch:')) void socket.leave(room);
       void socket.join(watchRoom(rt.id));
@@ -117,10 +122,21 @@ export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void
       const p = followupAskSchema.safeParse(body);
       if (!p.success) return fail('invalid', 'followup:request needs { sessionId, count, strategy | mix, neurons? }', fieldErrors(p.error));
       const rt = deps.store.get(p.data.sessionId);
+      const by = (socket.data.person as { name?: string } | undefined)?.name;
+      // clustered: the node that runs the session computes, records and pushes to its rig
+      if (!rt && deps.cluster) return deps.cluster.remote.followup(p.data.sessionId, p.data, by).then((r) => r ?? fail('unknown-session', `no live session or replay "${p.data.sessionId}" on any node`));
       if (!rt) return fail('unknown-session', `no live session or replay "${p.data.sessionId}"`);
       if (!deps.followups) return fail('invalid', 'follow-ups are not available on this server');
-      return deps.followups(rt, p.data, (socket.data.person as { name?: string } | undefined)?.name);
+      return deps.followups(rt, p.data, by);
     });
+    /** A session another node runs: its rooms reach this socket through the Redis adapter; the snapshot is asked for. */
+    async function watchRemote(sessionId: string): Promise<Result<unknown>> {
+      const snap = await deps.cluster!.remote.snapshot(sessionId);
+      if (!snap) return fail('unknown-session', `no live session or replay "${sessionId}" on any node`);
+      for (const room of socket.rooms) if (room.startsWith('watch:')) void socket.leave(room);
+      void socket.join(watchRoom(sessionId));
+      return { data: snap };
+    }
     on(dashboardEvents.replayControl, (body) => controlReplay(deps, body));
   });
 }

@@ -9,6 +9,7 @@ import { gpuPackageStatus } from './compute/gpu-package.ts';
 import { exposureProblems } from './auth/exposure.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { logDestination } from './terminal/pretty-log.ts';
+import { ClusterNode, defaultNodeId, redactUrl } from './cluster/cluster-node.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let config;
@@ -40,7 +41,8 @@ const clientDir = built;
 // one server per data folder: taken before the app marks the previous process's sessions interrupted
 let dataLock: ReturnType<typeof lockDataDir>;
 try {
-  dataLock = lockDataDir(config.dataDir);
+  // clustered nodes share the data folder, one lock per node id (Redis decides who writes which session)
+  dataLock = lockDataDir(config.dataDir, process.pid, config.cluster.redisUrl ? `node-${config.cluster.nodeId || defaultNodeId()}.pid` : 'server.pid');
 } catch (e) {
   console.error(`sharedlens: ${(e as Error).message}`);
   process.exit(3);
@@ -52,7 +54,18 @@ let unexpectedErrors = 0;
 const unexpected = (kind: string) => (e: unknown) => logger.error({ err: e, unexpectedErrors: ++unexpectedErrors }, `${kind}: the server keeps running; please report this with the log`);
 process.on('uncaughtException', unexpected('unexpected error'));
 process.on('unhandledRejection', unexpected('unhandled promise rejection'));
-const app = createApp({ config, logger, clientDir });
+let cluster: ClusterNode | undefined;
+if (config.cluster.redisUrl) {
+  try {
+    const { redisUrl, nodeId, heartbeatMs, ttlS } = config.cluster;
+    cluster = await ClusterNode.connect({ redisUrl, nodeId: nodeId || defaultNodeId(), heartbeatMs, ttlS, log: (level, msg, fields) => logger[level](fields ?? {}, msg) });
+  } catch (e) {
+    console.error(`sharedlens: ${(e as Error).message}`);
+    process.exit(4);
+  }
+  logger.info({ nodeId: cluster.nodeId, redisUrl: redactUrl(config.cluster.redisUrl) }, 'joined the cluster (docs/deploy.md)');
+}
+const app = createApp({ config, logger, clientDir, ...(cluster ? { cluster } : {}) });
 const port = await app.listen(config.port, config.host).catch((e: Error) => {
   console.error(`sharedlens: cannot listen on ${config.host}:${config.port}: ${e.message}`);
   process.exit(1);

@@ -12,6 +12,8 @@ export interface SessionsRouterDeps {
   recorder: Recorder;
   pipeline: Config['pipeline'];
   commandDeps: CommandDeps;
+  /** Clustered: the node that holds a live session, or undefined (none holds it: its node is gone, it is interrupted). */
+  ownerOf?: (sessionId: string) => string | undefined;
 }
 
 /** Routes under /api/sessions: list, metadata, statistics (`?detail=1`), one channel, start a replay. */
@@ -19,8 +21,15 @@ export function sessionsRouter(deps: SessionsRouterDeps): Router {
   const { store, recorder } = deps;
   const router = Router();
   const offline = new OfflineStats(recorder, deps.pipeline);
+  /** Clustered: a session left live on disk shows its node, or interrupted when no node holds it any more. */
+  const clustered = (m: { sessionId: string; state: string }) => {
+    if (!deps.ownerOf || (m.state !== 'live' && m.state !== 'disconnected')) return {};
+    const node = deps.ownerOf(m.sessionId);
+    return node ? { node } : { state: 'interrupted' as const };
+  };
   router.get('/', (_req, res) => {
-    res.json(recorder.list().map((m) => ({ ...m, ...(store.get(m.sessionId) ? { state: store.get(m.sessionId)!.state } : {}) })));
+    if (deps.ownerOf) recorder.forgetMeta();
+    res.json(recorder.list().map((m) => ({ ...m, ...(store.get(m.sessionId) ? { state: store.get(m.sessionId)!.state } : clustered(m)) })));
   });
   router.get('/:id', (req, res) => {
     const meta = recorder.meta(req.params.id) ?? (store.get(req.params.id) ? store.summary(store.get(req.params.id)!) : null);

@@ -1,6 +1,6 @@
 import { debounceTime, groupBy, mergeMap, throttleTime, type Observable, type SchedulerLike, type Subscription, asyncScheduler, merge, map } from 'rxjs';
 import type { Namespace } from 'socket.io';
-import { dashboardEvents, type ReplayProgress, type StatsDelta } from '@sharedlens/shared';
+import { dashboardEvents, type ReplayProgress, type SessionSummary, type StatsDelta } from '@sharedlens/shared';
 import { channelStats, trialsPerSec } from '../compute/neuron-stats.ts';
 import type { Rejection } from '../sources/rig-gateway.ts';
 import type { Runtime, SessionStore } from './session-store.ts';
@@ -9,6 +9,12 @@ export interface BroadcastOptions {
   deltaThrottleMs: number;
   snapshotThrottleMs: number;
   scheduler?: SchedulerLike;
+  /**
+   * Clustered (cluster/attach-cluster.ts): the session list of every node, and when the other nodes' lists
+   * changed. Each node then sends the whole list to its own dashboards only (an emit to all would reach every
+   * node's dashboards through the Redis adapter, each with a different list).
+   */
+  sessionList?: { all: () => SessionSummary[]; changed$: Observable<unknown> };
 }
 
 /** Quiet time after which the latest state of a session is sent once more, reliably. */
@@ -81,9 +87,10 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
     if (snap) to(rt.id, volatile).emit(dashboardEvents.statsSnapshot, snap);
   });
   // on every change of the sessions, and every 2 s while trials arrive (the list shows their trial counts)
-  const lists = merge(store.changed$.pipe(map(() => 0)), store.updates$.pipe(throttleTime(LIST_REFRESH_MS, scheduler, { leading: false, trailing: true })))
+  const list = opts.sessionList;
+  const lists = merge(store.changed$.pipe(map(() => 0)), store.updates$.pipe(throttleTime(LIST_REFRESH_MS, scheduler, { leading: false, trailing: true })), list ? list.changed$ : [])
     .pipe(throttleTime(opts.deltaThrottleMs, scheduler, { leading: true, trailing: true }))
-    .subscribe(() => nsp.emit(dashboardEvents.sessionsUpdated, store.all().map((rt) => store.summary(rt))));
+    .subscribe(() => (list ? nsp.local.emit(dashboardEvents.sessionsUpdated, list.all()) : nsp.emit(dashboardEvents.sessionsUpdated, store.all().map((rt) => store.summary(rt)))));
   const followups = store.followups$.subscribe((rt) => rt.followups && nsp.to(watchRoom(rt.id)).emit(dashboardEvents.followupSuggested, rt.followups));
   deltas.add(followups);
   const rejected = rejections$.subscribe((r) => nsp.volatile.emit(dashboardEvents.inputRejected, { sessionId: r.sessionId, event: r.event, error: r.error }));

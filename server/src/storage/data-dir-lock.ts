@@ -2,7 +2,8 @@
  * One server per data folder: an exclusive lock file `<dataDir>/server.pid` holding the owner's pid
  * and its start time, created with O_EXCL (like a database's postmaster.pid). A second server refuses to start
  * and names the other process; a lock left by a process that no longer exists, or whose pid now belongs to
- * another process (reused after a crash or reboot), is taken over.
+ * another process (reused after a crash or reboot), is taken over. Clustered nodes share a data folder: each
+ * takes `node-<nodeId>.pid`, and Redis decides which node writes which session (cluster/cluster-node.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -62,9 +63,9 @@ function holds(pid: number, started: string | undefined): boolean {
  * Takes the data folder's lock for this process; throws DataDirLockedError when a live process holds it.
  * Returns the release function (removes the file if it is still ours).
  */
-export function lockDataDir(dataDir: string, pid = process.pid): { file: string; release: () => void } {
+export function lockDataDir(dataDir: string, pid = process.pid, name = 'server.pid'): { file: string; release: () => void } {
   fs.mkdirSync(dataDir, { recursive: true });
-  const file = path.join(dataDir, 'server.pid');
+  const file = path.join(dataDir, name);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx');

@@ -1,0 +1,115 @@
+/**
+ * What a node adds to the app when clustered (docs/deploy.md): the socket.io Redis adapter (a room's emit
+ * reaches the dashboards of every node), answers to the other nodes (a watched session's snapshot, a
+ * follow-up asked for on another node's dashboard), and HTTP requests for a session another node runs
+ * forwarded to it (a proxy, not a redirect: the browser keeps one origin and one sign-in cookie).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Request, Response, NextFunction } from 'express';
+import { createAdapter } from '@socket.io/redis-adapter';
+import type { Namespace, Server } from 'socket.io';
+import type { Ack, SessionSnapshot } from '@sharedlens/shared';
+import type { Person } from '../auth/sign-in.ts';
+import type { SessionStore } from '../sinks/session-store.ts';
+import { apiError } from '../http/api-error.ts';
+import type { ClusterNode } from './cluster-node.ts';
+
+/** Header of a request one node forwards to another: the cluster's key, and the signed-in person as JSON. */
+const KEY_HEADER = 'x-sharedlens-cluster-key';
+const PERSON_HEADER = 'x-sharedlens-person';
+
+/** How long a node waits for the others' answers (a snapshot, a follow-up) before it gives up. */
+export const REMOTE_TIMEOUT_MS = 3000;
+
+/** Puts every namespace of `io` on the Redis adapter (rooms and broadcasts across nodes). */
+export function useRedisAdapter(io: Server, node: ClusterNode): void {
+  io.adapter(createAdapter(node.redis, node.duplicate(), { key: `${node.prefix}socket.io`, requestsTimeout: REMOTE_TIMEOUT_MS }));
+}
+
+export interface RemoteSessions {
+  /** Snapshot (with per-stimulus detail) of a session or replay another node runs, or null. */
+  snapshot(sessionId: string): Promise<SessionSnapshot | null>;
+  /** A follow-up asked for on this node for a session another node runs: that node computes, records and pushes it. */
+  followup(sessionId: string, body: Record<string, unknown>, by?: string): Promise<Ack<unknown> | null>;
+}
+
+type Local = {
+  store: SessionStore;
+  followups?: (sessionId: string, body: Record<string, unknown>, by?: string) => Ack<unknown>;
+};
+
+/** Asks every other node; the one that runs the session answers, the others answer null. */
+function ask<T>(nsp: Namespace, event: string, ...args: unknown[]): Promise<T | null> {
+  return new Promise((resolve) => {
+    // a node that does not answer in time is left out (its answers are logged by socket.io as a timeout)
+    (nsp.serverSideEmit as (ev: string, ...a: unknown[]) => boolean)(event, ...args, (_err: Error | null, answers: (T | null)[] = []) => resolve(answers.find((a) => a !== null && a !== undefined) ?? null));
+  });
+}
+
+/** Answers the other nodes' questions about this node's sessions, and asks them about theirs. */
+export function remoteSessions(nsp: Namespace, local: Local): RemoteSessions {
+  nsp.on('cluster:snapshot', (sessionId: unknown, reply: (s: SessionSnapshot | null) => void) => {
+    const rt = typeof sessionId === 'string' ? local.store.get(sessionId) : undefined;
+    reply(rt ? local.store.snapshot(rt, true) : null);
+  });
+  nsp.on('cluster:followup', (m: { sessionId: string; body: Record<string, unknown>; by?: string }, reply: (r: Ack<unknown> | null) => void) => {
+    if (!local.store.get(m?.sessionId) || !local.followups) return reply(null);
+    try {
+      reply(local.followups(m.sessionId, m.body, m.by));
+    } catch (e) {
+      reply({ error: { code: 'storage', message: `follow-up failed on the session's node: ${(e as Error).message}` } });
+    }
+  });
+  return {
+    snapshot: (sessionId) => ask<SessionSnapshot>(nsp, 'cluster:snapshot', sessionId),
+    followup: (sessionId, body, by) => ask<Ack<unknown>>(nsp, 'cluster:followup', { sessionId, body, ...(by ? { by } : {}) }),
+  };
+}
+
+/** Before sign-in: a request forwarded by another node of the cluster carries its person (the key proves the node). */
+export function trustForwarded(node: ClusterNode) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const key = req.headers[KEY_HEADER];
+    if (key !== undefined && node.key && key === node.key) {
+      try {
+        const person = JSON.parse(String(req.headers[PERSON_HEADER])) as Person;
+        if (typeof person?.name === 'string' && (person.role === 'viewer' || person.role === 'operator')) res.locals.person = { name: person.name, role: person.role };
+      } catch {
+        // no person: the request goes on unsigned and sign-in refuses it
+      }
+    }
+    next();
+  };
+}
+
+/**
+ * For `/api/sessions/:id/...` (mounted after sign-in): a session this node does not run but another one does
+ * is forwarded to that node, with the signed-in person; its answer is passed back as it is. A node that
+ * cannot be reached gives 502 with its name.
+ */
+export function forwardToRunningNode(node: ClusterNode, store: SessionStore, log: (msg: string, fields: Record<string, unknown>) => void) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const id = req.params.id;
+    if (typeof id !== 'string' || store.get(id)) return next();
+    const target = node.nodeRunning(id);
+    if (!target?.url) return next();
+    const url = new URL(req.originalUrl, target.url);
+    const body = req.body !== undefined && req.method !== 'GET' && req.method !== 'HEAD' ? JSON.stringify(req.body) : null;
+    const headers: Record<string, string> = { [KEY_HEADER]: node.key, [PERSON_HEADER]: JSON.stringify(res.locals.person ?? null), accept: String(req.headers.accept ?? '*/*') };
+    if (body !== null) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+    const out = (url.protocol === 'https:' ? https : http).request(url, { method: req.method, headers, timeout: 30_000 }, (answer) => {
+      res.status(answer.statusCode ?? 502);
+      for (const h of ['content-type', 'content-length', 'content-disposition', 'cache-control', 'etag']) if (answer.headers[h]) res.setHeader(h, answer.headers[h]!);
+      res.setHeader('x-sharedlens-node', target.nodeId);
+      answer.pipe(res);
+    });
+    out.on('timeout', () => out.destroy(new Error('no answer within 30 s')));
+    out.on('error', (e) => {
+      log('could not forward a request to the node running the session', { sessionId: id, node: target.nodeId, error: e.message });
+      if (!res.headersSent) apiError(res, 502, 'node-unreachable', `session ${id} runs on node "${target.nodeId}" (${target.url}), which did not answer: ${e.message}`);
+      else res.destroy();
+    });
+    out.end(body ?? undefined);
+  };
+}
