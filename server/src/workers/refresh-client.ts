@@ -128,8 +128,9 @@ export class ModelRefresher implements ModelThread {
   install(enc: EncodingState, stats: NeuronStatsState, state: RidgeState): void {
     const e = this.byEnc.get(enc);
     if (!e) return;
-    // read here at once (the thread's caught-up snapshot follows); then the state itself moves to the thread
-    this.show(e, ridgeSnapshot(state));
+    // the first models are read here at once (small: the first fit); later the models in use stay readable
+    // until the thread's caught-up snapshot of the new ones follows. The state itself moves to the thread
+    if (!enc.ridge) this.show(e, ridgeSnapshot(state));
     enc.shape = { n: state.basis.n, exactN: state.basis.exactN };
     const C = stats.C;
     const stimuli: number[] = [];
