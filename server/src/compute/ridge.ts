@@ -293,10 +293,11 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     kappa += x0[d] * x0[d];
   }
   const kv = new Float64Array(n);
+  const xc = b.xc; // read once: a property read in the inner loop made this n x D product as slow as an n^2 one
   for (let i = 0; i < n; i++) {
     let s = 0;
     const o = i * D;
-    for (let d = 0; d < D; d++) s += b.xc[o + d] * x0[d];
+    for (let d = 0; d < D; d++) s += xc[o + d] * x0[d];
     kv[i] = s;
   }
   for (let d = 0; d < D; d++) b.xMean[d] += (x[d] - b.xMean[d]) / m;

@@ -2,15 +2,16 @@
 // worker module named in workerData.module (relative to this folder).
 //
 // Every analysis thread runs at a lower scheduling priority than the event loop that acknowledges rig
-// events (nice +WORKER_NICE; on Linux a thread's nice value is its own, and threads it starts inherit it):
-// with two cores busy with features, maps, reports and refits, the rig's thread still gets a core at once.
+// events (nice + workerData.nice, default 10; on Linux a thread's nice value is its own, and threads it
+// starts inherit it): with two cores busy with features, maps, reports and refits, the rig's thread still
+// gets a core at once. The feature/map threads ask for less (compute-client.ts): their features are
+// compared with a plain script that runs at the normal priority.
 import os from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
-const WORKER_NICE = 10;
 try {
-  os.setPriority(0, Math.min(19, os.getPriority(0) + WORKER_NICE));
+  os.setPriority(0, Math.min(19, os.getPriority(0) + (workerData.nice ?? 10)));
 } catch {
   // not permitted or not supported here: the thread runs at the process's priority
 }
