@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { io } from 'socket.io-client';
 import { encodePayload, type Stimulus } from '@sharedlens/shared';
-import { createFeatureNeurons, mulberry32, poisson, shuffle } from '../server/src/sim/synthetic-neurons.ts';
+import { createFeatureNeurons, mulberry32, shuffle } from '../server/src/sim/synthetic-neurons.ts';
 
 interface Args {
   url: string;
@@ -101,6 +101,22 @@ const poller = (async () => {
 })();
 
 const rand = mulberry32(7);
+/**
+ * poisson() (Knuth's sampler) with exp(-mean) looked up per channel, at baseline and evoked by the trial's
+ * stimulus: the same counts from the same random numbers, one exp per channel and trial instead of one per
+ * bin (the simulated rig shares the server's two cores; a real rig does not).
+ */
+const knuth = (l: number): number => {
+  let k = 0;
+  let p = rand();
+  while (p > l) {
+    k++;
+    p *= rand();
+  }
+  return k;
+};
+const lBase = Float64Array.from(neurons, (n) => Math.exp(-n.baselineHz / 1000));
+const lEvoked = new Float64Array(C);
 const BINS = 50;
 const ON = 60;
 let order: number[] = [];
@@ -115,13 +131,15 @@ while (now() - wall0 < args.seconds * 1000) {
       if (!order.length) order = shuffle(args.stimuli.map((_, i) => i), rand);
       stimulus = order.pop()!;
       onsetMs = tMs;
+      for (let c = 0; c < C; c++) lEvoked[c] = Math.exp(-(neurons[c].baselineHz + neurons[c].evokedHz[stimulus]) / 1000);
       emit('stim:onset', { trial: trials, stimulusId: args.stimuli[stimulus].id, tMs: onsetMs });
     }
     const counts = new Uint16Array(BINS * C);
     for (let b = 0; b < BINS; b++) {
       const t = tMs + b;
       const evoked = t >= onsetMs + 40 && t < onsetMs + ON + 40;
-      for (let c = 0; c < C; c++) counts[b * C + c] = poisson(rand, (neurons[c].baselineHz + (evoked ? neurons[c].evokedHz[stimulus] : 0)) / 1000);
+      const l = evoked ? lEvoked : lBase;
+      for (let c = 0; c < C; c++) counts[b * C + c] = knuth(l[c]);
     }
     emit('counts:binned', { startMs: tMs, binWidthMs: 1, counts });
     tMs += BINS;
