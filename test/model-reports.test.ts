@@ -115,3 +115,31 @@ test('reports in the worker: the same report as inline; no reference image recom
     await reports.close();
   }
 });
+
+test('reports after the first send only the changed statistics rows; the thread\'s report still equals the inline one', async () => {
+  const { stats, enc, features } = session(120, 12);
+  const cfg = loadConfig(root, {}).compute;
+  const ecfg = { alphas: cfg.alphas, refitEveryTrials: 10, minStimuli: 6 };
+  const rule = { ...cfg.drivers, minReliability: cfg.minReliability };
+  const reports = new ModelReports({ minIntervalMs: 0, minWeightCosine: 0.98, onError: (m) => assert.fail(m) });
+  const rounded = (x: unknown) => JSON.parse(JSON.stringify(x, (_k, v) => (typeof v === 'number' ? Number(v.toPrecision(12)) : v)));
+  const done = async () => {
+    while (reports.pending('s')) await new Promise((r) => setTimeout(r, 20));
+  };
+  const ask = () => reports.request('s', features, () => reportJob('s', stats, enc, ecfg, rule, 0.98));
+  try {
+    ask();
+    await done();
+    const r = mulberry32(9);
+    // new trials of three stimuli, one of them a stimulus never seen before in that half
+    for (const [k, s] of [[9000, 3], [9001, 50], [9002, 3], [9003, 117]]) addTrial(stats, { kind: 'completed', trial: k, stimulusId: `s${s}`, onsetMs: k * 100, seq: k, responses: Float64Array.from({ length: stats.C }, () => poisson(r, 8)) });
+    ask();
+    await done();
+    assert.deepEqual(rounded(reports.report('s')), rounded(modelReport('s', stats, enc, channelStats(stats), ecfg, rule)), 'after a delta: the same report as inline');
+    assert.equal(reports.counts.reports, 2);
+    assert.equal(reports.counts.statsWhole, 1, 'the statistics went whole once');
+    assert.equal(reports.counts.statsRows, 3, 'then only the rows of stimuli 3, 50 and 117');
+  } finally {
+    await reports.close();
+  }
+});

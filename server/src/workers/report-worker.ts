@@ -17,6 +17,8 @@ import type { ReportJob } from './report-client.ts';
 
 interface SessionCache {
   features: Float32Array | null;
+  /** The statistics' per-stimulus arrays as of the last job (jobs after the first send changed rows only). */
+  stats: { mean: Float64Array; m2: Float64Array; halfSum: [Float64Array, Float64Array] } | null;
   refs: ReferenceCache;
   /** The models' encoding state as the report sees it; replaced when the basis rows change (the category bases are cached per object). */
   enc: EncodingState | null;
@@ -43,9 +45,23 @@ parentPort!.on('message', (job: ReportJob | { type: 'forget'; sessionId: string 
   if (job.type === 'forget') return void sessions.delete(job.sessionId);
   try {
     let s = sessions.get(job.sessionId);
-    if (!s) sessions.set(job.sessionId, (s = { features: null, refs: createReferenceCache(job.minWeightCosine), enc: null, rowsKey: '', xc: new Float64Array(0), xMean: new Float64Array(0) }));
+    if (!s) sessions.set(job.sessionId, (s = { features: null, stats: null, refs: createReferenceCache(job.minWeightCosine), enc: null, rowsKey: '', xc: new Float64Array(0), xMean: new Float64Array(0) }));
     if (job.features) s.features = job.features;
     if (!s.features) throw new Error('report job without the stimulus features');
+    if (!job.statsRows) s.stats = { mean: job.stats.mean, m2: job.stats.m2, halfSum: job.stats.halfSum };
+    else {
+      if (!s.stats) throw new Error('report job with changed statistics rows but no statistics before them');
+      const C = job.stats.C;
+      const kept = s.stats;
+      job.statsRows.forEach((row, i) => {
+        const from = job.stats.mean.subarray(i * C, (i + 1) * C);
+        kept.mean.set(from, row * C);
+        kept.m2.set(job.stats.m2.subarray(i * C, (i + 1) * C), row * C);
+        kept.halfSum[0].set(job.stats.halfSum[0].subarray(i * C, (i + 1) * C), row * C);
+        kept.halfSum[1].set(job.stats.halfSum[1].subarray(i * C, (i + 1) * C), row * C);
+      });
+      job.stats = { ...job.stats, mean: kept.mean, m2: kept.m2, halfSum: kept.halfSum };
+    }
     const m = job.model;
     const featureSet = { features: s.features, dim: job.dim, modelId: job.modelId, backend: job.backend };
     let ridge: RidgeState | null = null;
