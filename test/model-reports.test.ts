@@ -139,6 +139,7 @@ test('reports after the first send only the changed statistics rows; the thread\
     assert.equal(reports.counts.reports, 2);
     assert.equal(reports.counts.statsWhole, 1, 'the statistics went whole once');
     assert.equal(reports.counts.statsRows, 3, 'then only the rows of stimuli 3, 50 and 117');
+    assert.equal(reports.reportJson('s'), JSON.stringify(reports.report('s')), 'GET /models sends the thread\'s JSON text of the same report');
   } finally {
     await reports.close();
   }

@@ -27,7 +27,10 @@ export function modelsRouter(deps: ModelsRouterDeps): Router {
     if (!deps.modelsOn) return apiError(res, 409, 'no-models', 'encoding models are off (compute.features is false)');
     const models = store.models(rt);
     if (!models) return apiError(res, 409, 'no-models', `no models yet: features ${deps.computeStatus.features[rt.start.stimulusSetId] ?? 'pending'}, or fewer than ${deps.minStimuli} stimuli seen`);
-    res.json(models);
+    // the report thread's own JSON text of it (a report of 1,536 channels is about a megabyte to stringify)
+    const json = store.modelsJson(rt);
+    if (json) res.type('application/json').send(json);
+    else res.json(models);
   });
   // maps for any driver of a channel, on request (issue 15): 200 with the pair when its maps are fresh,
   // 202 when queued (they arrive as explain:ready and in GET /:id/explanations), 4xx with the reason

@@ -227,6 +227,12 @@ export class SessionStore {
     return modelReport(rt.id, rt.latest, rt.encoding, channelStats(rt.latest), this.opts.models.encoding, this.opts.models.drivers);
   }
 
+  /** The models of `models(rt)` as JSON text when a report thread serialised them (GET /models sends it as is), else null. */
+  modelsJson(rt: Runtime): string | null {
+    if (!rt.latest || !rt.encoding || !this.opts.models?.reports) return null;
+    return this.opts.models.reports.reportJson(rt.id);
+  }
+
   /** Everything the neuron page shows for one channel: statistics, per-stimulus means, PSTH per category, model. */
   channelDetail(rt: Runtime, channelId: string): ChannelDetail | null {
     const st = rt.latest;

@@ -48,6 +48,8 @@ export interface ReportJob {
 
 interface Latest {
   report: ModelSnapshot;
+  /** The report as JSON text, serialised in the thread. */
+  json: string;
   weights: Float32Array;
   dim: number;
 }
@@ -126,7 +128,7 @@ function jobBuffers(job: ReportJob): ArrayBuffer[] {
 export class ModelReports {
   private worker: Worker | null = null;
   private readonly slots = new Map<string, SessionSlot>();
-  private readonly handlers = new Map<number, (msg: { type: string; report?: ModelSnapshot; weights?: Float32Array; recomputed?: number; message?: string }) => void>();
+  private readonly handlers = new Map<number, (msg: { type: string; report?: ModelSnapshot; json?: string; weights?: Float32Array; recomputed?: number; message?: string }) => void>();
   private nextId = 1;
   /**
    * Reports finished, (channel, driver) reference images computed from scratch, jobs that sent the
@@ -206,7 +208,7 @@ export class ModelReports {
       slot.busy = false;
       slot.lastMs = Date.now() - slot.lastStartMs;
       if (msg.type === 'report' && msg.report && msg.weights) {
-        slot.latest = { report: msg.report, weights: msg.weights, dim: body.dim };
+        slot.latest = { report: msg.report, json: msg.json ?? JSON.stringify(msg.report), weights: msg.weights, dim: body.dim };
         this.counts.reports++;
         this.counts.referencesRecomputed += msg.recomputed ?? 0;
         if (this.slots.get(sessionId) === slot) this.opts.onReport?.(sessionId, msg.report);
@@ -227,6 +229,11 @@ export class ModelReports {
   /** The latest finished report of a session, or null before the first. */
   report(sessionId: string): ModelSnapshot | null {
     return this.slots.get(sessionId)?.latest?.report ?? null;
+  }
+
+  /** The latest finished report of a session as JSON text (serialised in the thread), or null. */
+  reportJson(sessionId: string): string | null {
+    return this.slots.get(sessionId)?.latest?.json ?? null;
   }
 
   /** Readout weights of channel `c` in the latest report, or null. */

@@ -90,7 +90,8 @@ parentPort!.on('message', (job: ReportJob | { type: 'forget'; sessionId: string 
     const weights = new Float32Array(job.stats.C * D);
     const before = s.refs.recomputed;
     const report = modelReport(job.sessionId, job.stats, enc, channelStats(job.stats), job.config, job.rule, { references: s.refs, onModel: (c, model) => weights.set(model.weights, c * D) });
-    parentPort!.postMessage({ id: job.id, type: 'report', report, weights, recomputed: s.refs.recomputed - before, extended: s.refs.extended }, [weights.buffer]);
+    // serialised here too: GET /models sends this text as it is, the event loop never stringifies a report
+    parentPort!.postMessage({ id: job.id, type: 'report', report, json: JSON.stringify(report), weights, recomputed: s.refs.recomputed - before, extended: s.refs.extended }, [weights.buffer]);
   } catch (e) {
     parentPort!.postMessage({ id: job.id, type: 'error', message: (e as Error).message });
   }
