@@ -21,7 +21,7 @@ import { ensureDefaultModel, loadModel } from '../server/src/compute/feature-mod
 import { featureMoments, graphFeatureFn, normalizePair, sideMap, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { loadImage } from '../server/src/compute/image-input.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
-import { QUADRANTS, PART, boxMassRatio, compose, cornerOverBackground, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
+import { POINTING_TOLERANCE_PX, QUADRANTS, PART, boxMassRatio, compose, cornerOverBackground, meanIn, plantedFair, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root, tmpDir } from './support.ts';
 
@@ -35,7 +35,7 @@ const N_CASCADE = QUICK ? 1 : 6;
  * every candidate took too long to run in a working session).
  */
 const N_SUBSET = Number(process.env.BENCH_MAPS_SUBSET ?? (QUICK ? 2 : 6));
-const ALL_SCENES = new Set(['current', 'layer12', 'layer12Centred', 'layer12Standardised', 'layerTopCentred']);
+const ALL_SCENES = new Set(['current', 'layer12Centred', 'layer12Standardised', 'occlusion12Standardised']);
 const STEPS = 4;
 
 /** Graph node prefix of the default backbone's layers. */
@@ -61,6 +61,9 @@ export function candidates(): Record<string, MapOptions> {
     layer12: { ...base, method: 'layer', layer: mid, smoothSigmaPx: 0 },
     layer12Centred: { ...base, method: 'layer', layer: mid, features: 'centred', smoothSigmaPx: 0 },
     layer12Standardised: { ...base, method: 'layer', layer: mid, features: 'standardised', smoothSigmaPx: 0 },
+    layer12StandardisedIntegrated: { ...base, method: 'layer', layer: mid, features: 'standardised', smoothSigmaPx: 0, integratedSteps: 8 },
+    occlusion12Standardised: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2 },
+    occlusion12Centred: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2 },
     layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
     layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },
     layer5Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_5/add`, features: 'centred', smoothSigmaPx: 0 },
@@ -93,13 +96,24 @@ export async function run(): Promise<Record<string, unknown>> {
   const scenes = plantedScenes(demoStimuli, N_SCENES);
   const rand = mulberry32(15);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  type Acc = { hit: boolean[]; hitShared: boolean[]; massRatio: number[]; randCorr: number[]; onesCorr: number[]; cascade: number[][]; shared: number[]; corner: number[]; seconds: number[] };
-  const acc: Record<string, Acc> = Object.fromEntries(Object.keys(methods).map((k) => [k, { hit: [], hitShared: [], massRatio: [], randCorr: [], onesCorr: [], cascade: CASCADE.map(() => []), shared: [], corner: [], seconds: [] }]));
+  type Acc = { hit: boolean[]; hitStrict: boolean[]; hitShared: boolean[]; hitFair: boolean[]; massRatio: number[]; randCorr: number[]; onesCorr: number[]; randCorrNonZero: number[]; onesCorrNonZero: number[]; cascade: number[][]; shared: number[]; corner: number[]; seconds: number[] };
+  const acc: Record<string, Acc> = Object.fromEntries(
+    Object.keys(methods).map((k) => [k, { hit: [], hitStrict: [], hitShared: [], hitFair: [], massRatio: [], randCorr: [], onesCorr: [], randCorrNonZero: [], onesCorrNonZero: [], cascade: CASCADE.map(() => []), shared: [], corner: [], seconds: [] }]),
+  );
+  const fair: boolean[] = [];
   const weights = model.weights as Record<string, tf.Tensor[]>;
   const t0 = performance.now();
   for (const [k, s] of scenes.entries()) {
     const { xO, xRef } = await sceneImages(path.join(dir), s);
     const n = await plantedNeurons(phi, dir, s);
+    // can any map point: does each neuron's response fall most when its own part is set to grey?
+    const fairHere = [
+      plantedFair(phi, xO, n.nP, s.driverBoxes.P, [s.driverBoxes.Q, s.driverBoxes.R]),
+      plantedFair(phi, xRef, n.nP, s.referenceBoxes.P, [s.referenceBoxes.Q]),
+      plantedFair(phi, xO, n.nQ, s.driverBoxes.Q, [s.driverBoxes.P, s.driverBoxes.R]),
+      plantedFair(phi, xRef, n.nQ, s.referenceBoxes.Q, [s.referenceBoxes.P]),
+    ];
+    fair.push(...fairHere);
     const wRand = Float32Array.from({ length: mean.length }, gauss);
     const wOnes = new Float32Array(mean.length).fill(1);
     // the same part alone on grey (the corner artefact), in a quadrant other than the bottom-right
@@ -118,11 +132,18 @@ export async function run(): Promise<Record<string, unknown>> {
       const driverOnly = (w: Float32Array) => sideMap(phi, xO, xRef, w, opts, 'driver').map;
       const [dP, rP] = pair(n.nP);
       const [dQ, rQ] = pair(n.nQ);
-      a.hit.push(pointsInto(dP, s.driverBoxes.P), pointsInto(rP, s.referenceBoxes.P));
-      a.hitShared.push(pointsInto(dP, s.driverBoxes.P), pointsInto(rP, s.referenceBoxes.P), pointsInto(dQ, s.driverBoxes.Q), pointsInto(rQ, s.referenceBoxes.Q));
+      const tol = POINTING_TOLERANCE_PX;
+      const hits = [pointsInto(dP, s.driverBoxes.P, tol), pointsInto(rP, s.referenceBoxes.P, tol), pointsInto(dQ, s.driverBoxes.Q, tol), pointsInto(rQ, s.referenceBoxes.Q, tol)];
+      a.hit.push(hits[0], hits[1]);
+      a.hitStrict.push(pointsInto(dP, s.driverBoxes.P), pointsInto(rP, s.referenceBoxes.P));
+      a.hitShared.push(...hits);
+      a.hitFair.push(...hits.filter((_, i) => fairHere[i]));
       a.massRatio.push(boxMassRatio(dP, s.driverBoxes.P), boxMassRatio(rP, s.referenceBoxes.P));
-      a.randCorr.push(rankCorrelation(dP, driverOnly(wRand)));
-      a.onesCorr.push(rankCorrelation(dP, driverOnly(wOnes)));
+      const [mRand, mOnes] = [driverOnly(wRand), driverOnly(wOnes)];
+      a.randCorr.push(rankCorrelation(dP, mRand));
+      a.onesCorr.push(rankCorrelation(dP, mOnes));
+      a.randCorrNonZero.push(rankCorrelation(dP, mRand, true));
+      a.onesCorrNonZero.push(rankCorrelation(dP, mOnes, true));
       const dPR = driverOnly(n.nPR);
       const [inP, inR] = [meanIn(dPR, s.driverBoxes.P), meanIn(dPR, s.driverBoxes.R)];
       a.shared.push(inP + inR > 0 ? inP / (inP + inR) : 0.5);
@@ -159,10 +180,14 @@ export async function run(): Promise<Record<string, unknown>> {
       {
         scenes: a.randCorr.length,
         pointingHitRate: rate(a.hit),
+        pointingHitRateStrict: rate(a.hitStrict),
         pointingHitRateShared: rate(a.hitShared),
+        pointingHitRateFair: rate(a.hitFair),
         boxMassRatio: median(a.massRatio),
         randomReadoutRankCorr: median(a.randCorr),
         onesReadoutRankCorr: median(a.onesCorr),
+        randomReadoutRankCorrNonZero: median(a.randCorrNonZero),
+        onesReadoutRankCorrNonZero: median(a.onesCorrNonZero),
         cascadingRankCorr: a.cascade.map(median),
         sharedMassShare: median(a.shared),
         cornerArtefactRate: rate(a.corner.map((c) => c > 3)),
@@ -171,10 +196,12 @@ export async function run(): Promise<Record<string, unknown>> {
       },
     ]),
   );
-  console.log(`  ${'method'.padEnd(26)} hit   shared  mass  randR  onesR  cascade(1/2/4 blocks)  share  corner  s/pair`);
+  const plantedFairRate = rate(fair);
+  console.log(`  planted neurons whose response falls most when their own part is greyed: ${plantedFairRate.toFixed(2)} of ${fair.length}`);
+  console.log(`  ${'method'.padEnd(30)} hit  strict shared fair  mass  randR (nz)  onesR (nz)  cascade(1/2/4 blocks)  share  corner  s/pair`);
   for (const [name, m] of Object.entries(summary))
     console.log(
-      `  ${name.padEnd(26)} ${m.pointingHitRate.toFixed(2)}  ${m.pointingHitRateShared.toFixed(2)}    ${m.boxMassRatio.toFixed(2).padStart(5)} ${m.randomReadoutRankCorr.toFixed(2).padStart(5)}  ${m.onesReadoutRankCorr.toFixed(2).padStart(5)}  ${m.cascadingRankCorr.map((c) => c.toFixed(2)).join('/')}       ${m.sharedMassShare.toFixed(2)}   ${m.cornerArtefactRate.toFixed(2)}    ${m.pairSecondsOneThread.toFixed(2)}`,
+      `  ${name.padEnd(30)} ${[m.pointingHitRate, m.pointingHitRateStrict, m.pointingHitRateShared, m.pointingHitRateFair].map((x) => x.toFixed(2)).join('  ')}  ${m.boxMassRatio.toFixed(2).padStart(5)} ${m.randomReadoutRankCorr.toFixed(2).padStart(5)} (${m.randomReadoutRankCorrNonZero.toFixed(2)})  ${m.onesReadoutRankCorr.toFixed(2).padStart(5)} (${m.onesReadoutRankCorrNonZero.toFixed(2)})  ${m.cascadingRankCorr.map((c) => c.toFixed(2)).join('/')}       ${m.sharedMassShare.toFixed(2)}   ${m.cornerArtefactRate.toFixed(2)}    ${m.pairSecondsOneThread.toFixed(2)}`,
     );
   const chosen = process.env.BENCH_MAPS_DEFAULT ?? defaultName(methods);
   // the production path: the two sides of a pair on two worker threads (one per core), default and current
@@ -206,8 +233,14 @@ export async function run(): Promise<Record<string, unknown>> {
     cascadeScenes: Math.min(N_CASCADE, scenes.length),
     defaultMethod: chosen,
     defaultOptions: { ...candidates()[chosen] },
+    pointingTolerancePx: POINTING_TOLERANCE_PX,
+    plantedFairRate,
     pointingHitRate: d.pointingHitRate,
     pointingHitRateCurrent: c.pointingHitRate,
+    pointingHitRateStrict: d.pointingHitRateStrict,
+    pointingHitRateStrictCurrent: c.pointingHitRateStrict,
+    pointingHitRateFair: d.pointingHitRateFair,
+    pointingHitRateFairCurrent: c.pointingHitRateFair,
     pointingHitRateShared: d.pointingHitRateShared,
     pointingHitRateSharedCurrent: c.pointingHitRateShared,
     boxMassRatio: d.boxMassRatio,
@@ -216,6 +249,10 @@ export async function run(): Promise<Record<string, unknown>> {
     randomReadoutRankCorrCurrent: c.randomReadoutRankCorr,
     onesReadoutRankCorr: d.onesReadoutRankCorr,
     onesReadoutRankCorrCurrent: c.onesReadoutRankCorr,
+    randomReadoutRankCorrNonZero: d.randomReadoutRankCorrNonZero,
+    randomReadoutRankCorrNonZeroCurrent: c.randomReadoutRankCorrNonZero,
+    onesReadoutRankCorrNonZero: d.onesReadoutRankCorrNonZero,
+    onesReadoutRankCorrNonZeroCurrent: c.onesReadoutRankCorrNonZero,
     cascadingRankCorr: d.cascadingRankCorr,
     cascadingRankCorrCurrent: c.cascadingRankCorr,
     sharedMassShare: d.sharedMassShare,
@@ -233,6 +270,13 @@ export async function run(): Promise<Record<string, unknown>> {
 /** The candidate the server uses by default (config/default.json's compute.maps), by its options. */
 function defaultName(methods: Record<string, MapOptions>): string {
   const d = JSON.parse(fs.readFileSync(path.join(root, 'config/default.json'), 'utf8')).compute.maps as MapOptions;
-  const found = Object.entries(methods).find(([, o]) => (o.method ?? 'gradient') === (d.method ?? 'gradient') && (o.features ?? 'raw') === (d.features ?? 'raw') && (o.method !== 'layer' || o.layer === d.layer));
+  const layered = (o: MapOptions) => o.method === 'layer' || o.method === 'layerOcclusion';
+  const same = (o: MapOptions) =>
+    (o.method ?? 'gradient') === (d.method ?? 'gradient') &&
+    (o.features ?? 'raw') === (d.features ?? 'raw') &&
+    (!layered(o) || o.layer === d.layer) &&
+    (o.method !== 'layer' || o.integratedSteps === d.integratedSteps) &&
+    (o.method !== 'layerOcclusion' || (o.occlusionCells === d.occlusionCells && o.occlusionStride === d.occlusionStride));
+  const found = Object.entries(methods).find(([, o]) => same(o));
   return found ? found[0] : 'current';
 }

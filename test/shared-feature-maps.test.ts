@@ -1,5 +1,6 @@
 /** Parallel backpropagation maps on the real MobileNetV2 (wasm): planted shared feature, deletion curve, one VJP = contracted Jacobian. */
 import { test, before } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
@@ -156,6 +157,63 @@ test("the 'layer' map is the activation's change from the blank screen times the
   }
   assert.ok(checked === 15 && positive >= 3, `${positive} of ${checked} pixels checked carry map mass`);
   tf.dispose([w1, w2, x, a]);
+});
+
+test("the 'layerOcclusion' map is the fall of <v, phi> when squares of layer cells take the blank screen's activation, averaged over the squares covering each cell", () => {
+  const r = mulberry32(9);
+  const w1 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 3 * 4 }, () => r() - 0.5), [3, 3, 3, 4]);
+  const w2 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 4 * 6 }, () => r() - 0.5), [3, 3, 4, 6]);
+  const lower = (x: tf.Tensor4D) => tf.tidy(() => tf.relu6(tf.conv2d(x, w1, 1, 'same')) as tf.Tensor4D);
+  const upper = (a: tf.Tensor4D) => tf.tidy(() => tf.mean(tf.relu6(tf.conv2d(a, w2, 2, 'same')), [1, 2]) as tf.Tensor2D);
+  const small: FeatureFn = Object.assign((x: tf.Tensor4D) => tf.tidy(() => upper(lower(x))), { split: () => ({ lower, upper }) });
+  const x = tf.tensor4d(Float32Array.from({ length: 10 * 10 * 3 }, () => r()), [1, 10, 10, 3]);
+  const v = Float32Array.from({ length: 6 }, () => r() - 0.3);
+  const av = lower(x).dataSync();
+  const a0 = lower(tf.fill(x.shape, BLANK) as tf.Tensor4D).dataSync();
+  const response = (vals: Float32Array) => tf.tidy(() => tf.sum(tf.mul(upper(tf.tensor4d(vals, [1, 10, 10, 4])), tf.tensor1d(v))).dataSync()[0]);
+  const full = response(Float32Array.from(av));
+  // 3 x 3 squares every 2 cells on a 10 x 10 grid: starts 0, 2, 4, 6 and 7 (the last reaches the border)
+  const starts = [0, 2, 4, 6, 7];
+  const sum = new Float64Array(100);
+  const count = new Float64Array(100);
+  for (const i of starts)
+    for (const j of starts) {
+      const occluded = Float32Array.from(av);
+      const cells: number[] = [];
+      for (let y = i; y < i + 3; y++) for (let xx = j; xx < j + 3; xx++) cells.push(y * 10 + xx);
+      for (const p of cells) for (let c = 0; c < 4; c++) occluded[p * 4 + c] = a0[p * 4 + c];
+      const fall = full - response(occluded);
+      for (const p of cells) {
+        sum[p] += fall;
+        count[p]++;
+      }
+    }
+  // the layer has the image's size (stride 1 below the cut), so the resize is the identity
+  const map = rawMap(small, x, tf.tensor1d(v), { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 0, method: 'layerOcclusion', layer: 'cut', occlusionCells: 3, occlusionStride: 2 }).dataSync();
+  let positive = 0;
+  for (let p = 0; p < 100; p++) {
+    const expected = Math.max(0, sum[p] / count[p]);
+    assert.ok(Math.abs(expected - map[p]) < 1e-4 * (1 + Math.abs(expected)), `cell ${p}: ${map[p]} vs direct occlusion ${expected}`);
+    if (expected > 1e-4) positive++;
+  }
+  assert.ok(positive >= 10 && positive < 100, `${positive} of 100 cells carry map mass`);
+  tf.dispose([w1, w2, x]);
+});
+
+test('rank correlation of two maps equals scipy.stats.spearmanr, over all pixels and over those where either map is non-zero', () => {
+  const r = mulberry32(3);
+  // positive-part maps: many zeros, some shared, and ties
+  const a = Array.from({ length: 400 }, (_, i) => (i % 3 === 0 ? 0 : Math.round(r() * 20) / 4));
+  const b = Array.from({ length: 400 }, (_, i) => (i % 5 === 0 ? 0 : Math.round((a[i] + r() * 3) * 4) / 4));
+  const py = `import sys, json, numpy as np
+from scipy.stats import spearmanr
+a, b = (np.array(v) for v in json.load(sys.stdin))
+nz = (a != 0) | (b != 0)
+print(json.dumps([spearmanr(a, b)[0], spearmanr(a[nz], b[nz])[0]]))`;
+  const [all, nonZero] = JSON.parse(execFileSync('/usr/bin/python3', ['-c', py], { input: JSON.stringify([a, b]) }).toString()) as number[];
+  assert.ok(Math.abs(rankCorrelation(a, b) - all) < 1e-9, `${rankCorrelation(a, b)} vs scipy ${all}`);
+  assert.ok(Math.abs(rankCorrelation(a, b, true) - nonZero) < 1e-9, `${rankCorrelation(a, b, true)} vs scipy ${nonZero}`);
+  assert.ok(Math.abs(all - nonZero) > 0.01, 'the shared zeros change the correlation');
 });
 
 /** The default map method (config/default.json's compute.maps) with the demo set's feature moments, as the server runs it. */

@@ -27,7 +27,7 @@ import { weightedCosine } from './drivers.ts';
 import { GREY } from './image-input.ts';
 import type { FeatureModelSpec } from './feature-model.ts';
 
-export type MapMethod = 'gradient' | 'signed' | 'gradientInput' | 'integrated' | 'smoothgrad' | 'layer';
+export type MapMethod = 'gradient' | 'signed' | 'gradientInput' | 'integrated' | 'smoothgrad' | 'layer' | 'layerOcclusion';
 export type MapFeatures = 'raw' | 'centred' | 'standardised';
 
 export interface MapOptions {
@@ -44,6 +44,10 @@ export interface MapOptions {
   /** Noisy copies for 'smoothgrad', and their noise SD in image units ([0, 1]). */
   smoothSamples?: number;
   smoothNoise?: number;
+  /** Side of the square of layer cells set to the blank screen's activation at once ('layerOcclusion'). */
+  occlusionCells?: number;
+  /** Step between those squares, in cells ('layerOcclusion'; the last square always reaches the border). */
+  occlusionStride?: number;
   /** The stimulus set's mean and SD of each feature (for 'centred' and 'standardised'). */
   featureMean?: ArrayLike<number>;
   featureSd?: ArrayLike<number>;
@@ -190,7 +194,7 @@ function blankActivation(phi: FeatureFn, layer: string, lower: (x: tf.Tensor4D) 
  * where TF's 'same' padding of its stride-2 layers adds the extra row and column): those responses are
  * the same with and without a stimulus, so they cancel, and a grey background carries no map.
  */
-function layerMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string): tf.Tensor4D {
+function layerMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string, steps: number): tf.Tensor4D {
   if (!phi.split) throw new Error(`map method 'layer' needs a feature function that can be split at a layer`);
   const { lower, upper } = phi.split(layer);
   const a0 = blankActivation(phi, layer, lower, x.shape);
@@ -198,17 +202,69 @@ function layerMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string)
     tf.tidy(() => {
       const a = lower(x);
       if (a.rank !== 4) throw new Error(`map layer ${layer} is not 4-D (${a.shape.join(' x ')})`);
-      const da = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(upper(inp as tf.Tensor4D), v)))(a);
-      const m = tf.relu(tf.sum(tf.mul(tf.sub(a, a0), da), 3, true)) as tf.Tensor4D;
+      const g = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(upper(inp as tf.Tensor4D), v)));
+      const change = tf.sub(a, a0);
+      let da = steps > 0 ? tf.zerosLike(a) : g(a);
+      for (let k = 1; k <= steps; k++) da = tf.add(da, tf.div(g(tf.add(a0, tf.mul(change, k / steps))), steps));
+      const m = tf.relu(tf.sum(tf.mul(change, da), 3, true)) as tf.Tensor4D;
       return tf.image.resizeBilinear(m, [x.shape[1], x.shape[2]], false, true);
     }),
   );
 }
 
+/**
+ * Occlusion at the layer (Zeiler & Fergus 2014, at a layer instead of the pixels): for each square of
+ * `cells` x `cells` cells of the layer's grid, how much <v, phi> falls when those cells take the blank
+ * screen's activation; a cell's value is the mean fall over the squares that cover it, positive part,
+ * resized to the image. The upper layers run once per square, batched (no gradient).
+ */
+function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string, cells: number, stride: number): tf.Tensor4D {
+  if (!phi.split) throw new Error(`map method 'layerOcclusion' needs a feature function that can be split at a layer`);
+  const { lower, upper } = phi.split(layer);
+  const a0 = blankActivation(phi, layer, lower, x.shape);
+  return tf.tidy(() => {
+    const a = lower(x);
+    if (a.rank !== 4) throw new Error(`map layer ${layer} is not 4-D (${a.shape.join(' x ')})`);
+    const [, h, w, c] = a.shape;
+    const full = tf.sum(tf.mul(upper(a), v)).dataSync()[0];
+    const av = a.dataSync();
+    const bv = a0.dataSync();
+    const squares: [number, number][] = [];
+    const starts = (n: number) => [...new Set([...Array.from({ length: Math.max(1, Math.floor((n - cells) / stride) + 1) }, (_, k) => k * stride), Math.max(0, n - cells)])];
+    for (const i of starts(h)) for (const j of starts(w)) squares.push([i, j]);
+    const falls = new Float32Array(squares.length);
+    const BATCH = 24;
+    for (let s0 = 0; s0 < squares.length; s0 += BATCH) {
+      const chunk = squares.slice(s0, s0 + BATCH);
+      const batch = new Float32Array(chunk.length * av.length);
+      chunk.forEach(([i, j], b) => {
+        batch.set(av, b * av.length);
+        for (let y = i; y < i + cells; y++) for (let xx = j; xx < j + cells; xx++) {
+          const o = (y * w + xx) * c;
+          batch.set(bv.subarray(o, o + c), b * av.length + o);
+        }
+      });
+      const out = tf.tidy(() => tf.sum(tf.mul(upper(tf.tensor4d(batch, [chunk.length, h, w, c])), v), 1).dataSync());
+      out.forEach((r, b) => (falls[s0 + b] = full - r));
+    }
+    const m = new Float32Array(h * w);
+    const n = new Float32Array(h * w);
+    squares.forEach(([i, j], k) => {
+      for (let y = i; y < i + cells; y++) for (let xx = j; xx < j + cells; xx++) {
+        m[y * w + xx] += falls[k];
+        n[y * w + xx] += 1;
+      }
+    });
+    const cellMap = tf.relu(tf.tensor4d(m.map((s, i) => s / n[i]), [1, h, w, 1])) as tf.Tensor4D;
+    return tf.image.resizeBilinear(cellMap, [x.shape[1], x.shape[2]], false, true);
+  });
+}
+
 /** The undisplayed map of one image for the shared vector v (1 x H x W x 1, non-negative), by method. */
 export function rawMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, opts: MapOptions): tf.Tensor4D {
   const method = opts.method ?? 'gradient';
-  if (method === 'layer') return layerMap(phi, x, v, opts.layer ?? '');
+  if (method === 'layer') return layerMap(phi, x, v, opts.layer ?? '', opts.integratedSteps);
+  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 2);
   return tf.tidy(() => {
     const channelSum = (t: tf.Tensor) => tf.sum(t, 3, true) as tf.Tensor4D;
     switch (method) {
