@@ -73,3 +73,25 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'S
   await gone;
   clearTimeout(t);
 }
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  output: () => string;
+  stop(): Promise<void>;
+}
+
+/** `npm run worker` (server/src/cluster/worker-cli.ts) as a process, ready once it says so. */
+export async function startWorker(opts: { redisUrl: string; name: string; configFile: string; lockMs?: number; concurrency?: number }): Promise<WorkerProcess> {
+  const args = ['--redis', opts.redisUrl, '--name', opts.name, '--lock-ms', String(opts.lockMs ?? 2000), '--concurrency', String(opts.concurrency ?? 1)];
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/cluster/worker-cli.ts'), ...args], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', SHAREDLENS_CONFIG: opts.configFile, DATA_DIR: tmpDir() },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const ready = await until(() => (/taking map jobs from/.test(out) ? 'ready' : child.exitCode !== null ? 'exited' : null), `worker ${opts.name} start`, 1200);
+  if (ready === 'exited') throw new Error(`worker ${opts.name} exited: ${out}`);
+  return { child, output: () => out, stop: () => stopChild(child) };
+}

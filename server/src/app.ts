@@ -45,6 +45,7 @@ import { watchRoom } from './sinks/dashboard-broadcast.ts';
 import { dashboardEvents, type Explanation } from '@sharedlens/shared';
 import type { ClusterNode } from './cluster/cluster-node.ts';
 import { forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
+import { MapQueue } from './cluster/map-jobs.ts';
 
 export interface AppDeps {
   config: Config;
@@ -214,6 +215,8 @@ export function createApp(deps: AppDeps): App {
   });
 
   const mapsCfg = config.compute.maps;
+  // clustered: maps are BullMQ jobs for `npm run worker` processes (cluster/map-jobs.ts)
+  const mapQueue = cluster && compute && mapsCfg.enabled && config.cluster.mapsOnWorkers ? new MapQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, timeoutMs: config.cluster.mapJobTimeoutS * 1000, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
   const explanations =
     compute && mapsCfg.enabled
       ? scheduleExplanations({
@@ -226,12 +229,13 @@ export function createApp(deps: AppDeps): App {
           // without the maps: the gallery fetches them as PNG for the cards on screen (issue 16)
           emit: ({ driverMap: _d, referenceMap: _r, ...meta }) => dashboard.to(watchRoom(meta.sessionId)).emit(dashboardEvents.explainReady, meta),
           log: (level, msg, fields) => logger[level](fields, msg),
-          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx, method: mapsCfg.method, features: mapsCfg.features, layer: mapsCfg.layer, smoothSamples: mapsCfg.smoothSamples },
+          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx, method: mapsCfg.method, features: mapsCfg.features, layer: mapsCfg.layer, smoothSamples: mapsCfg.smoothSamples, occlusionCells: mapsCfg.occlusionCells, occlusionStride: mapsCfg.occlusionStride },
           perChannel: mapsCfg.driversPerChannel,
           intervalMs: mapsCfg.intervalMs,
           minWeightCosine: mapsCfg.minWeightCosine,
           maxQueue: mapsCfg.maxQueue,
           ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
+          ...(mapQueue ? { runner: { explain$: mapQueue.explain$, inFlight: config.cluster.mapJobsInFlight } } : {}),
         })
       : null;
   const driverPairs = explanations?.results ?? new Map<string, Map<string, Explanation>>();
@@ -246,7 +250,7 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(express.json({ limit: '64kb' }));
-  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: async () => ({ nodeId: cluster.nodeId, nodes: cluster.nodes() }) } : {}) };
+  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: async () => ({ nodeId: cluster.nodeId, nodes: cluster.nodes(), mapJobs: mapQueue ? await mapQueue.status() : 'computed on this node (cluster.mapsOnWorkers false, or maps off)' }) } : {}) };
   app.use('/api', healthRouter(healthDeps));
   app.use('/api/auth', authRouter(signIn));
   // rigs read their stimulus sets with their own token
@@ -311,6 +315,7 @@ export function createApp(deps: AppDeps): App {
       await ridgeWorker?.close();
       await refresher?.close();
       await reports?.close();
+      await mapQueue?.close();
       await cluster?.close();
     },
   };

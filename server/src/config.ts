@@ -113,13 +113,16 @@ export const configSchema = z.object({
       /** Maps are computed for this many of each channel's strongest drivers. */
       driversPerChannel: z.number().int().min(1).max(100),
       /** How a map is computed from the shared vector (docs/compute.md, maps; bench/maps-quality.ts chose the default). */
-      method: z.enum(['gradient', 'signed', 'gradientInput', 'integrated', 'smoothgrad', 'layer']),
+      method: z.enum(['gradient', 'signed', 'gradientInput', 'integrated', 'smoothgrad', 'layer', 'layerOcclusion']),
       /** Features in the shared vector: raw, centred on the stimulus set's mean, or standardised. */
       features: z.enum(['raw', 'centred', 'standardised']),
       /** Graph node of the layer for method 'layer' (a 4-D layer of the feature model). */
       layer: z.string().min(1),
       /** Noisy copies for method 'smoothgrad'. */
       smoothSamples: z.number().int().min(1).max(256),
+      /** Method 'layerOcclusion': side of the squares of layer cells set to the blank screen's activation, and their step. */
+      occlusionCells: z.number().int().min(1).max(16).default(3),
+      occlusionStride: z.number().int().min(1).max(16).default(3),
     }),
   }),
   /** Several server processes ("nodes") sharing one Redis (docs/deploy.md); redisUrl null: one process, no Redis. */
@@ -134,8 +137,14 @@ export const configSchema = z.object({
       /** Heartbeat period; node and session-ownership keys expire after ttlS without one. */
       heartbeatMs: z.number().int().min(100).max(60_000),
       ttlS: z.number().min(1).max(600),
+      /** Shared-feature maps as BullMQ jobs for `npm run worker` processes (false: each node computes its own). */
+      mapsOnWorkers: z.boolean(),
+      /** Map jobs a node has queued at once (the workers share them). */
+      mapJobsInFlight: z.number().int().min(1).max(256),
+      /** A map job not finished within this fails with a log line naming why; the pair is tried again later. */
+      mapJobTimeoutS: z.number().min(1).max(3600),
     })
-    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5 }),
+    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120 }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
   nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
   sim: z.object({

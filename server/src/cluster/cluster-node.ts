@@ -41,6 +41,9 @@ return v`;
 /** Gives a session up, only if this node holds it. */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
+/** Prefix of every key of the cluster in Redis. */
+export const CLUSTER_PREFIX = 'sharedlens:';
+
 /** A Redis URL without its password, for log lines and errors: redis://:secret@h:6379 is redis://***@h:6379. */
 export const redactUrl = (url: string) => url.replace(/\/\/[^@/]*@/, '//***@');
 
@@ -50,6 +53,10 @@ export const defaultNodeId = () => `${os.hostname().replace(/[^A-Za-z0-9._-]/g, 
 export class ClusterNode {
   readonly nodeId: string;
   readonly prefix: string;
+  /** The Redis URL the node joined through (BullMQ opens its own connections to it). */
+  get redisUrl(): string {
+    return this.opts.redisUrl;
+  }
   /** Commands (and the socket.io adapter's publisher). */
   readonly redis: Redis;
   /** The secret one node shows another when it forwards a signed-in person's request (kept in Redis). */
@@ -71,7 +78,7 @@ export class ClusterNode {
 
   private constructor(private readonly opts: ClusterOptions) {
     this.nodeId = opts.nodeId || defaultNodeId();
-    this.prefix = opts.prefix ?? 'sharedlens:';
+    this.prefix = opts.prefix ?? CLUSTER_PREFIX;
     this.redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
     this.redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, { nodeId: this.nodeId }));
   }

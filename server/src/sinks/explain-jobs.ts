@@ -31,6 +31,11 @@ export interface ExplainDeps {
   /** Maps computed without asking for the strongest this many drivers of each channel. */
   perChannel?: number;
   scheduler?: SchedulerLike;
+  /**
+   * Who computes a pair's maps (default `client.explain$`, this process's compute threads); clustered, a
+   * BullMQ-backed one (cluster/map-jobs.ts), with `inFlight` pairs at once for the workers to share.
+   */
+  runner?: { explain$: ComputeClient['explain$']; inFlight: number };
 }
 
 /** What `request` answers: the pair's key and whether its maps are ready, queued or refused (with why). */
@@ -62,7 +67,9 @@ export function scheduleExplanations(deps: ExplainDeps): {
   const pinned = new Set<string>();
   const moments = new WeakMap<FeatureSet, { mean: Float32Array; sd: Float32Array }>();
   const perChannel = deps.perChannel ?? 1;
-  let busy = false;
+  let busy = 0;
+  const inFlight = deps.runner?.inFlight ?? 1;
+  const explain$: ComputeClient['explain$'] = deps.runner?.explain$ ?? ((...a) => deps.client.explain$(...a));
   let rejected = 0;
 
   /** The map options of a job: the set's feature moments added when the method centres or standardises. */
@@ -75,7 +82,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
   };
 
   const pump = () => {
-    if (busy) return;
+    if (busy >= inFlight) return;
     const job = queue.values().next().value as Job | undefined;
     if (!job) return;
     queue.delete(job.key);
@@ -96,8 +103,8 @@ export function scheduleExplanations(deps: ExplainDeps): {
       deps.log('warn', `shared-feature maps skipped: ${(err as Error).message}`, { sessionId: job.rt.id, channel: job.channelId, driver: job.driverId });
       return pump();
     }
-    busy = true;
-    deps.client.explain$(driverFile, referenceFile, job.weights, options, known).subscribe({
+    busy++;
+    explain$(driverFile, referenceFile, job.weights, options, known).subscribe({
       next: (r) => {
         const e: Explanation = {
           sessionId: job.rt.id,
@@ -125,14 +132,15 @@ export function scheduleExplanations(deps: ExplainDeps): {
       },
       error: (err: Error) => {
         deps.log('warn', `shared-feature maps failed: ${err.message}`, { sessionId: job.rt.id, channel: job.channelId, driver: job.driverId });
-        busy = false;
+        busy--;
         pump();
       },
       complete: () => {
-        busy = false;
+        busy--;
         pump();
       },
     });
+    pump();
   };
 
   /** A job for driver `d` of channel `c`, or why there is none. */
@@ -227,5 +235,5 @@ export function scheduleExplanations(deps: ExplainDeps): {
       mergeMap((g) => g.pipe(throttleTime(deps.intervalMs, deps.scheduler ?? asyncScheduler, { leading: true, trailing: true }))),
     )
     .subscribe(look);
-  return { results, queued: () => queue.size + (busy ? 1 : 0), request, sub };
+  return { results, queued: () => queue.size + busy, request, sub };
 }

@@ -1,0 +1,69 @@
+/**
+ * Shared-feature maps as BullMQ jobs (cluster/map-jobs.ts) with `npm run worker` processes on a real Redis:
+ * a worker killed mid-map loses its job to a second worker, whose maps equal the ones this process computes
+ * itself; the same pair asked for twice is one job; a job no worker takes times out with a clear message.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { lastValueFrom } from 'rxjs';
+import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { MapQueue } from '../server/src/cluster/map-jobs.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { demoStimuli, root, until } from './helpers.ts';
+import { clusterConfigFile, startRedis, startWorker } from './cluster-support.ts';
+
+test('a killed worker\'s map job is done by a second worker, with the maps one process computes; duplicates are one job; no worker: a clear timeout', async () => {
+  const redis = await startRedis();
+  const cacheDir = path.join(os.tmpdir(), 'sharedlens-test-features');
+  const configFile = clusterConfigFile({ compute: { cacheDir } });
+  const logs: string[] = [];
+  const q = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, log: (_l, msg) => logs.push(msg) });
+  const lonely = new MapQueue({ redisUrl: redis.url, prefix: 'nobody-works-here:', timeoutMs: 1000, log: (_l, msg) => logs.push(msg) });
+  const local = new ComputeClient({ cacheDir, dataDir: path.join(root, 'data'), backend: 'auto' });
+  const workers: { stop(): Promise<void> }[] = [];
+  try {
+    const w1 = await startWorker({ redisUrl: redis.url, name: 'w1', configFile });
+    workers.push(w1);
+    const driver = path.join(root, 'stimuli/demo', demoStimuli[3]!.file);
+    const reference = path.join(root, 'stimuli/demo', demoStimuli[40]!.file);
+    let seed = 7;
+    const weights = Float32Array.from({ length: 1792 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5);
+    const first = lastValueFrom(q.explain$(driver, reference, weights, gradientMapOptions));
+    const again = lastValueFrom(q.explain$(driver, reference, weights, gradientMapOptions));
+    // w1 takes the job (it loads the network first: seconds) and is killed while it runs
+    await until(async () => (await q.queue.getActiveCount()) === 1, 'the job active on w1', 1200);
+    w1.child.kill('SIGKILL');
+    const w2 = await startWorker({ redisUrl: redis.url, name: 'w2', configFile });
+    workers.push(w2);
+    const [a, b] = (await Promise.all([first, again])) as (Awaited<typeof first> & { worker: string })[];
+    assert.equal(a!.worker, 'w2');
+    assert.equal(q.counts.submitted, 1, 'one job');
+    assert.equal(q.counts.deduplicated, 1, 'the second request joined it');
+    assert.deepEqual(b!.driverMap, a!.driverMap);
+    assert.match(w2.output(), /goes back to the queue|map job done/);
+    const own = await lastValueFrom(local.explain$(driver, reference, weights, gradientMapOptions));
+    assert.equal(a!.size, own.size);
+    assert.ok(Math.abs(a!.similarity - own.similarity) < 1e-6, `similarity ${a!.similarity} vs ${own.similarity}`);
+    for (const side of ['driverMap', 'referenceMap'] as const) {
+      let worst = 0;
+      a![side].forEach((v, i) => (worst = Math.max(worst, Math.abs(v - own[side][i]!))));
+      assert.ok(worst <= 1, `${side}: largest difference ${worst}/255`);
+      assert.ok(own[side].some((v) => v > 0), `${side} is not blank`);
+    }
+    // asked again after it finished: answered from the kept result, no new job
+    const third = await lastValueFrom(q.explain$(driver, reference, weights, gradientMapOptions));
+    assert.deepEqual(third.referenceMap, a!.referenceMap);
+    assert.equal(q.counts.submitted, 1);
+    const status = (await q.status()) as { counts: Record<string, number>; workers: { name: string }[] };
+    assert.equal(status.counts.completed, 1);
+    assert.deepEqual(status.workers.map((w) => w.name), ['w2']);
+    // a queue no worker takes from: the job fails after its timeout, saying why
+    await assert.rejects(lastValueFrom(lonely.explain$(driver, reference, weights, gradientMapOptions)), /did not finish within 1 s \(1 jobs waiting; is a worker running\? npm run worker\)/);
+  } finally {
+    for (const w of workers) await w.stop();
+    await Promise.all([q.close(), lonely.close(), local.close()]);
+    await redis.stop();
+  }
+});
