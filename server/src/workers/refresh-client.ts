@@ -44,6 +44,8 @@ interface Entry {
   snapAsked: number;
   snapGot: number;
   lastSnapMs: number;
+  /** The batch number of the last fitted state handed over (shapes of batches before it are the old models'). */
+  installed: number;
   timer: NodeJS.Timeout | null;
   onSnapshot: () => void;
 }
@@ -86,7 +88,7 @@ export class ModelRefresher implements ModelThread {
 
   /** Puts a session's models in the thread (before they are fitted); `onSnapshot` hears of every new `enc.ridge`. */
   attach(enc: EncodingState, stats: NeuronStatsState, onSnapshot: () => void): void {
-    const e: Entry = { key: this.nextKey++, enc, dirty: new Set(), stats, sent: 0, applied: 0, snapAsked: 0, snapGot: 0, lastSnapMs: -Infinity, timer: null, onSnapshot };
+    const e: Entry = { key: this.nextKey++, enc, dirty: new Set(), stats, sent: 0, applied: 0, snapAsked: 0, snapGot: 0, lastSnapMs: -Infinity, installed: 0, timer: null, onSnapshot };
     this.entries.set(e.key, e);
     this.byEnc.set(enc, e);
     enc.thread = this;
@@ -140,6 +142,7 @@ export class ModelRefresher implements ModelThread {
     e.stats = stats;
     e.dirty.clear();
     e.sent++;
+    e.installed = e.sent;
     e.snapAsked = e.sent;
     e.lastSnapMs = Date.now();
     this.counts.batches++;
@@ -185,11 +188,11 @@ export class ModelRefresher implements ModelThread {
     if (msg.type === 'error') return this.fallBack(e, `model thread: ${msg.message}`);
     if (msg.type === 'applied') {
       e.applied = Math.max(e.applied, msg.batch);
-      if (msg.shape) e.enc.shape = msg.shape;
+      if (msg.shape && msg.batch >= e.installed) e.enc.shape = msg.shape;
       this.flush(e);
       return;
     }
-    if (msg.batch < e.snapGot) return;
+    if (msg.batch < e.snapGot || msg.batch < e.installed) return;
     e.snapGot = msg.batch;
     this.counts.snapshots++;
     this.show(e, msg.state);
