@@ -3,10 +3,11 @@
  * parts of images pasted at known boxes into images of another category, model neurons planted on one part.
  * Every candidate method on the same scenes in the same run; the default and the method in use before
  * issue 15 (`Current`: |J^T v| summed over colour channels, smoothed 2 px) under the issue's keys.
- * Measures: pointing game (map maximum inside the neuron's part, both images), the same for two neurons on
- * one pair (each its own part), mass per area in the box over outside, readout randomisation (median
- * Spearman correlation of the neuron's map with the map from a random Gaussian readout and from an all-ones
- * readout), cascading randomisation of the network's top layers, the share of mass on the part present in
+ * Measures: pointing game (map maximum inside the neuron's part grown by Zhang et al.'s 15 px, both images;
+ * `Strict`: inside the part itself; `Fair`: only where the neuron's response falls most when its own part is
+ * greyed), the same for two neurons on one pair (each its own part), mass per area in the box over outside,
+ * readout randomisation (median Spearman correlation of the neuron's map with the map from a random Gaussian
+ * readout and from an all-ones readout; `NonZero`: over the pixels where either map is non-zero), cascading randomisation of the network's top layers, the share of mass on the part present in
  * both images against one present in the driver only, the bottom-right corner on grey backgrounds, and the
  * seconds per pair on two worker threads (wasm).
  * BENCH_MAPS_QUICK=1: 4 scenes, for development (BENCH_MAPS_SCENES, BENCH_MAPS_SUBSET and BENCH_MAPS_ONLY, a list of
@@ -35,7 +36,7 @@ const N_CASCADE = QUICK ? 1 : 6;
  * every candidate took too long to run in a working session).
  */
 const N_SUBSET = Number(process.env.BENCH_MAPS_SUBSET ?? (QUICK ? 2 : 6));
-const ALL_SCENES = new Set(['current', 'layer12Centred', 'layer12Standardised', 'occlusion12Standardised']);
+const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2']);
 const STEPS = 4;
 
 /** Graph node prefix of the default backbone's layers. */
@@ -62,8 +63,11 @@ export function candidates(): Record<string, MapOptions> {
     layer12Centred: { ...base, method: 'layer', layer: mid, features: 'centred', smoothSigmaPx: 0 },
     layer12Standardised: { ...base, method: 'layer', layer: mid, features: 'standardised', smoothSigmaPx: 0 },
     layer12StandardisedIntegrated: { ...base, method: 'layer', layer: mid, features: 'standardised', smoothSigmaPx: 0, integratedSteps: 8 },
-    occlusion12Standardised: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2 },
-    occlusion12Centred: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2 },
+    layer12StandardisedSigned: { ...base, method: 'layer', layer: mid, features: 'standardised', smoothSigmaPx: 0, positiveOnly: false },
+    occlusion12Standardised: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3 },
+    occlusion12StandardisedSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
+    occlusion12StandardisedSignedStep2: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
+    occlusion12CentredSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
     layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },
     layer5Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_5/add`, features: 'centred', smoothSigmaPx: 0 },
@@ -273,6 +277,7 @@ function defaultName(methods: Record<string, MapOptions>): string {
   const layered = (o: MapOptions) => o.method === 'layer' || o.method === 'layerOcclusion';
   const same = (o: MapOptions) =>
     (o.method ?? 'gradient') === (d.method ?? 'gradient') &&
+    o.positiveOnly === d.positiveOnly &&
     (o.features ?? 'raw') === (d.features ?? 'raw') &&
     (!layered(o) || o.layer === d.layer) &&
     (o.method !== 'layer' || o.integratedSteps === d.integratedSteps) &&

@@ -14,7 +14,13 @@
  * - 'layer': the same vector-Jacobian product taken at a mid-level convolutional layer A (H' x W' x C),
  *   sum over channels of (A - A_blank) (.) dA, positive part, resized to the image (gradient x input at the
  *   layer against the blank grey screen; Grad-CAM's weighting, Selvaraju et al. 2017, with the shared
- *   vector v as the target).
+ *   vector v as the target). With `integratedSteps` n > 0, dA is averaged over n points on the straight path
+ *   from the blank screen's activation to A (integrated gradients at the layer, Sundararajan et al. 2017);
+ * - 'layerOcclusion': the fall of <v, phi> when squares of the layer's cells take the blank screen's
+ *   activation (occlusion, Zeiler & Fergus 2014, at the layer): no gradient, one batched pass of the upper
+ *   layers per square. The fall weighs each feature the square carries by v: by the neuron's weight and by how
+ *   both images deviate from the set's mean (with `positiveOnly` false, negative where they deviate in
+ *   opposite directions, so content the two images do not share counts against a region).
  * Features (`MapOptions.features`): 'raw' as above; 'centred' v = w (.) (phi_o - mu) (.) (phi_ref - mu) with
  * mu the stimulus set's mean feature; 'standardised' the same over the set's SD per dimension (w in the
  * units of standardised features).
@@ -264,7 +270,7 @@ function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer
 export function rawMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, opts: MapOptions): tf.Tensor4D {
   const method = opts.method ?? 'gradient';
   if (method === 'layer') return layerMap(phi, x, v, opts.layer ?? '', opts.integratedSteps);
-  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 2);
+  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 3);
   return tf.tidy(() => {
     const channelSum = (t: tf.Tensor) => tf.sum(t, 3, true) as tf.Tensor4D;
     switch (method) {
