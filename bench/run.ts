@@ -18,6 +18,7 @@ const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<strin
   drivers: () => import('./drivers.ts'),
   scale: () => import('./scale.ts'),
   nwb: () => import('./nwb.ts'),
+  cluster: () => import('./cluster.ts'),
 };
 
 const wanted = process.argv.slice(2);

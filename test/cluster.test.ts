@@ -10,6 +10,7 @@ import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import { RigClient, type SessionSnapshot, type SessionSummary, type StatsDelta, type Suggestion } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
+import { ClusterNode } from '../server/src/cluster/cluster-node.ts';
 import { demoStimuli, sessionStart, signIn, startApp, tmpDir, TOKEN, until, SIGN_IN_TOKEN, type TestApp } from './helpers.ts';
 import { clusterConfigFile, startNode, startRedis, stopChild, type NodeProcess, type RedisServer } from './cluster-support.ts';
 
@@ -154,5 +155,32 @@ test('rig on node A, dashboard on node B: same statistics as one process, follow
   } finally {
     for (const r of [rig, rig2, ref]) r.close();
     dash.close();
+  }
+});
+
+test('session holds: one node holds a session, another is refused with the holder named; of two claiming at once one wins; a stopped node frees its sessions', async () => {
+  const opts = { redisUrl: redis.url, heartbeatMs: 100, ttlS: 1, prefix: 'hold-test:', log: () => {} };
+  const x = await ClusterNode.connect({ ...opts, nodeId: 'x' });
+  const y = await ClusterNode.connect({ ...opts, nodeId: 'y' });
+  try {
+    const summary = { sessionId: 's1', rigId: 'r', subject: 'M', stimulusSetId: 'demo', startedAt: '2026-01-01T00:00:00Z', state: 'live' as const, channels: 1, records: 1 };
+    x.start('http://x.invalid:1', () => ({ summaries: [summary], owned: ['s1'] }));
+    y.start('http://y.invalid:1', () => ({ summaries: [], owned: [] }));
+    await until(() => y.ownerOf('s1') === 'x' && y.otherSessions().length === 1, "x's hold seen by y");
+    assert.equal((y.otherSessions()[0] as { node?: string }).node, 'x');
+    assert.equal(await x.claim('s1'), null);
+    assert.match((await y.claim('s1'))!, /^session s1 is live on node "x" \(http:\/\/x\.invalid:1\); connect the rig there/);
+    const both = await Promise.all([x.claim('s2'), y.claim('s2')]);
+    assert.equal(both.filter((r) => r === null).length, 1, JSON.stringify(both));
+    assert.deepEqual(y.nodes().map((n) => n.nodeId).sort(), ['x', 'y']);
+  } finally {
+    await x.close();
+  }
+  try {
+    // x stopped cleanly: its hold is given up at once (a killed node's expires after ttlS, tested above)
+    assert.equal(await y.claim('s1'), null);
+    await until(() => y.nodes().length === 1, 'x gone from the nodes');
+  } finally {
+    await y.close();
   }
 });

@@ -44,7 +44,7 @@ import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
 import { dashboardEvents, type Explanation } from '@sharedlens/shared';
 import type { ClusterNode } from './cluster/cluster-node.ts';
-import { forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
+import { clusterHealth, forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
 import { MapQueue } from './cluster/map-jobs.ts';
 
 export interface AppDeps {
@@ -250,7 +250,7 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(express.json({ limit: '64kb' }));
-  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: async () => ({ nodeId: cluster.nodeId, nodes: cluster.nodes(), mapJobs: mapQueue ? await mapQueue.status() : 'computed on this node (cluster.mapsOnWorkers false, or maps off)' }) } : {}) };
+  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: () => clusterHealth(cluster, mapQueue) } : {}) };
   app.use('/api', healthRouter(healthDeps));
   app.use('/api/auth', authRouter(signIn));
   // rigs read their stimulus sets with their own token

@@ -75,6 +75,8 @@ export class ClusterNode {
   readonly othersChanged$ = new Subject<void>();
   private lastOthers = '';
   heartbeats = 0;
+  /** When the last heartbeat reached Redis (ms since the epoch), or 0 before the first. */
+  lastHeartbeatAt = 0;
 
   private constructor(private readonly opts: ClusterOptions) {
     this.nodeId = opts.nodeId || defaultNodeId();
@@ -132,6 +134,8 @@ export class ClusterNode {
     const multi = this.redis.multi().set(this.k('node', this.nodeId), JSON.stringify(info), 'PX', ttlMs);
     for (const id of owned) multi.eval(CLAIM, 1, this.k('owner', id), this.nodeId, String(ttlMs));
     for (const id of this.held) if (!owned.includes(id)) multi.eval(RELEASE, 1, this.k('owner', id), this.nodeId);
+    multi.sadd(this.set('nodes'), this.nodeId);
+    if (owned.length) multi.sadd(this.set('owned'), ...owned);
     const results = (await multi.exec()) ?? [];
     owned.forEach((id, i) => {
       const r = results[i + 1]?.[1];
@@ -140,29 +144,40 @@ export class ClusterNode {
     });
     this.held = new Set(owned);
     this.heartbeats++;
+    this.lastHeartbeatAt = Date.now();
     await this.refresh();
   }
 
-  /** Reads every node and every owner key. */
+  /**
+   * Reads every node and every owner key, found through two sets (`nodes`, `owned`) rather than a SCAN of
+   * the key space, which the map queue's job keys and images fill. Members whose key expired are pruned.
+   */
   private async refresh(): Promise<void> {
-    const nodeKeys = await this.scan(`${this.prefix}node:*`);
-    const ownerKeys = await this.scan(`${this.prefix}owner:*`);
+    const [nodeIds, ownedIds] = await Promise.all([this.redis.smembers(this.set('nodes')), this.redis.smembers(this.set('owned'))]);
     const others = new Map<string, NodeInfo & { ageMs: number }>();
-    if (nodeKeys.length) {
-      const values = await this.redis.mget(...nodeKeys);
-      const ttls = await Promise.all(nodeKeys.map((k) => this.redis.pttl(k)));
+    const gone: { set: 'nodes' | 'owned'; id: string }[] = [];
+    if (nodeIds.length) {
+      const keys = nodeIds.map((id) => this.k('node', id));
+      const values = await this.redis.mget(...keys);
+      const ttls = await Promise.all(keys.map((k) => this.redis.pttl(k)));
       values.forEach((v, i) => {
-        if (!v) return;
-        const n = JSON.parse(v) as NodeInfo;
-        // age of the node's last heartbeat, from its key's remaining time to live
-        if (n.nodeId !== this.nodeId) others.set(n.nodeId, { ...n, ageMs: Math.max(0, Math.round(this.opts.ttlS * 1000) - ttls[i]!) });
+        if (!v) return void gone.push({ set: 'nodes', id: nodeIds[i]! });
+        try {
+          const n = JSON.parse(v) as NodeInfo;
+          // age of the node's last heartbeat, from its key's remaining time to live
+          if (n.nodeId !== this.nodeId) others.set(n.nodeId, { ...n, ageMs: Math.max(0, Math.round(this.opts.ttlS * 1000) - ttls[i]!) });
+        } catch {
+          this.opts.log('warn', 'a node key in Redis is not JSON; ignored', { key: keys[i] });
+        }
       });
     }
     const owners = new Map<string, string>();
-    if (ownerKeys.length) {
-      const values = await this.redis.mget(...ownerKeys);
-      values.forEach((v, i) => v && owners.set(ownerKeys[i]!.slice(`${this.prefix}owner:`.length), v));
+    if (ownedIds.length) {
+      const values = await this.redis.mget(...ownedIds.map((id) => this.k('owner', id)));
+      values.forEach((v, i) => (v ? owners.set(ownedIds[i]!, v) : gone.push({ set: 'owned', id: ownedIds[i]! })));
     }
+    // a member whose key is back by now (a heartbeat in between) is re-added by its node's next heartbeat
+    if (gone.length) await Promise.all(gone.map((g) => this.redis.srem(this.set(g.set), g.id)));
     this.others = others;
     this.owners = owners;
     const sig = JSON.stringify([...others.values()].map((n) => [n.nodeId, n.sessions]));
@@ -172,20 +187,14 @@ export class ClusterNode {
     }
   }
 
-  private async scan(match: string): Promise<string[]> {
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 500);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
-    return keys;
+  private set(name: 'nodes' | 'owned'): string {
+    return `${this.prefix}${name}`;
   }
 
   /** Takes a live session for this node; null when taken, else the message why not (another live node owns it). */
   async claim(sessionId: string): Promise<string | null> {
-    const r = await this.redis.eval(CLAIM, 1, this.k('owner', sessionId), this.nodeId, String(Math.round(this.opts.ttlS * 1000)));
+    const res = await this.redis.multi().eval(CLAIM, 1, this.k('owner', sessionId), this.nodeId, String(Math.round(this.opts.ttlS * 1000))).sadd(this.set('owned'), sessionId).exec();
+    const r = res?.[0]?.[1];
     if (r === 1) {
       this.held.add(sessionId);
       this.owners.set(sessionId, this.nodeId);

@@ -1,0 +1,165 @@
+/**
+ * Cluster benchmark (issue 18, docs/deploy.md), on a real redis-server:
+ * - maps per second through BullMQ with one and with two `npm run worker` processes, against this process
+ *   computing the same pairs itself one at a time (what a node without workers does), in the same run;
+ * - jobsLost: jobs not completed when one of two workers is killed mid-run (target 0);
+ * - crossNodeUpdateP99Ms: a completed trial on node A (rig) to its stats:delta on a dashboard on node B,
+ *   against the same delta on a dashboard on node A itself (target < 50 ms).
+ * BENCH_CLUSTER_MAPS (default 24) pairs per configuration; BENCH_CLUSTER_TRIALS (default 120) trials.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { lastValueFrom } from 'rxjs';
+import { io, type Socket } from 'socket.io-client';
+import { RigClient, type StatsDelta } from '@sharedlens/shared';
+import { loadConfig } from '../server/src/config.ts';
+import { featureMoments, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { MapQueue } from '../server/src/cluster/map-jobs.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
+import { clusterConfigFile, startNode, startRedis, startWorker, type WorkerProcess } from '../test/cluster-support.ts';
+import { sessionStart, signIn, TOKEN, SIGN_IN_TOKEN, until } from '../test/helpers.ts';
+import { demoStimuli, root, tmpDir } from './support.ts';
+
+const MAPS = Number(process.env.BENCH_CLUSTER_MAPS ?? 24);
+const TRIALS = Number(process.env.BENCH_CLUSTER_TRIALS ?? 120);
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+export async function run(): Promise<Record<string, unknown>> {
+  const redis = await startRedis();
+  const cacheDir = path.join(os.tmpdir(), 'sharedlens-bench-cluster-cache');
+  const configFile = clusterConfigFile({ compute: { cacheDir } });
+  const workers: WorkerProcess[] = [];
+  try {
+    // the server's own map settings (config/default.json compute.maps), with the demo set's feature moments
+    const mapsCfg = loadConfig(root, { RIG_TOKENS: TOKEN }).compute.maps;
+    const file = (i: number) => path.join(root, 'stimuli/demo', demoStimuli[i % demoStimuli.length]!.file);
+    const local = new ComputeClient({ cacheDir, dataDir: tmpDir(), backend: 'auto', workers: 2 });
+    const feats = await lastValueFrom(local.features$(demoStimuli.map((_, i) => file(i))));
+    if (feats.type !== 'features') throw new Error('no features');
+    const m = featureMoments(feats.features, feats.dim);
+    const options: MapOptions = { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx, method: mapsCfg.method, features: mapsCfg.features, layer: mapsCfg.layer, smoothSamples: mapsCfg.smoothSamples, featureMean: m.mean, featureSd: m.sd };
+    /** Pair k of a round: its own weights (so every job is new), driver k, reference k + 30. */
+    const pair = (r: number, k: number) => {
+      let seed = r * 1000 + k + 1;
+      const w = Float32Array.from({ length: feats.dim }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5);
+      const known = { phiO: feats.features.slice((k % 72) * feats.dim, ((k % 72) + 1) * feats.dim), phiRef: feats.features.slice(((k + 30) % 72) * feats.dim, (((k + 30) % 72) + 1) * feats.dim) };
+      return [file(k), file(k + 30), w, options, known] as const;
+    };
+
+    // baseline: this process, one pair at a time (a node without workers), after one warm-up pair
+    await lastValueFrom(local.explain$(...pair(0, 0)));
+    let t0 = performance.now();
+    for (let k = 0; k < MAPS; k++) await lastValueFrom(local.explain$(...pair(1, k)));
+    const mapsPerSecOneProcess = MAPS / ((performance.now() - t0) / 1000);
+    await local.close();
+
+    const q = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 600_000, log: () => {} });
+    /** MAPS jobs of a round, 8 in flight (config cluster.mapJobsInFlight); completed count and seconds. */
+    const runRound = async (r: number, during?: (done: number) => void) => {
+      let done = 0;
+      let failed = 0;
+      const start = performance.now();
+      let next = 0;
+      const lane = async () => {
+        while (next < MAPS) {
+          const k = next++;
+          try {
+            await lastValueFrom(q.explain$(...pair(r, k)));
+            done++;
+            during?.(done);
+          } catch {
+            failed++;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, lane));
+      return { done, failed, seconds: (performance.now() - start) / 1000 };
+    };
+    const warm = async (r: number, n: number) => Promise.all(Array.from({ length: n }, (_, k) => lastValueFrom(q.explain$(...pair(r, k)))));
+    workers.push(await startWorker({ redisUrl: redis.url, name: 'bench-w1', configFile, lockMs: 3000 }));
+    await warm(10, 2);
+    const one = await runRound(2);
+    workers.push(await startWorker({ redisUrl: redis.url, name: 'bench-w2', configFile, lockMs: 3000 }));
+    await warm(11, 4);
+    const two = await runRound(3);
+    // one of the two workers killed once a quarter of the round is done: its job comes back to the other
+    let killedAt = -1;
+    const killed = await runRound(4, (done) => {
+      if (killedAt < 0 && done >= MAPS / 4) {
+        killedAt = done;
+        workers[0]!.child.kill('SIGKILL');
+      }
+    });
+    const jobsLost = MAPS - killed.done;
+    const queueStatus = await q.status();
+    await q.close();
+
+    // cross-node updates: rig on A, dashboards on A and on B watching the session
+    const dataDir = tmpDir();
+    const nodeConfig = clusterConfigFile({ compute: { cacheDir } });
+    const [a, b] = await Promise.all([startNode({ redisUrl: redis.url, nodeId: 'bench-a', dataDir, configFile: nodeConfig }), startNode({ redisUrl: redis.url, nodeId: 'bench-b', dataDir, configFile: nodeConfig })]);
+    const rig = new RigClient({ url: a.url, token: TOKEN });
+    const sockets: Socket[] = [];
+    try {
+      await rig.connect();
+      const C = 32;
+      const sessionId = await rig.startSession(sessionStart(C));
+      const seen = { a: new Map<number, number>(), b: new Map<number, number>() };
+      for (const [name, n] of [['a', a], ['b', b]] as const) {
+        const s = io(`${n.url}/dashboard`, { transports: ['websocket'], forceNew: true, extraHeaders: { cookie: await signIn(n.url, { token: SIGN_IN_TOKEN }) } });
+        sockets.push(s);
+        s.on('stats:delta', (d: StatsDelta) => d.sessionId === sessionId && !seen[name].has(d.trialsCompleted) && seen[name].set(d.trialsCompleted, performance.now()));
+        await until(async () => ((await s.timeout(5000).emitWithAck('session:watch', { sessionId })) as { data?: unknown }).data, `watch on ${name}`);
+      }
+      const sentAt = new Map<number, number>();
+      for (let t = 0; t < TRIALS; t++) {
+        const stim = demoStimuli[t % demoStimuli.length]!.id;
+        const bins = new Uint16Array(400 * C).map((_, i) => (i * 7 + t) % 4 === 0 ? 1 : 0);
+        await Promise.all([rig.onset(t, stim, t * 400 + 100), rig.binned(t * 400, 1, bins)]);
+        sentAt.set(t + 1, performance.now());
+        await rig.offset(t, stim, t * 400 + 300);
+        // 250 ms apart: above the delta throttle (dashboard.deltaThrottleMs 200), so each trial's delta leads
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      const lat = (name: 'a' | 'b') => [...sentAt].filter(([n]) => seen[name].has(n)).map(([n, at]) => seen[name].get(n)! - at);
+      const onB = lat('b');
+      const onA = lat('a');
+      const result = {
+        maps: MAPS,
+        mapMethod: `${options.method}/${options.features}`,
+        mapsPerSecOneProcess: round(mapsPerSecOneProcess, 3),
+        mapsPerSecWorkers1: round(one.done / one.seconds, 3),
+        mapsPerSecWorkers2: round(two.done / two.seconds, 3),
+        workers1VsOneProcess: round(one.done / one.seconds / mapsPerSecOneProcess),
+        workers2VsWorkers1: round(two.done / two.seconds / (one.done / one.seconds)),
+        jobsLost,
+        killedAfterJobs: killedAt,
+        trials: TRIALS,
+        deltasSeenOnB: onB.length,
+        crossNodeUpdateP50Ms: round(pct(onB, 50), 1),
+        crossNodeUpdateP99Ms: round(pct(onB, 99), 1),
+        sameNodeUpdateP99Ms: round(pct(onA, 99), 1),
+        crossVsSameNodeP99: round(pct(onB, 99) / pct(onA, 99)),
+        cores: os.cpus().length,
+        queueAfter: queueStatus,
+      };
+      console.log(`  maps/s: one process ${result.mapsPerSecOneProcess}, 1 worker ${result.mapsPerSecWorkers1} (x${result.workers1VsOneProcess}), 2 workers ${result.mapsPerSecWorkers2} (x${result.workers2VsWorkers1} of 1 worker) on ${result.cores} cores; jobs lost with a worker killed: ${jobsLost}`);
+      console.log(`  trial on A -> delta on B: p50 ${result.crossNodeUpdateP50Ms} ms, p99 ${result.crossNodeUpdateP99Ms} ms (target < 50); on A itself p99 ${result.sameNodeUpdateP99Ms} ms (x${result.crossVsSameNodeP99})`);
+      return result;
+    } finally {
+      rig.close();
+      for (const s of sockets) s.close();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  } finally {
+    for (const w of workers) await w.stop();
+    await redis.stop();
+  }
+}
