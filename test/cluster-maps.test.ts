@@ -7,12 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { lastValueFrom } from 'rxjs';
 import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { MapQueue } from '../server/src/cluster/map-jobs.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root, until } from './helpers.ts';
-import { clusterConfigFile, startRedis, startWorker } from './cluster-support.ts';
+import { clusterConfigFile, freePort, startRedis, startWorker } from './cluster-support.ts';
 
 test('a killed worker\'s map job is done by a second worker, with the maps one process computes; duplicates are one job; no worker: a clear timeout', async () => {
   const redis = await startRedis();
@@ -61,9 +62,32 @@ test('a killed worker\'s map job is done by a second worker, with the maps one p
     assert.deepEqual(status.workers.map((w) => w.name), ['w2']);
     // a queue no worker takes from: the job fails after its timeout, saying why
     await assert.rejects(lastValueFrom(lonely.explain$(driver, reference, weights, gradientMapOptions)), /did not finish within 1 s \(1 jobs waiting; is a worker running\? npm run worker\)/);
+    const lonelyStatus = (await lonely.status()) as { counts: Record<string, number>; oldestWaitingAgeMs: number; thisNode: { timedOut: number; lastError: { message: string } } };
+    assert.equal(lonelyStatus.counts.waiting, 1);
+    assert.ok(lonelyStatus.oldestWaitingAgeMs >= 1000, `oldest waiting job ${lonelyStatus.oldestWaitingAgeMs} ms`);
+    assert.equal(lonelyStatus.thisNode.timedOut, 1);
+    assert.match(lonelyStatus.thisNode.lastError.message, /did not finish within 1 s/);
   } finally {
     for (const w of workers) await w.stop();
     await Promise.all([q.close(), lonely.close(), local.close()]);
     await redis.stop();
   }
+});
+
+test('npm run worker: --help, a wrong option, no Redis named, an unreachable Redis: each a clear message and exit status, no stack trace', async () => {
+  const worker = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/cluster/worker-cli.ts'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, REDIS_URL: '', ...env }, timeout: 60_000 });
+  const help = worker(['--help']);
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /npm run worker -- \[--redis URL\][\s\S]*--lock-ms MS/);
+  const bad = worker(['--no-such-option']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /Unknown option '--no-such-option'[\s\S]*--help lists the options/);
+  const none = worker([]);
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /no Redis to take jobs from: pass --redis/);
+  const port = await freePort();
+  const away = worker(['--redis', `redis://:secret@127.0.0.1:${port}`]);
+  assert.equal(away.status, 4);
+  assert.match(away.stderr, new RegExp(`cannot reach Redis at redis://\\*\\*\\*@127\\.0\\.0\\.1:${port}`));
+  for (const r of [bad, none, away]) assert.ok(!/\n\s+at /.test(r.stderr) && !r.stderr.includes('secret'), r.stderr);
 });

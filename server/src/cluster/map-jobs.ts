@@ -129,6 +129,8 @@ export class MapQueue {
   private readonly hashes = new Map<string, { stamp: string; hash: string }>();
   /** Jobs this node submitted and saw finish, fail or time out. */
   readonly counts = { submitted: 0, completed: 0, failed: 0, timedOut: 0, deduplicated: 0 };
+  /** The last failure or timeout of this node's jobs, for health (also a log line where the pair was asked for). */
+  lastError: { atMs: number; message: string } | null = null;
 
   /** Requests of this node in flight, by job id: the same pair asked for again joins the running request. */
   private readonly inFlight = new Map<string, Promise<ExplainResult>>();
@@ -205,11 +207,16 @@ export class MapQueue {
       if (/timed out/i.test(message)) {
         this.counts.timedOut++;
         const waiting = await this.queue.getWaitingCount().catch(() => -1);
-        throw new Error(`map job ${jobId.slice(0, 12)} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)`);
+        throw this.failure(`map job ${jobId.slice(0, 12)} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)`);
       }
       this.counts.failed++;
-      throw new Error(`map job ${jobId.slice(0, 12)} failed on the worker: ${message}`);
+      throw this.failure(`map job ${jobId.slice(0, 12)} failed on the worker: ${message}`);
     }
+  }
+
+  private failure(message: string): Error {
+    this.lastError = { atMs: Date.now(), message };
+    return new Error(message);
   }
 
   /** Depths of the queue, the ages of its oldest waiting and active jobs, and the connected workers. */
@@ -230,7 +237,7 @@ export class MapQueue {
       activeJobs: active.map((j) => ({ id: j.id, ageMs: now - (j.processedOn ?? j.timestamp), attemptsMade: j.attemptsMade })),
       // BullMQ names a worker's connection <prefix>:<queue in base64>:w:<name>
       workers: workers.map((w) => ({ name: String(w.rawname ?? w.name).replace(/^.*:w:/, ''), address: w.addr, ageS: Number(w.age) })),
-      thisNode: this.counts,
+      thisNode: { ...this.counts, lastError: this.lastError ? { ageMs: now - this.lastError.atMs, message: this.lastError.message } : null },
     };
   }
 

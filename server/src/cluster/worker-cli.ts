@@ -6,6 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.ts';
 import { gpuPackageStatus } from '../compute/gpu-package.ts';
@@ -57,13 +58,22 @@ if (!Number.isInteger(lockMs) || lockMs < 1000) {
 const logFormat = process.env.LOG_FORMAT === 'json' || process.env.LOG_FORMAT === 'pretty' ? process.env.LOG_FORMAT : 'auto';
 const logTo = logDestination(logFormat);
 const logger = logTo ? pino({ level: config.logLevel }, logTo) : pino({ level: config.logLevel });
+// Redis reached once before BullMQ starts (its connections retry without end): an unreachable one is an exit with why
+const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+probe.on('error', () => {});
+try {
+  await probe.connect();
+  await probe.ping();
+} catch (e) {
+  console.error(`worker: cannot reach Redis at ${redactUrl(redisUrl)}: ${(e as Error).message}`);
+  process.exit(4);
+} finally {
+  probe.disconnect();
+}
 const name = values.name ?? `${os.hostname()}-${process.pid}`;
 const client = computeClientFor(config.compute, config.dataDir);
 const w = startMapWorker({ redisUrl, prefix: CLUSTER_PREFIX, cacheDir: config.compute.cacheDir, client, name, concurrency, lockMs, log: (level, msg, fields) => logger[level]({ worker: name, ...fields }, msg) });
-await w.worker.waitUntilReady().catch((e: Error) => {
-  console.error(`worker: cannot reach Redis at ${redactUrl(redisUrl)}: ${e.message}`);
-  process.exit(4);
-});
+await w.worker.waitUntilReady();
 logger.info({ worker: name, redis: redactUrl(redisUrl), concurrency, lockMs }, 'worker ready: taking shared-feature map jobs');
 console.log(`  sharedlens worker ${name}: taking map jobs from ${redactUrl(redisUrl)}; Ctrl-C stops it`);
 
