@@ -4,6 +4,7 @@
  * follow-up asked for on another node's dashboard), and HTTP requests for a session another node runs
  * forwarded to it (a proxy, not a redirect: the browser keeps one origin and one sign-in cookie).
  */
+import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { Request, Response, NextFunction } from 'express';
@@ -72,7 +73,7 @@ export function remoteSessions(nsp: Namespace, local: Local): RemoteSessions {
 export function trustForwarded(node: ClusterNode) {
   return (req: Request, res: Response, next: NextFunction) => {
     const key = req.headers[KEY_HEADER];
-    if (key !== undefined && node.key && key === node.key) {
+    if (typeof key === 'string' && node.key && key.length === node.key.length && timingSafeEqual(Buffer.from(key), Buffer.from(node.key))) {
       try {
         const person = JSON.parse(String(req.headers[PERSON_HEADER])) as Person;
         if (typeof person?.name === 'string' && (person.role === 'viewer' || person.role === 'operator')) res.locals.person = { name: person.name, role: person.role };
