@@ -147,3 +147,41 @@ test('a pair\'s maps arrive as one small greyscale PNG holding both maps exactly
   }
   assert.equal((await apiFetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs/maps/ch001/x/y`)).status, 404);
 });
+
+test('a revisit costs nothing: maps asked for by version are immutable, otherwise revalidated by ETag (304); an unchanged page of pairs answers 304; a stale pair is listed as stale', async () => {
+  const results = t.app.driverPairs.get(sim.sessionId)!;
+  // as a browser's cache revalidates (fetch() itself would add Cache-Control: no-cache to a conditional request)
+  const revalidate = (validator: string) => ({ headers: { 'if-none-match': validator, 'cache-control': 'max-age=0' } });
+  const page = await apiFetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=3`);
+  assert.equal(page.headers.get('cache-control'), 'no-cache');
+  const etag = page.headers.get('etag');
+  assert.ok(etag);
+  const pair = ((await page.json()) as DriverPairsPage).pairs[0];
+  assert.equal((await apiFetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=3`, revalidate(etag))).status, 304);
+  const url = `${t.url}${mapsUrl(sim.sessionId, pair)}`;
+  const versioned = await apiFetch(`${url}?v=${encodeURIComponent(pair.computedAt)}`);
+  assert.equal(versioned.status, 200);
+  assert.match(versioned.headers.get('cache-control')!, /max-age=31536000, immutable/);
+  const tag = versioned.headers.get('etag')!;
+  assert.match(tag, /^"[\w-]+"$/);
+  // an older version's URL, or none, is never immutable: the browser revalidates, and unchanged maps cost a 304
+  const old = await apiFetch(`${url}?v=2025-01-01T00:00:00.000Z`);
+  assert.equal(old.status, 200);
+  assert.match(old.headers.get('cache-control')!, /no-cache/);
+  assert.equal((await apiFetch(url, revalidate(tag))).status, 304);
+  // recomputed maps (a new computedAt) have a new validator: the old one gets the new PNG
+  const key = [...results.entries()].find(([, e]) => `${e.channelId}/${e.driverId}/${e.referenceId}` === pair.key)![0];
+  const before = results.get(key)!;
+  results.set(key, { ...before, computedAt: '2026-01-02T00:00:00.000Z', stale: true });
+  try {
+    const again = await apiFetch(url, revalidate(tag));
+    assert.equal(again.status, 200);
+    assert.notEqual(again.headers.get('etag'), tag);
+    const listed = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=200`)).body as DriverPairsPage).pairs;
+    assert.deepEqual(listed.filter((p) => p.stale).map((p) => p.key), [pair.key]);
+    // the page changed with it: the old ETag no longer matches
+    assert.equal((await apiFetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=3`, revalidate(etag))).status, 200);
+  } finally {
+    results.set(key, before);
+  }
+});

@@ -25,11 +25,15 @@ export interface DriverPair {
   size: number;
   /** Why the pair left the gallery; absent for current pairs. */
   retired?: string;
+  /** True while the channel's readout has moved since these maps were made (they are being recomputed). */
+  stale?: boolean;
 }
 
 /** One page of pairs, filtered and sorted on the server. */
 export interface DriverPairsPage {
   sessionId: string;
+  /** The session's stimulus set (the cards' image URLs). */
+  stimulusSetId: string;
   /** Pairs matching the filters. */
   total: number;
   offset: number;
