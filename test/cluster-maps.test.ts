@@ -91,3 +91,13 @@ test('npm run worker: --help, a wrong option, no Redis named, an unreachable Red
   assert.match(away.stderr, new RegExp(`cannot reach Redis at redis://\\*\\*\\*@127\\.0\\.0\\.1:${port}`));
   for (const r of [bad, none, away]) assert.ok(!/\n\s+at /.test(r.stderr) && !r.stderr.includes('secret'), r.stderr);
 });
+
+test('Redis URLs: options for BullMQ (user, password, database, TLS) and the form shown in logs (no password)', async () => {
+  const { redisOptions } = await import('../server/src/cluster/map-jobs.ts');
+  const { redactUrl } = await import('../server/src/cluster/cluster-node.ts');
+  assert.deepEqual(redisOptions('redis://127.0.0.1:6390'), { host: '127.0.0.1', port: 6390, maxRetriesPerRequest: null });
+  assert.deepEqual(redisOptions('rediss://lab:p%40ss@redis.lab:6380/2'), { host: 'redis.lab', port: 6380, username: 'lab', password: 'p@ss', db: 2, tls: {}, maxRetriesPerRequest: null });
+  assert.deepEqual(redisOptions('redis://:only-password@[::1]'), { host: '::1', port: 6379, password: 'only-password', maxRetriesPerRequest: null });
+  assert.equal(redactUrl('rediss://lab:p%40ss@redis.lab:6380/2'), 'rediss://***@redis.lab:6380/2');
+  assert.equal(redactUrl('redis://127.0.0.1:6390'), 'redis://127.0.0.1:6390');
+});
