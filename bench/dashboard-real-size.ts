@@ -1,6 +1,6 @@
 /**
  * The dashboard at the size of a real session (issue 16): 384 channels (BENCH_DASHBOARD_CHANNELS) streaming at
- * a rig's pace (2.5 trials/s) over a set of 1,000 images (BENCH_DASHBOARD_IMAGES), at least 1,000 current
+ * a rig's pace (2.5 trials/s; the simulated rig in a thread of its own, as a rig is another machine) over a set of 1,000 images (BENCH_DASHBOARD_IMAGES), at least 1,000 current
  * driver pairs (3 per channel), the drivers view open in Debian's chromium and scrolled through its pages,
  * for BENCH_DASHBOARD_SECONDS (600). The pairs are put into the server's registry with synthetic maps
  * (Gaussian-smoothed noise at compute.maps.smoothSigmaPx plus blobs, 224 px) and announced as the map jobs
@@ -8,6 +8,8 @@
  * before the drivers view opens (longest task), the old wire format (every map as base64 in one JSON) for
  * the same pairs, and the page heap after the first 20% of the run.
  */
+import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chromium } from 'playwright-core';
@@ -18,7 +20,7 @@ import { loadConfig } from '../server/src/config.ts';
 import { channelStats } from '../server/src/compute/neuron-stats.ts';
 import { watchRoom } from '../server/src/sinks/dashboard-broadcast.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
-import { runSimRig } from '../server/src/sim/sim-rig.ts';
+import { startRigThread } from './dashboard-rig.ts';
 import { makeScaleSet } from './scale-images.ts';
 import { root, tmpDir } from './support.ts';
 
@@ -28,6 +30,9 @@ const IMAGES = Number(process.env.BENCH_DASHBOARD_IMAGES ?? 1000);
 const PER_CHANNEL = 3;
 const SIZE = 224;
 const TOKEN = 'bench-rig-token';
+/** A Chromium trace of the page (timeline and JS samples) from the drivers view's open through TRACE_SECONDS, for chrome://tracing or the DevTools Performance panel. */
+const TRACE = process.env.BENCH_DASHBOARD_TRACE;
+const TRACE_SECONDS = 30;
 const SIGN_IN = 'bench-sign-in-token';
 
 /** A display map like the server's: smoothed noise and a few blobs, scaled to 0-255 by its 99.5th percentile. */
@@ -79,22 +84,34 @@ export async function run(): Promise<Record<string, unknown>> {
   await cdp.send('Performance.enable');
   await cdp.send('Network.enable');
   let sockets = 0;
-  const bytes = { pairsJson: 0, mapsPng: 0, maps: new Set<string>(), ws: 0 };
+  const bytes = { pairsJson: 0, mapsPng: 0, maps: new Set<string>(), ws: 0, fromCache: 0, notModified: 0 };
   const urls = new Map<string, string>();
+  // answered from the browser's cache: nothing on the wire
+  const cached = new Set<string>();
+  cdp.on('Network.requestServedFromCache', (e) => cached.add(e.requestId));
   cdp.on('Network.webSocketCreated', () => sockets++);
   cdp.on('Network.webSocketFrameReceived', (e) => (bytes.ws += e.response.payloadData.length));
-  cdp.on('Network.responseReceived', (e) => urls.set(e.requestId, e.response.url));
+  cdp.on('Network.responseReceived', (e) => {
+    urls.set(e.requestId, e.response.url);
+    if (e.response.status === 304) bytes.notModified++;
+  });
   cdp.on('Network.loadingFinished', (e) => {
     const u = urls.get(e.requestId) ?? '';
+    urls.delete(e.requestId);
+    if (cached.delete(e.requestId)) {
+      if (u.includes('/driver-pairs')) bytes.fromCache++;
+      return;
+    }
+    // the bench's own count of current pairs is not the dashboard's traffic
+    if (u.includes('probe=1')) return;
     if (u.includes('/driver-pairs/maps/')) {
       bytes.mapsPng += e.encodedDataLength;
       bytes.maps.add(new URL(u).pathname);
     } else if (u.includes('/driver-pairs')) bytes.pairsJson += e.encodedDataLength;
-    urls.delete(e.requestId);
   });
 
-  const stop = new AbortController();
-  const sim = runSimRig({ url, token: TOKEN, stimuli, stimulusSetId: 'real-size', channels: CHANNELS, trials: Infinity, onMs: 200, offMs: 200, abortRate: 0.03, seed: 11, reconnectAfterTrials: 0, fast: false, signal: stop.signal });
+  // the rig in a thread of its own, as a rig is another machine
+  const rig = startRigThread({ url, token: TOKEN, stimuli, stimulusSetId: 'real-size', channels: CHANNELS, trials: Infinity, onMs: 200, offMs: 200, abortRate: 0.03, seed: 11, reconnectAfterTrials: 0, fast: false });
   await page.goto(`${url}/?token=${SIGN_IN}`);
   // baseline: the grid view while trials stream in, until every channel has a preferred category
   const rt = await (async () => {
@@ -148,15 +165,29 @@ export async function run(): Promise<Record<string, unknown>> {
     }
   };
   refresh();
-  const currentPairs = () => page.evaluate((id) => fetch(`/api/sessions/${id}/driver-pairs?limit=1`).then((x) => x.json()).then((b) => b.current as number), rt.id);
+  const currentPairs = () => page.evaluate((id) => fetch(`/api/sessions/${id}/driver-pairs?limit=1&probe=1`).then((x) => x.json()).then((b) => b.current as number), rt.id);
   const pairsAtOpen = made;
 
   // the drivers view opened from scratch (page load, sign-in cookie, socket, first page, first maps)
+  if (TRACE) await browser.startTracing(page, { path: TRACE, screenshots: false, categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'disabled-by-default-v8.cpu_profiler', 'blink.user_timing', 'loading'] });
+  let tracing = !!TRACE;
+  // and the server's own CPU profile over the open (server, simulated rig and bench share this process)
+  const inspector = TRACE ? new Session() : null;
+  if (inspector) {
+    inspector.connect();
+    await inspector.post('Profiler.enable');
+    await inspector.post('Profiler.start');
+  }
   const tOpen = performance.now();
   // a full page load (the query differs), not a hash change within the open page
   await page.goto(`${url}/?view=drivers#/drivers`);
   await page.waitForFunction(() => document.querySelector('[data-testid="driver-card"]')?.querySelectorAll('canvas[data-testid="heatmap"]').length === 2, null, { timeout: 60_000 });
   const driversFirstPaintMs = performance.now() - tOpen;
+  if (inspector) {
+    const { profile } = await inspector.post('Profiler.stop');
+    fs.writeFileSync(`${TRACE}.server.cpuprofile`, JSON.stringify(profile));
+    inspector.disconnect();
+  }
   const socketsAtOpen = sockets;
 
   const samples: { t: number; pageMB: number; trials: number; longestMs: number }[] = [];
@@ -178,6 +209,11 @@ export async function run(): Promise<Record<string, unknown>> {
     } else if ((await next.count()) && (await next.isEnabled())) await next.click();
     else console.error(`  no next page at step ${step}: ${await page.textContent('[data-testid="pairs-summary"]').catch(() => '?')}`);
     await page.evaluate(() => window.scrollTo(0, 0));
+    if (tracing && performance.now() - t0 > TRACE_SECONDS * 1000) {
+      await browser.stopTracing();
+      tracing = false;
+      console.log(`  trace of the drivers view's first ${TRACE_SECONDS} s written to ${TRACE}`);
+    }
     await cdp.send('HeapProfiler.collectGarbage');
     const m = (await cdp.send('Performance.getMetrics')).metrics;
     samples.push({
@@ -187,11 +223,11 @@ export async function run(): Promise<Record<string, unknown>> {
       longestMs: await page.evaluate(() => (window as unknown as { __longest: number }).__longest),
     });
   }
+  if (tracing) await browser.stopTracing();
   const pairs = await currentPairs();
   const longestTaskMs = await page.evaluate(() => (window as unknown as { __longest: number }).__longest);
   const longTasks = await page.evaluate(() => (window as unknown as { __tasks: number }).__tasks);
-  stop.abort();
-  (await sim).client.close();
+  await rig.stop();
   await browser.close();
   await app.close();
 
@@ -206,6 +242,7 @@ export async function run(): Promise<Record<string, unknown>> {
   console.log(`  driversFirstPaintMs ${driversFirstPaintMs.toFixed(0)} (page load to the first card's two maps drawn; target < 1000)`);
   console.log(`  longestTaskMs ${longestTaskMs.toFixed(0)} on the drivers view (${longTasks} tasks over 50 ms; target < 200); baseline: the grid view before it opened, ${gridLongest.toFixed(0)} ms (${(longestTaskMs / Math.max(1, gridLongest)).toFixed(2)}x)`);
   console.log(`  reconnects ${reconnects} (target 0)`);
+  console.log(`  driver-pairs requests answered from the browser's cache ${bytes.fromCache}, revalidated unchanged (304) ${bytes.notModified}`);
   console.log(`  bytesPerPairOnWire ${(bytesPerPairOnWire / 1000).toFixed(1)} kB (pages of pairs ${(bytes.pairsJson / 1000).toFixed(0)} kB + maps ${(bytes.mapsPng / shown / 1000).toFixed(1)} kB PNG per pair; target < 60); baseline: the old JSON with base64 maps, ${(oldBytesPerPair / 1000).toFixed(1)} kB per pair (${(bytesPerPairOnWire / oldBytesPerPair).toFixed(3)}x), ${((oldBytesPerPair * pairs) / 1e6).toFixed(1)} MB for the ${pairs} current pairs in one response`);
   console.log(`  pageHeapMb ${last.pageMB.toFixed(1)} after ${last.t.toFixed(0)} s; baseline after ${early.t.toFixed(0)} s: ${early.pageMB.toFixed(1)} MB (growth ${(last.pageMB - early.pageMB).toFixed(1)} MB, ${(last.pageMB / early.pageMB).toFixed(2)}x)`);
   return {
@@ -226,6 +263,8 @@ export async function run(): Promise<Record<string, unknown>> {
     pairsJsonBytes: bytes.pairsJson,
     mapsPngBytesPerPair: bytes.mapsPng / shown,
     websocketBytes: bytes.ws,
+    requestsFromCache: bytes.fromCache,
+    requestsNotModified: bytes.notModified,
     oldJsonBytesPerPair: oldBytesPerPair,
     pageHeapMb: last.pageMB,
     pageHeapBaselineMb: early.pageMB,
