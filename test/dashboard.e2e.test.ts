@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
-import { mapsUrl } from '@sharedlens/shared';
+import { mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -90,10 +90,28 @@ test('a neuron page, reached from the grid by keyboard, shows its charts and dri
   assert.ok(history.trials.length >= 3 && history.trials.at(-1) >= 0.9 * total, `history from trial ${history.trials[0]} to ${history.trials.at(-1)} of ${total}`);
   assert.equal(Number(await page.getAttribute('[data-testid="score-history"]', 'data-last-trial')), history.trials.at(-1));
   await page.waitForTimeout(300);
-  // hovering a bar names its stimulus (chart.js tooltip, checked on the screenshot)
-  const bars = (await page.locator('[data-testid="neuron-page"] canvas[role="img"]').nth(1).boundingBox())!;
-  await page.mouse.move(bars.x + bars.width * 0.3, bars.y + bars.height * 0.75);
-  await page.waitForTimeout(200);
+  // hovering a bar's column names its stimulus with its mean response (the canvas tooltip's text is
+  // mirrored into the chart's aria-description): two places, two stimuli of this channel, values as the API's
+  const detail = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/channels/ch001`)).body as { stimuli: { id: string; category: string; mean: number | null; nTrials: number }[] };
+  const barChart = page.locator('[data-testid="neuron-page"] canvas[role="img"]').nth(1);
+  const bars = (await barChart.boundingBox())!;
+  const named: string[] = [];
+  for (const at of [0.7, 0.3]) {
+    await page.mouse.move(bars.x + bars.width * at, bars.y + bars.height * 0.75);
+    const text = await page.waitForFunction((prev) => {
+      const d = document.querySelectorAll('[data-testid="neuron-page"] canvas[role="img"]')[1]?.getAttribute('aria-description') ?? '';
+      return d && !d.startsWith(`${prev} (`) ? d : null;
+    }, named[0] ?? '\u0000', { timeout: 5000 }).then((h) => h.jsonValue() as Promise<string>);
+    const m = /^(\S+) \((\w+)\) — (-?\d+\.\d\d) ± (\S+) spikes\/window \(mean ± SEM\), (\d+) trials$/.exec(text);
+    assert.ok(m, text);
+    const s = detail.stimuli.find((x) => x.id === m[1]);
+    assert.ok(s, `${m[1]} is not a stimulus of ch001`);
+    assert.equal(m[2], s.category);
+    assert.equal(Number(m[5]), s.nTrials);
+    if (s.mean != null) assert.equal(m[3], s.mean.toFixed(2));
+    named.push(m[1]);
+  }
+  assert.notEqual(named[0], named[1]);
   await page.screenshot({ path: path.join(OUT, 'neuron.png'), fullPage: true });
   await page.keyboard.press('ArrowRight');
   await page.waitForFunction(() => location.hash === '#/neuron/ch002');
@@ -192,6 +210,42 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   assert.ok(maps.length > 0 && maps.length <= 24 + 2, `${maps.length} map requests`);
 });
 
+test('a stale pair is marked on its card; a driver without maps has a "map on request" button that brings its maps', async () => {
+  // stale: the channel's readout moved since the maps were made (explain-jobs re-sends the pair with stale: true)
+  const results = t.app.driverPairs.get(sim.sessionId)!;
+  const pair = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=1`)).body as DriverPairsPage).pairs[0];
+  const key = [...results.entries()].find(([, e]) => `${e.channelId}/${e.driverId}/${e.referenceId}` === pair.key)![0];
+  const fresh = results.get(key)!;
+  results.set(key, { ...fresh, stale: true });
+  try {
+    await page.goto(`${t.url}/?stale=1#/drivers`);
+    const card = page.locator(`[data-testid="driver-card"][data-key="${pair.key}"]`);
+    await card.waitFor();
+    assert.match((await card.locator('[data-testid="stale-mark"]').textContent())!, /stale: recomputing/);
+    assert.match((await card.locator('[data-testid="stale-mark"]').getAttribute('title'))!, /model .* has moved since these maps were made/);
+    // only the stale ones are marked (as many as the API lists on this page)
+    const onPage = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=24`)).body as DriverPairsPage).pairs;
+    assert.equal(await page.locator('[data-testid="stale-mark"]').count(), onPage.filter((p) => p.stale).length);
+  } finally {
+    results.set(key, fresh);
+  }
+  // a driver without maps (maps are made unasked only for each channel's strongest drivers): here one whose
+  // maps are taken out of the registry, as if never computed
+  const models = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).body as ModelSnapshot;
+  const listed = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=200`)).body as DriverPairsPage).pairs;
+  const target = models.channels.flatMap((c) => c.drivers.filter((d) => d.referenceId && listed.some((p) => p.channelId === c.id && p.driverId === d.stimulusId)).map((d) => ({ channelId: c.id, driverId: d.stimulusId })))[0];
+  assert.ok(target, 'no driver with a reference in this session');
+  for (const [k, e] of results) if (e.channelId === target.channelId && e.driverId === target.driverId) results.delete(k);
+  await page.goto(`${t.url}/#/neuron/${target.channelId}`);
+  const button = page.locator(`[data-testid="request-maps"][data-driver="${target.driverId}"]`);
+  await button.click();
+  assert.match((await page.locator('[data-testid="request-status"]').first().textContent({ timeout: 10_000 }))!, /queued|ready|asking/);
+  await page.waitForSelector(`[data-testid="neuron-pairs"] [data-testid="driver-card"][data-key^="${target.channelId}/${target.driverId}/"] canvas[data-testid="heatmap"]`, { timeout: 60_000 });
+  // once its maps are listed the button gives way to the pair
+  await button.waitFor({ state: 'detached', timeout: 10_000 });
+  await page.screenshot({ path: path.join(OUT, 'neuron-maps-on-request.png'), fullPage: true });
+});
+
 test('the follow-up panel asks for suggestions and shows them with thumbnails and reasons', async () => {
   await page.goto(`${t.url}/#/followup`);
   await page.waitForSelector('[data-testid="followup-send"]:not([disabled])', { timeout: 30_000 });
@@ -256,8 +310,27 @@ test('a live session is listed with its trials while it runs; the session clock 
   await page.waitForFunction((id) => [...document.querySelectorAll('[data-testid="recorded-session"]')].some((r) => r.textContent!.includes(id) && r.children[4].textContent === 'live' && Number(r.children[6].textContent) > 3), liveId, { timeout: 10_000 });
   assert.ok(!(await page.textContent('main'))!.includes('No sessions yet'));
   await page.screenshot({ path: path.join(OUT, 'sessions.png') });
+  // watched, the live session's clock and trial rate agree: trials over the clock's seconds is the rate shown
+  await page.locator('button.chip', { hasText: `${liveId} (live)` }).click();
+  await until(() => (t.app.store.get(liveId)?.latest?.trialsCompleted ?? 0) > 20, 'the live session past 20 trials', 800);
+  await page.waitForTimeout(3000);
+  const bar = (await page.textContent('[data-testid="session-bar"]'))!.replace(/\s+/g, ' ');
+  const m = /session (\d+):(\d\d):(\d\d) trials (\d+) \((\d+\.\d)\/s\)/.exec(bar);
+  assert.ok(m, bar);
+  const clockS = Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+  const [trials, rate] = [Number(m[4]), Number(m[5])];
+  assert.ok(rate > 1, bar);
+  assert.ok(Math.abs(trials / clockS - rate) / rate < 0.35, `${trials} trials in ${clockS} s against ${rate}/s: ${bar}`);
   stop.abort();
   (await second).client.close();
+  // ended: the clock stops and the rate is the session's average, so the two still agree
+  await page.waitForFunction(() => /\bended\b/.test(document.querySelector('[data-testid="session-bar"]')?.textContent ?? ''), null, { timeout: 10_000 });
+  const endBar = (await page.textContent('[data-testid="session-bar"]'))!.replace(/\s+/g, ' ');
+  await page.waitForTimeout(2100);
+  assert.equal((await page.textContent('[data-testid="session-bar"]'))!.replace(/\s+/g, ' ').match(/session \S+/)![0], endBar.match(/session \S+/)![0]);
+  const e = /session (\d+):(\d\d):(\d\d) trials (\d+) \((\d+\.\d)\/s\)/.exec(endBar)!;
+  const endS = Number(e[1]) * 3600 + Number(e[2]) * 60 + Number(e[3]);
+  assert.ok(Math.abs(Number(e[4]) / endS - Number(e[5])) <= 0.05 + Number(e[5]) * 0.01, endBar);
   // the first session ended long ago: its clock stands still
   await page.locator('button.chip', { hasText: `${sim.sessionId} (ended)` }).click();
   await page.waitForFunction((id) => document.querySelector('[data-testid="session-bar"]')?.textContent?.includes('ended'), sim.sessionId);
