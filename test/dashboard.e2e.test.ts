@@ -331,6 +331,12 @@ test('a live session is listed with its trials while it runs; the session clock 
   const e = /session (\d+):(\d\d):(\d\d) trials (\d+) \((\d+\.\d)\/s\)/.exec(endBar)!;
   const endS = Number(e[1]) * 3600 + Number(e[2]) * 60 + Number(e[3]);
   assert.ok(Math.abs(Number(e[4]) / endS - Number(e[5])) <= 0.05 + Number(e[5]) * 0.01, endBar);
+  // the end time is the server's (in the sessions list), so a reloaded page shows the same stopped clock
+  assert.ok(t.app.store.summary(t.app.store.get(liveId)!).endedAt);
+  await page.reload();
+  await page.locator('button.chip', { hasText: `${liveId} (ended)` }).click();
+  await page.waitForFunction((n) => document.querySelector('[data-testid="trials"]')?.textContent?.includes(`trials ${n} `), e[4]);
+  assert.equal((await page.textContent('[data-testid="session-clock"]'))!.replace(/\s+/g, ' ').trim(), endBar.match(/session \S+/)![0]);
   // the first session ended long ago: its clock stands still
   await page.locator('button.chip', { hasText: `${sim.sessionId} (ended)` }).click();
   await page.waitForFunction((id) => document.querySelector('[data-testid="session-bar"]')?.textContent?.includes('ended'), sim.sessionId);

@@ -30,6 +30,8 @@ export interface Runtime {
   sourceSessionId?: string;
   state: SessionState;
   startedAt: string;
+  /** When the session ended (the dashboard's session clock stops there, also after a page reload). */
+  endedAt?: string;
   start: SessionStart;
   guard: GuardState | null;
   frames$: Subject<Frame> | null;
@@ -279,6 +281,7 @@ export class SessionStore {
 
   setState(rt: Runtime, state: SessionState): void {
     rt.state = state;
+    if (state === 'ended' && !rt.endedAt) rt.endedAt = new Date().toISOString();
     this.changed$.next(rt);
   }
 
@@ -319,6 +322,7 @@ export class SessionStore {
       channels: rt.start.channels.length,
       records: rt.replay ? rt.replay.position : (rt.guard?.lastAcceptedSeq ?? 0) + 1,
       trialsCompleted: rt.latest?.trialsCompleted ?? 0,
+      ...(rt.endedAt ? { endedAt: rt.endedAt } : {}),
       ...(rt.sourceSessionId ? { sourceSessionId: rt.sourceSessionId } : {}),
     };
   }
