@@ -149,7 +149,9 @@ export class ModelReports {
 
   private start(): Worker {
     if (!this.worker) {
-      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './report-worker.ts' } });
+      // at the normal priority: reports are what GET /models, the score history and the dashboards show, and a
+      // niced report thread fell behind a fast session (the first report after 250 of 700 trials)
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './report-worker.ts', nice: 0 } });
       w.on('message', (msg: { id: number }) => this.handlers.get(msg.id)?.(msg as never));
       w.on('error', (e) => {
         this.worker = null;

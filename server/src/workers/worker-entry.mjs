@@ -4,8 +4,9 @@
 // Every analysis thread runs at a lower scheduling priority than the event loop that acknowledges rig
 // events (nice + workerData.nice, default 10; on Linux a thread's nice value is its own, and threads it
 // starts inherit it): with two cores busy with features, maps, reports and refits, the rig's thread still
-// gets a core at once. The feature/map threads ask for less (compute-client.ts): their features are
-// compared with a plain script that runs at the normal priority.
+// gets a core at once. The feature/map threads ask for less (compute-client.ts: +4; their features are
+// compared with a plain script that runs at the normal priority), the report thread for none
+// (report-client.ts: what GET /models and the dashboards show must keep up with a fast session).
 import os from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
