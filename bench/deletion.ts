@@ -5,15 +5,17 @@
  * to grey in map order, the neuron's model response after deleting 5%, 15%, ..., 95%, averaged (the
  * curve's area; lower = faster). Baseline: the plain gradient of the neuron's response, |J^T w| summed over
  * colour channels, same run. Also: that gradient smoothed like the display, integrated gradients (8 steps)
- * for all, random order.
+ * for all, the server's default map (config compute.maps), random order.
  */
 import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
-import { attribution, gradientMapOptions, displayMap, sharedFeatureMaps, type FeatureFn } from '../server/src/compute/shared-feature-maps.ts';
+import { attribution, featureMoments, gradientMapOptions, displayMap, graphFeatureFn, sharedFeatureMaps, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { loadImage } from '../server/src/compute/image-input.ts';
+import { loadConfig } from '../server/src/config.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { deletionArea, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
-import { root, tmpDir } from './support.ts';
+import { demoStimuli, root, tmpDir } from './support.ts';
 
 export async function run(): Promise<Record<string, unknown>> {
   const backend = await initBackend('wasm');
@@ -21,6 +23,17 @@ export async function run(): Promise<Record<string, unknown>> {
   const model = await loadModel(spec);
   const phi: FeatureFn = (x) => featuresOf(model, spec, x);
   const images = path.join(root, 'stimuli/demo/images');
+  // the server's default map (config/default.json's compute.maps) with the demo set's feature moments
+  const phiSplit = graphFeatureFn(model, spec);
+  const rows: number[] = [];
+  for (const s of demoStimuli) {
+    const x = tf.tensor4d(await loadImage(path.join(root, 'stimuli/demo', s.file), 224), [1, 224, 224, 3]);
+    rows.push(...tf.tidy(() => phiSplit(x).dataSync()));
+    x.dispose();
+  }
+  const moments = featureMoments(rows, rows.length / demoStimuli.length);
+  const c = loadConfig(root, {}).compute.maps;
+  const defaultOpts: MapOptions = { ...c, featureMean: moments.mean, featureSd: moments.sd };
   const r = mulberry32(7);
   const sums: Record<string, number> = {};
   const scenes: Record<string, Record<string, number>> = {};
@@ -37,6 +50,7 @@ export async function run(): Promise<Record<string, unknown>> {
       maps[`plain gradient smoothed ${gradientMapOptions.smoothSigmaPx} px${tag}`] = displayMap(g, gradientMapOptions.smoothSigmaPx).dataSync() as Float32Array;
       g.dispose();
     }
+    maps[`default map (${c.method}, ${c.features} v${c.positiveOnly ? ', positive part' : ', signed'})`] = sharedFeatureMaps(phiSplit, xO, xRef, w, defaultOpts).driverMap;
     maps.random = Float32Array.from(maps['shared map'], () => r());
     const areas = Object.fromEntries(Object.entries(maps).map(([k, m]) => [k, deletionArea(phi, xO, w, m)]));
     tf.dispose([wT, xO, xRef]);
