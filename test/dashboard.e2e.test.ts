@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
-import { mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
+import { CARD_MAP_PX, mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -182,7 +182,9 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
         colourOf.set(v, rgb);
       }
     return { clashes, width: canvas.width, mapSide: bmp.height, values: colourOf.size };
-  }, `${mapsUrl(sim.sessionId, api.pairs[0])}`);
+  }, `${mapsUrl(sim.sessionId, api.pairs[0])}?px=${Math.min(CARD_MAP_PX, api.pairs[0].size)}`);
+  // the cards' maps are asked for at the cards' size (bytes on the wire), the enlarged view's at full size
+  assert.equal(painted.mapSide, Math.min(CARD_MAP_PX, api.pairs[0].size));
   assert.equal(painted.width, painted.mapSide);
   assert.equal(painted.clashes, 0);
   assert.ok(painted.values > 20, `${painted.values} distinct map values`);
@@ -191,6 +193,8 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   await big.waitFor();
   assert.equal(await big.locator('img').count(), 4);
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="pair-enlarged"] canvas[data-testid="heatmap"]').length === 2);
+  // enlarged: the full-size maps replace the card's
+  await page.waitForFunction((side) => [...document.querySelectorAll<HTMLCanvasElement>('[data-testid="pair-enlarged"] canvas[data-testid="heatmap"]')].every((c) => c.width === side), api.pairs[0].size);
   await page.waitForTimeout(200);
   await page.screenshot({ path: path.join(OUT, 'drivers-enlarged.png') });
   await page.keyboard.press('Escape');

@@ -148,6 +148,50 @@ test('a pair\'s maps arrive as one small greyscale PNG holding both maps exactly
   assert.equal((await apiFetch(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs/maps/ch001/x/y`)).status, 404);
 });
 
+test('a pair\'s maps shrunk for the cards (?px): each map shrunk on its own, close to a 2x2 box average (numpy), and px checked', async () => {
+  const pair = ((await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=1`)).body as DriverPairsPage).pairs[0];
+  const e = explanation(pair.channelId, pair.driverId, pair.referenceId);
+  const half = e.size / 2;
+  const res = await apiFetch(`${t.url}${mapsUrl(sim.sessionId, pair)}?px=${half}`);
+  assert.equal(res.status, 200);
+  const png = Buffer.from(await res.arrayBuffer());
+  const full = Buffer.concat([Buffer.from(e.driverMap), Buffer.from(e.referenceMap)]);
+  // Pillow decodes; numpy box-averages the full maps; both halves compared: correlation, peak, largest difference
+  const py = [
+    'import sys, io, json, numpy as np',
+    'from PIL import Image',
+    'data = sys.stdin.buffer.read()',
+    `n, h, cut = ${e.size}, ${half}, ${png.length}`,
+    'im = Image.open(io.BytesIO(data[:cut]))',
+    'got = np.asarray(im, dtype=float)',
+    'full = np.frombuffer(data[cut:], dtype=np.uint8).astype(float).reshape(2, n, n)',
+    'out = {"mode": im.mode, "size": list(im.size), "halves": []}',
+    'for k in range(2):',
+    '    box = full[k].reshape(h, 2, h, 2).mean(axis=(1, 3))',
+    '    g = got[:, k * h:(k + 1) * h]',
+    '    pg, pb = np.unravel_index(g.argmax(), g.shape), np.unravel_index(box.argmax(), box.shape)',
+    '    out["halves"].append({"r": float(np.corrcoef(g.ravel(), box.ravel())[0, 1]), "peakShift": int(max(abs(pg[0] - pb[0]), abs(pg[1] - pb[1]))), "maxDiff": float(abs(g - box).max())})',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const out = JSON.parse(execFileSync('/usr/bin/python3', ['-c', py], { input: Buffer.concat([png, full]) }).toString());
+  assert.equal(out.mode, 'L');
+  assert.deepEqual(out.size, [2 * half, half]);
+  for (const h of out.halves) {
+    assert.ok(h.r > 0.98, `shrunk map against the box average: r ${h.r}`);
+    assert.ok(h.peakShift <= 1, `peak moved ${h.peakShift} px`);
+    assert.ok(h.maxDiff <= 24, `largest difference ${h.maxDiff} grey levels`);
+  }
+  // a shrunk map has its own validator: a cached full-size PNG never answers for it
+  assert.notEqual(res.headers.get('etag'), (await apiFetch(`${t.url}${mapsUrl(sim.sessionId, pair)}`)).headers.get('etag'));
+  const before = t.logs.filter((l) => l.msg === 'driver-pairs request rejected').length;
+  for (const bad of ['0', '8', String(e.size + 1), '12.5', 'abc', '']) {
+    const r = await apiFetch(`${t.url}${mapsUrl(sim.sessionId, pair)}?px=${bad}`);
+    assert.equal(r.status, 400, `px=${bad}`);
+    assert.match(((await r.json()) as { error: { message: string } }).error.message, new RegExp(`px must be a whole number 16\\.\\.${e.size} \\(the maps' size\\), got "${bad.replace('.', '\\.')}"`));
+  }
+  assert.equal(t.logs.filter((l) => l.msg === 'driver-pairs request rejected').length, before + 6);
+});
+
 test('a revisit costs nothing: maps asked for by version are immutable, otherwise revalidated by ETag (304); an unchanged page of pairs answers 304; a stale pair is listed as stale', async () => {
   const results = t.app.driverPairs.get(sim.sessionId)!;
   // as a browser's cache revalidates (fetch() itself would add Cache-Control: no-cache to a conditional request)

@@ -2,12 +2,22 @@
  * Shared-feature maps of one driver pair, fetched as one greyscale PNG (driver left, reference right, values
  * 0-255 on the pair's shared scale) only when a card comes on screen, decoded once and kept in a small cache.
  */
-const cache = new Map<string, Promise<{ driver: Uint8Array; reference: Uint8Array }>>();
-const MAX_CACHED = 120;
+export interface PairMaps {
+  driver: Uint8Array;
+  reference: Uint8Array;
+  /** Side of each map as fetched (px). */
+  size: number;
+}
+const cache = new Map<string, Promise<PairMaps>>();
+/** Decoded maps kept in the page: 2 x 112^2 bytes each for the cards' maps, so about 8 MB at most. */
+const MAX_CACHED = 320;
 
-/** Loads and splits a pair's maps; `version` (e.g. computedAt) refetches maps recomputed under the same key. */
-export function pairMaps(url: string, size: number, version: string): Promise<{ driver: Uint8Array; reference: Uint8Array }> {
-  const key = `${url}@${version}`;
+/**
+ * Loads and splits a pair's maps; `version` (e.g. computedAt) refetches maps recomputed under the same key;
+ * `px` asks the server for maps shrunk to px by px (the cards), none for the full size (the enlarged view).
+ */
+export function pairMaps(url: string, version: string, px?: number): Promise<PairMaps> {
+  const key = `${url}@${version}:${px ?? 'full'}`;
   let p = cache.get(key);
   if (p) {
     // most recently used last, so the oldest leaves first
@@ -16,7 +26,7 @@ export function pairMaps(url: string, size: number, version: string): Promise<{ 
     return p;
   }
   // ahead of the cards' stimulus images in the browser's six connections (first paint of the gallery)
-  p = fetch(`${url}?v=${encodeURIComponent(version)}`, { priority: 'high' } as RequestInit)
+  p = fetch(`${url}?v=${encodeURIComponent(version)}${px ? `&px=${px}` : ''}`, { priority: 'high' } as RequestInit)
     .then((r) => {
       if (!r.ok) throw new Error(`maps ${r.status}`);
       return r.blob();
@@ -28,6 +38,8 @@ export function pairMaps(url: string, size: number, version: string): Promise<{ 
       const ctx = c.getContext('2d')!;
       ctx.drawImage(bmp, 0, 0);
       const rgba = ctx.getImageData(0, 0, bmp.width, bmp.height).data;
+      // read before close(): a closed bitmap's sides are 0
+      const size = bmp.height;
       bmp.close();
       const driver = new Uint8Array(size * size);
       const reference = new Uint8Array(size * size);
@@ -36,7 +48,7 @@ export function pairMaps(url: string, size: number, version: string): Promise<{ 
           driver[y * size + x] = rgba[(y * 2 * size + x) * 4];
           reference[y * size + x] = rgba[(y * 2 * size + size + x) * 4];
         }
-      return { driver, reference };
+      return { driver, reference, size };
     });
   p.catch(() => cache.delete(key));
   cache.set(key, p);

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Router } from 'express';
 import sharp from 'sharp';
-import type { Explanation } from '@sharedlens/shared';
+import { CARD_MAP_PX, type Explanation } from '@sharedlens/shared';
 import { channelStats } from '../compute/neuron-stats.ts';
 import { classifyPairs, pairKey, queryPairs, type PairQuery, type PairRow } from '../compute/driver-pairs.ts';
 import type { Runtime, SessionStore } from '../sinks/session-store.ts';
@@ -23,6 +23,8 @@ export interface DriverPairsRouterDeps {
 }
 
 const MAX_LIMIT = 200;
+/** Smallest map side one may ask for (below it a map shows nothing). */
+const MIN_MAP_PX = 16;
 const SORTS = new Set(['channel', 'similarity', 'strength']);
 
 /** Current and retired pairs of a runtime. */
@@ -33,33 +35,40 @@ export function pairsOf(store: SessionStore, results: DriverPairsRouterDeps['res
 }
 
 /**
- * Greyscale PNG of a pair's maps, driver left and reference right (2 x size by size pixels, values 0-255
- * on the pair's shared colour scale); about 10-20 kB for 224-pixel maps against 133 kB of base64 each.
+ * Greyscale PNG of a pair's maps, driver left and reference right (2 x px by px pixels, values 0-255 on the
+ * pair's shared colour scale); about 10-20 kB for 224-pixel maps against 133 kB of base64 each. `px` below
+ * the maps' size shrinks each map on its own (sharp, area-averaging kernel) for the gallery's cards, which show
+ * them at 180 css px; the enlarged view asks for the full size.
  */
-export function mapsPng(e: Explanation): Promise<Buffer> {
+export async function mapsPng(e: Explanation, px = e.size): Promise<Buffer> {
   const n = e.size;
-  const both = Buffer.alloc(2 * n * n);
-  for (let y = 0; y < n; y++) {
-    both.set(e.driverMap.subarray(y * n, (y + 1) * n), y * 2 * n);
-    both.set(e.referenceMap.subarray(y * n, (y + 1) * n), y * 2 * n + n);
+  const shrink = (m: Uint8Array) =>
+    px === n ? Promise.resolve(Buffer.from(m.buffer, m.byteOffset, n * n)) : sharp(m, { raw: { width: n, height: n, channels: 1 } }).resize(px, px, { kernel: 'mitchell' }).extractChannel(0).raw().toBuffer();
+  const [d, r] = await Promise.all([shrink(e.driverMap), shrink(e.referenceMap)]);
+  const both = Buffer.alloc(2 * px * px);
+  for (let y = 0; y < px; y++) {
+    both.set(d.subarray(y * px, (y + 1) * px), y * 2 * px);
+    both.set(r.subarray(y * px, (y + 1) * px), y * 2 * px + px);
   }
   // level 6 with adaptive filters: within 5% of level 9's size at a fifth of its time for smooth maps (bench/dashboard)
-  return sharp(both, { raw: { width: 2 * n, height: n, channels: 1 } }).toColourspace('b-w').png({ compressionLevel: 6, adaptiveFiltering: true }).toBuffer();
+  return sharp(both, { raw: { width: 2 * px, height: px, channels: 1 } }).toColourspace('b-w').png({ compressionLevel: 6, adaptiveFiltering: true }).toBuffer();
 }
 
 /** Strong validator of a pair's maps: they change only when recomputed (a new computedAt). */
-export const mapsEtag = (e: Pick<Explanation, 'channelId' | 'driverId' | 'referenceId' | 'computedAt'>) =>
-  `"${createHash('sha1').update(`${pairKey(e)}@${e.computedAt}`).digest('base64url').slice(0, 20)}"`;
+export const mapsEtag = (e: Pick<Explanation, 'channelId' | 'driverId' | 'referenceId' | 'computedAt' | 'size'>, px = e.size) =>
+  `"${createHash('sha1').update(`${pairKey(e)}@${e.computedAt}${px === e.size ? '' : `:${px}`}`).digest('base64url').slice(0, 20)}"`;
 
 /** Routes mounted at /api/sessions: GET /:id/driver-pairs, GET /:id/driver-pairs/maps/:channelId/:driverId/:referenceId. */
 export function driverPairsRouter(deps: DriverPairsRouterDeps): Router {
   const router = Router();
-  const pngs = new WeakMap<Explanation, Promise<Buffer>>();
-  const pngOf = (e: Explanation) => {
-    let png = pngs.get(e);
+  const pngs = new WeakMap<Explanation, Map<number, Promise<Buffer>>>();
+  const pngOf = (e: Explanation, px = e.size) => {
+    let bySize = pngs.get(e);
+    if (!bySize) pngs.set(e, (bySize = new Map()));
+    let png = bySize.get(px);
     if (!png) {
-      pngs.set(e, (png = mapsPng(e)));
-      png.catch(() => pngs.delete(e));
+      bySize.set(px, (png = mapsPng(e, px)));
+      png.catch(() => bySize.delete(px));
     }
     return png;
   };
@@ -99,7 +108,7 @@ export function driverPairsRouter(deps: DriverPairsRouterDeps): Router {
     const newest = newestByKey(rt.id);
     for (const p of shown) {
       const e = newest.get(p.key);
-      if (e) pngOf(e).catch(() => {});
+      if (e) pngOf(e, Math.min(CARD_MAP_PX, e.size)).catch(() => {});
     }
     // revalidated on every load (ETag from the body): an unchanged page costs a 304, not its JSON again
     res.set('Cache-Control', 'no-cache');
@@ -122,14 +131,21 @@ export function driverPairsRouter(deps: DriverPairsRouterDeps): Router {
     const key = pairKey(req.params);
     const e = newestByKey(rt.id).get(key);
     if (!e) return apiError(res, 404, 'unknown-pair', `no maps for ${key} in session ${rt.id}`);
+    const pxQuery = req.query.px;
+    const px = pxQuery === undefined ? e.size : Number(pxQuery);
+    if (!Number.isInteger(px) || px < MIN_MAP_PX || px > e.size) {
+      const problem = `px must be a whole number ${MIN_MAP_PX}..${e.size} (the maps' size), got "${String(pxQuery)}"`;
+      deps.log('driver-pairs request rejected', { sessionId: rt.id, problem });
+      return apiError(res, 400, 'bad-query', problem);
+    }
     // maps asked for by version (?v=computedAt, as the dashboard asks) never change under that URL: a
     // revisit is served from the browser's cache; without it (or for an older version) the browser
     // revalidates with the ETag and an unchanged pair costs a 304
-    res.set('ETag', mapsEtag(e));
+    res.set('ETag', mapsEtag(e, px));
     res.set('Cache-Control', req.query.v === e.computedAt ? 'private, max-age=31536000, immutable' : 'private, no-cache');
     if (req.fresh) return res.status(304).end();
     try {
-      res.type('png').send(await pngOf(e));
+      res.type('png').send(await pngOf(e, px));
     } catch (err) {
       next(err);
     }

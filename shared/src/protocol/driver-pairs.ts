@@ -49,7 +49,13 @@ export interface DriverPairsPage {
 }
 
 /**
- * URL of a pair's maps: a greyscale PNG, 2 x size by size pixels, driver left and reference right, values
+ * Side of the maps the gallery's cards ask for (`?px=`): the cards show them at 180 css px, so half of the
+ * 224-pixel maps costs a quarter of the bytes and no visible detail; the enlarged view asks for the full size.
+ */
+export const CARD_MAP_PX = 112;
+
+/**
+ * URL of a pair's maps (`?px=N` for N by N maps, shrunk on the server): a greyscale PNG, 2 x size by size pixels, driver left and reference right, values
  * 0-255 on one colour scale shared by both.
  */
 export const mapsUrl = (sessionId: string, p: Pick<DriverPair, 'channelId' | 'driverId' | 'referenceId'>) =>
