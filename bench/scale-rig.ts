@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { io } from 'socket.io-client';
 import { encodePayload, type Stimulus } from '@sharedlens/shared';
-import { createFeatureNeurons, mulberry32, shuffle } from '../server/src/sim/synthetic-neurons.ts';
+import { createFeatureNeurons, mulberry32, poissonKnuth, shuffle } from '../server/src/sim/synthetic-neurons.ts';
 
 interface Args {
   url: string;
@@ -106,15 +106,6 @@ const rand = mulberry32(7);
  * stimulus: the same counts from the same random numbers, one exp per channel and trial instead of one per
  * bin (the simulated rig shares the server's two cores; a real rig does not).
  */
-const knuth = (l: number): number => {
-  let k = 0;
-  let p = rand();
-  while (p > l) {
-    k++;
-    p *= rand();
-  }
-  return k;
-};
 const lBase = Float64Array.from(neurons, (n) => Math.exp(-n.baselineHz / 1000));
 const lEvoked = new Float64Array(C);
 const BINS = 50;
@@ -139,7 +130,7 @@ while (now() - wall0 < args.seconds * 1000) {
       const t = tMs + b;
       const evoked = t >= onsetMs + 40 && t < onsetMs + ON + 40;
       const l = evoked ? lEvoked : lBase;
-      for (let c = 0; c < C; c++) counts[b * C + c] = knuth(l[c]);
+      for (let c = 0; c < C; c++) counts[b * C + c] = poissonKnuth(rand, l[c]);
     }
     emit('counts:binned', { startMs: tMs, binWidthMs: 1, counts });
     tMs += BINS;

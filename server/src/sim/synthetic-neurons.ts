@@ -31,7 +31,11 @@ export function shuffle<T>(xs: T[], rand: () => number): T[] {
 export function poisson(rand: () => number, mean: number): number {
   if (mean <= 0) return 0;
   if (mean > 30) return Math.max(0, Math.round(mean + Math.sqrt(mean) * gaussian(rand)));
-  const l = Math.exp(-mean);
+  return poissonKnuth(rand, Math.exp(-mean));
+}
+
+/** Knuth's product method given l = exp(-mean), for callers that look the exponential up instead of computing it. */
+export function poissonKnuth(rand: () => number, l: number): number {
   let k = 0;
   let p = rand();
   while (p > l) {
