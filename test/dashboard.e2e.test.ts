@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
-import { CARD_MAP_PX, mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
+import { cardMapPx, mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -182,9 +182,9 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
         colourOf.set(v, rgb);
       }
     return { clashes, width: canvas.width, mapSide: bmp.height, values: colourOf.size };
-  }, `${mapsUrl(sim.sessionId, api.pairs[0])}?px=${Math.min(CARD_MAP_PX, api.pairs[0].size)}`);
+  }, `${mapsUrl(sim.sessionId, api.pairs[0])}?px=${cardMapPx(api.pairs[0])}`);
   // the cards' maps are asked for at the cards' size (bytes on the wire), the enlarged view's at full size
-  assert.equal(painted.mapSide, Math.min(CARD_MAP_PX, api.pairs[0].size));
+  assert.equal(painted.mapSide, cardMapPx(api.pairs[0]));
   assert.equal(painted.width, painted.mapSide);
   assert.equal(painted.clashes, 0);
   assert.ok(painted.values > 20, `${painted.values} distinct map values`);

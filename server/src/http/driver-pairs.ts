@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Router } from 'express';
 import sharp from 'sharp';
-import { CARD_MAP_PX, type Explanation } from '@sharedlens/shared';
+import { cardMapPx, type Explanation } from '@sharedlens/shared';
 import { channelStats } from '../compute/neuron-stats.ts';
 import { classifyPairs, pairKey, queryPairs, type PairQuery, type PairRow } from '../compute/driver-pairs.ts';
 import type { Runtime, SessionStore } from '../sinks/session-store.ts';
@@ -108,7 +108,7 @@ export function driverPairsRouter(deps: DriverPairsRouterDeps): Router {
     const newest = newestByKey(rt.id);
     for (const p of shown) {
       const e = newest.get(p.key);
-      if (e) pngOf(e, Math.min(CARD_MAP_PX, e.size)).catch(() => {});
+      if (e) pngOf(e, cardMapPx(e)).catch(() => {});
     }
     // revalidated on every load (ETag from the body): an unchanged page costs a 304, not its JSON again
     res.set('Cache-Control', 'no-cache');

@@ -53,6 +53,8 @@ export interface DriverPairsPage {
  * 224-pixel maps costs a quarter of the bytes and no visible detail; the enlarged view asks for the full size.
  */
 export const CARD_MAP_PX = 112;
+/** Side of a pair's maps on its card: CARD_MAP_PX, or the maps' own size when smaller. */
+export const cardMapPx = (p: Pick<DriverPair, 'size'>) => Math.min(CARD_MAP_PX, p.size);
 
 /**
  * URL of a pair's maps (`?px=N` for N by N maps, shrunk on the server): a greyscale PNG, 2 x size by size pixels, driver left and reference right, values
