@@ -123,16 +123,24 @@ test('map jobs leave no tensors and no wasm heap growth behind (hours of jobs in
   }
 });
 
-test("the 'layer' map is the activation's change from the blank screen times the finite-difference gradient of <v, phi> at the layer, positive part, summed over channels", () => {
-  const r = mulberry32(5);
+/**
+ * A two-layer network split at a 10 x 10 x 4 layer (stride 1 'same' below the cut: the layer has the image's
+ * size, so the resize is the identity), a 10 x 10 image and a readout v over its 6 features, from `seed`.
+ */
+function smallSplitNetwork(seed: number) {
+  const r = mulberry32(seed);
   const w1 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 3 * 4 }, () => r() - 0.5), [3, 3, 3, 4]);
   const w2 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 4 * 6 }, () => r() - 0.5), [3, 3, 4, 6]);
-  // stride 1 'same' below the cut: the layer has the image's size, so the resize is the identity
   const lower = (x: tf.Tensor4D) => tf.tidy(() => tf.relu6(tf.conv2d(x, w1, 1, 'same')) as tf.Tensor4D);
   const upper = (a: tf.Tensor4D) => tf.tidy(() => tf.mean(tf.relu6(tf.conv2d(a, w2, 2, 'same')), [1, 2]) as tf.Tensor2D);
   const small: FeatureFn = Object.assign((x: tf.Tensor4D) => tf.tidy(() => upper(lower(x))), { split: () => ({ lower, upper }) });
   const x = tf.tensor4d(Float32Array.from({ length: 10 * 10 * 3 }, () => r()), [1, 10, 10, 3]);
   const v = Float32Array.from({ length: 6 }, () => r() - 0.3);
+  return { w1, w2, lower, upper, small, x, v };
+}
+
+test("the 'layer' map is the activation's change from the blank screen times the finite-difference gradient of <v, phi> at the layer, positive part, summed over channels", () => {
+  const { w1, w2, lower, upper, small, x, v } = smallSplitNetwork(5);
   const map = rawMap(small, x, tf.tensor1d(v), { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 0, method: 'layer', layer: 'cut' }).dataSync();
   const a = lower(x);
   const av = Float64Array.from(a.dataSync());
@@ -161,14 +169,7 @@ test("the 'layer' map is the activation's change from the blank screen times the
 });
 
 test("the 'layerOcclusion' map is the fall of <v, phi> when squares of layer cells take the blank screen's activation, averaged over the squares covering each cell", () => {
-  const r = mulberry32(9);
-  const w1 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 3 * 4 }, () => r() - 0.5), [3, 3, 3, 4]);
-  const w2 = tf.tensor4d(Float32Array.from({ length: 3 * 3 * 4 * 6 }, () => r() - 0.5), [3, 3, 4, 6]);
-  const lower = (x: tf.Tensor4D) => tf.tidy(() => tf.relu6(tf.conv2d(x, w1, 1, 'same')) as tf.Tensor4D);
-  const upper = (a: tf.Tensor4D) => tf.tidy(() => tf.mean(tf.relu6(tf.conv2d(a, w2, 2, 'same')), [1, 2]) as tf.Tensor2D);
-  const small: FeatureFn = Object.assign((x: tf.Tensor4D) => tf.tidy(() => upper(lower(x))), { split: () => ({ lower, upper }) });
-  const x = tf.tensor4d(Float32Array.from({ length: 10 * 10 * 3 }, () => r()), [1, 10, 10, 3]);
-  const v = Float32Array.from({ length: 6 }, () => r() - 0.3);
+  const { w1, w2, lower, upper, small, x, v } = smallSplitNetwork(9);
   const av = lower(x).dataSync();
   const a0 = lower(tf.fill(x.shape, BLANK) as tf.Tensor4D).dataSync();
   const response = (vals: Float32Array) => tf.tidy(() => tf.sum(tf.mul(upper(tf.tensor4d(vals, [1, 10, 10, 4])), tf.tensor1d(v))).dataSync()[0]);
