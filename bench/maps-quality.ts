@@ -7,7 +7,10 @@
  * `Strict`: inside the part itself; `Fair`: only where the neuron's response falls most when its own part is
  * greyed), the same for two neurons on one pair (each its own part), mass per area in the box over outside,
  * readout randomisation (median Spearman correlation of the neuron's map with the map from a random Gaussian
- * readout and from an all-ones readout; `NonZero`: over the pixels where either map is non-zero), cascading randomisation of the network's top layers, the share of mass on the part present in
+ * readout and from an all-ones readout; `NonZero`: over the pixels where either map is non-zero; `GroundTruth`: the
+ * same correlations between the ground-truth maps of the two readouts, i.e. what a map right at the resolution of
+ * the planted regions scores; `groundTruthRankCorr`: the neuron's map against its ground-truth map, each region
+ * of the driver valued by the fall of <v, phi> when it is removed), cascading randomisation of the network's top layers, the share of mass on the part present in
  * both images against one present in the driver only, the bottom-right corner on grey backgrounds, and the
  * seconds per pair on two worker threads (wasm).
  * BENCH_MAPS_QUICK=1: 4 scenes, for development (BENCH_MAPS_SCENES, BENCH_MAPS_SUBSET and BENCH_MAPS_ONLY, a list of
@@ -19,10 +22,10 @@ import { performance } from 'node:perf_hooks';
 import { lastValueFrom } from 'rxjs';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, loadModel } from '../server/src/compute/feature-model.ts';
-import { featureMoments, graphFeatureFn, normalizePair, sideMap, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { featureMoments, graphFeatureFn, normalizePair, sharedVector, sideMap, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { loadImage } from '../server/src/compute/image-input.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
-import { POINTING_TOLERANCE_PX, QUADRANTS, PART, boxMassRatio, compose, cornerOverBackground, meanIn, plantedFair, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
+import { POINTING_TOLERANCE_PX, QUADRANTS, PART, boxMassRatio, compose, cornerOverBackground, driverRegionFeatures, meanIn, plantedFair, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root, tmpDir } from './support.ts';
 
@@ -67,6 +70,8 @@ export function candidates(): Record<string, MapOptions> {
     occlusion12Standardised: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3 },
     occlusion12StandardisedSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     occlusion12StandardisedSignedStep2: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
+    occlusion12StandardisedSignedStep1: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 1, positiveOnly: false },
+    occlusion12StandardisedSigned2x2: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 2, occlusionStride: 2, positiveOnly: false },
     occlusion12CentredSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
     layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },
@@ -97,12 +102,15 @@ export async function run(): Promise<Record<string, unknown>> {
   const { mean, sd } = featureMoments(setFeatures, setFeatures.length / demoStimuli.length);
   const only = process.env.BENCH_MAPS_ONLY?.split(',');
   const methods = Object.fromEntries(Object.entries(candidates()).filter(([k]) => !only || only.includes(k) || k === 'current').map(([k, o]) => [k, { ...o, featureMean: mean, featureSd: sd }]));
+  const chosen = process.env.BENCH_MAPS_DEFAULT ?? defaultName(methods);
+  // the default's row with the server's display smoothing (compute.maps.smoothSigmaPx), as the server runs it
+  if (chosen !== 'current') methods[chosen] = { ...methods[chosen], smoothSigmaPx: serverMaps().smoothSigmaPx };
   const scenes = plantedScenes(demoStimuli, N_SCENES);
   const rand = mulberry32(15);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  type Acc = { hit: boolean[]; hitStrict: boolean[]; hitShared: boolean[]; hitFair: boolean[]; massRatio: number[]; randCorr: number[]; onesCorr: number[]; randCorrNonZero: number[]; onesCorrNonZero: number[]; cascade: number[][]; shared: number[]; corner: number[]; seconds: number[] };
+  type Acc = { hit: boolean[]; hitStrict: boolean[]; hitShared: boolean[]; hitFair: boolean[]; massRatio: number[]; randCorr: number[]; onesCorr: number[]; randCorrNonZero: number[]; onesCorrNonZero: number[]; truthCorr: number[]; randCorrTruth: number[]; onesCorrTruth: number[]; cascade: number[][]; shared: number[]; corner: number[]; seconds: number[] };
   const acc: Record<string, Acc> = Object.fromEntries(
-    Object.keys(methods).map((k) => [k, { hit: [], hitStrict: [], hitShared: [], hitFair: [], massRatio: [], randCorr: [], onesCorr: [], randCorrNonZero: [], onesCorrNonZero: [], cascade: CASCADE.map(() => []), shared: [], corner: [], seconds: [] }]),
+    Object.keys(methods).map((k) => [k, { hit: [], hitStrict: [], hitShared: [], hitFair: [], massRatio: [], randCorr: [], onesCorr: [], randCorrNonZero: [], onesCorrNonZero: [], truthCorr: [], randCorrTruth: [], onesCorrTruth: [], cascade: CASCADE.map(() => []), shared: [], corner: [], seconds: [] }]),
   );
   const fair: boolean[] = [];
   const weights = model.weights as Record<string, tf.Tensor[]>;
@@ -123,6 +131,9 @@ export async function run(): Promise<Record<string, unknown>> {
     // the same part alone on grey (the corner artefact), in a quadrant other than the bottom-right
     const greyBox = { left: QUADRANTS[k % 3][0], top: QUADRANTS[k % 3][1], size: PART };
     const xGrey = await compose(dir, null, [{ file: s.parts.P, box: greyBox }]);
+    // the ground truth at the resolution of the planted regions (each part and the host removed in turn)
+    const regions = await driverRegionFeatures(phi, dir, s, xO);
+    const phiRef = tf.tidy(() => phi(xRef).dataSync() as Float32Array);
     for (const [name, opts] of Object.entries(methods)) {
       if (!ALL_SCENES.has(name) && k >= N_SUBSET) continue;
       const a = acc[name];
@@ -148,6 +159,13 @@ export async function run(): Promise<Record<string, unknown>> {
       a.onesCorr.push(rankCorrelation(dP, mOnes));
       a.randCorrNonZero.push(rankCorrelation(dP, mRand, true));
       a.onesCorrNonZero.push(rankCorrelation(dP, mOnes, true));
+      // the same for the ground-truth maps of the method's own v: what a map right at the regions' resolution scores
+      const moments = opts.features === 'standardised' ? { mean, sd } : opts.features === 'centred' ? { mean } : undefined;
+      const truth = (w: Float32Array) => regionOcclusionMap(regions, s.driverBoxes, sharedVector(w, regions.full, phiRef, opts.positiveOnly, moments));
+      const tP = truth(n.nP);
+      a.truthCorr.push(rankCorrelation(dP, tP));
+      a.randCorrTruth.push(rankCorrelation(tP, truth(wRand)));
+      a.onesCorrTruth.push(rankCorrelation(tP, truth(wOnes)));
       const dPR = driverOnly(n.nPR);
       const [inP, inR] = [meanIn(dPR, s.driverBoxes.P), meanIn(dPR, s.driverBoxes.R)];
       a.shared.push(inP + inR > 0 ? inP / (inP + inR) : 0.5);
@@ -193,6 +211,9 @@ export async function run(): Promise<Record<string, unknown>> {
         onesReadoutRankCorr: median(a.onesCorr),
         randomReadoutRankCorrNonZero: median(a.randCorrNonZero),
         onesReadoutRankCorrNonZero: median(a.onesCorrNonZero),
+        groundTruthRankCorr: median(a.truthCorr),
+        randomReadoutRankCorrGroundTruth: median(a.randCorrTruth),
+        onesReadoutRankCorrGroundTruth: median(a.onesCorrTruth),
         cascadingRankCorr: a.cascade.map(median),
         sharedMassShare: median(a.shared),
         cornerArtefactRate: rate(a.corner.map((c) => c > 3)),
@@ -203,12 +224,11 @@ export async function run(): Promise<Record<string, unknown>> {
   );
   const plantedFairRate = rate(fair);
   console.log(`  planted neurons whose response falls most when their own part is greyed: ${plantedFairRate.toFixed(2)} of ${fair.length}`);
-  console.log(`  ${'method'.padEnd(30)} hit  strict shared fair  mass  randR (nz)  onesR (nz)  cascade(1/2/4 blocks)  share  corner  s/pair`);
+  console.log(`  ${'method'.padEnd(30)} hit  strict shared fair  mass  randR (nz)  onesR (nz)  cascade(1/2/4 blocks)  share  corner  s/pair  truthR  truth: randR onesR`);
   for (const [name, m] of Object.entries(summary))
     console.log(
-      `  ${name.padEnd(30)} ${[m.pointingHitRate, m.pointingHitRateStrict, m.pointingHitRateShared, m.pointingHitRateFair].map((x) => x.toFixed(2)).join('  ')}  ${m.boxMassRatio.toFixed(2).padStart(5)} ${m.randomReadoutRankCorr.toFixed(2).padStart(5)} (${m.randomReadoutRankCorrNonZero.toFixed(2)})  ${m.onesReadoutRankCorr.toFixed(2).padStart(5)} (${m.onesReadoutRankCorrNonZero.toFixed(2)})  ${m.cascadingRankCorr.map((c) => c.toFixed(2)).join('/')}       ${m.sharedMassShare.toFixed(2)}   ${m.cornerArtefactRate.toFixed(2)}    ${m.pairSecondsOneThread.toFixed(2)}`,
+      `  ${name.padEnd(30)} ${[m.pointingHitRate, m.pointingHitRateStrict, m.pointingHitRateShared, m.pointingHitRateFair].map((x) => x.toFixed(2)).join('  ')}  ${m.boxMassRatio.toFixed(2).padStart(5)} ${m.randomReadoutRankCorr.toFixed(2).padStart(5)} (${m.randomReadoutRankCorrNonZero.toFixed(2)})  ${m.onesReadoutRankCorr.toFixed(2).padStart(5)} (${m.onesReadoutRankCorrNonZero.toFixed(2)})  ${m.cascadingRankCorr.map((c) => c.toFixed(2)).join('/')}       ${m.sharedMassShare.toFixed(2)}   ${m.cornerArtefactRate.toFixed(2)}    ${m.pairSecondsOneThread.toFixed(2)}   ${m.groundTruthRankCorr.toFixed(2)}   ${m.randomReadoutRankCorrGroundTruth.toFixed(2)} ${m.onesReadoutRankCorrGroundTruth.toFixed(2)}`,
     );
-  const chosen = process.env.BENCH_MAPS_DEFAULT ?? defaultName(methods);
   // the production path: the two sides of a pair on two worker threads (one per core), default and current
   const dataDir = tmpDir();
   const client = new ComputeClient({ cacheDir: dataDir, dataDir, backend: 'wasm', workers: 2 });
@@ -228,6 +248,11 @@ export async function run(): Promise<Record<string, unknown>> {
   };
   const pairSecondsDefault = await workerSeconds(methods[chosen]);
   const pairSecondsCurrent = await workerSeconds(methods.current);
+  // the other methods run on every scene too, so that a change of default can be judged from the same run
+  const pairSecondsTwoThreads: Record<string, number> = { [chosen]: pairSecondsDefault, current: pairSecondsCurrent };
+  for (const name of Object.keys(methods)) if (ALL_SCENES.has(name) && !(name in pairSecondsTwoThreads)) pairSecondsTwoThreads[name] = await workerSeconds(methods[name]);
+  for (const [name, sec] of Object.entries(pairSecondsTwoThreads)) (summary[name] as Record<string, unknown>).pairSecondsTwoThreads = sec;
+  console.log(`  pair on two worker threads: ${Object.entries(pairSecondsTwoThreads).map(([name, sec]) => `${name} ${sec.toFixed(2)} s`).join(', ')}`);
   await client.close();
   const d = summary[chosen];
   const c = summary.current;
@@ -258,6 +283,11 @@ export async function run(): Promise<Record<string, unknown>> {
     randomReadoutRankCorrNonZeroCurrent: c.randomReadoutRankCorrNonZero,
     onesReadoutRankCorrNonZero: d.onesReadoutRankCorrNonZero,
     onesReadoutRankCorrNonZeroCurrent: c.onesReadoutRankCorrNonZero,
+    groundTruthRankCorr: d.groundTruthRankCorr,
+    groundTruthRankCorrCurrent: c.groundTruthRankCorr,
+    randomReadoutRankCorrGroundTruth: d.randomReadoutRankCorrGroundTruth,
+    onesReadoutRankCorrGroundTruth: d.onesReadoutRankCorrGroundTruth,
+    onesReadoutRankCorrGroundTruthCurrent: c.onesReadoutRankCorrGroundTruth,
     cascadingRankCorr: d.cascadingRankCorr,
     cascadingRankCorrCurrent: c.cascadingRankCorr,
     sharedMassShare: d.sharedMassShare,
@@ -272,9 +302,12 @@ export async function run(): Promise<Record<string, unknown>> {
   };
 }
 
+/** The server's map options (config/default.json's compute.maps). */
+const serverMaps = () => JSON.parse(fs.readFileSync(path.join(root, 'config/default.json'), 'utf8')).compute.maps as MapOptions;
+
 /** The candidate the server uses by default (config/default.json's compute.maps), by its options. */
 function defaultName(methods: Record<string, MapOptions>): string {
-  const d = JSON.parse(fs.readFileSync(path.join(root, 'config/default.json'), 'utf8')).compute.maps as MapOptions;
+  const d = serverMaps();
   const layered = (o: MapOptions) => o.method === 'layer' || o.method === 'layerOcclusion';
   const same = (o: MapOptions) =>
     (o.method ?? 'gradient') === (d.method ?? 'gradient') &&

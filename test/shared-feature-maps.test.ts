@@ -7,7 +7,7 @@ import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
 import { BLANK, attribution, displayMap, featureMoments, graphFeatureFn, rawMap, sharedFeatureMaps, sharedVector, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { loadImage } from '../server/src/compute/image-input.ts';
-import { POINTING_TOLERANCE_PX, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
+import { POINTING_TOLERANCE_PX, driverRegionFeatures, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { A, B, SIZE, deletionArea, massIn, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
 import { demoStimuli, root, testConfig, tmpDir } from './helpers.ts';
@@ -218,6 +218,30 @@ print(json.dumps([spearmanr(a, b)[0], spearmanr(a[nz], b[nz])[0]]))`;
   assert.ok(Math.abs(all - nonZero) > 0.01, 'the shared zeros change the correlation');
 });
 
+test("the planted ground truth's region map equals numpy's: each part's pixels the fall of <v, phi> when it is removed, the host's fall per part area, positive part", () => {
+  const r = mulberry32(11);
+  const vec = () => Float32Array.from({ length: 8 }, () => r() - 0.5);
+  const regions = { full: vec(), without: { P: vec(), Q: vec(), R: vec(), host: vec() } };
+  const [s] = plantedScenes(demoStimuli, 1);
+  const v = vec();
+  const m = regionOcclusionMap(regions, s.driverBoxes, v);
+  const py = `import sys, json, numpy as np
+d = json.load(sys.stdin)
+v = np.array(d['v']); full = np.dot(d['full'], v)
+m = np.full((224, 224), max(0.0, (full - np.dot(d['without']['host'], v)) * 72 * 72 / (224 * 224 - 3 * 72 * 72)))
+for k in 'PQR':
+    b = d['boxes'][k]
+    m[b['top']:b['top'] + b['size'], b['left']:b['left'] + b['size']] = max(0.0, full - np.dot(d['without'][k], v))
+print(json.dumps(m.ravel().tolist()))`;
+  const plain = (f: Float32Array) => Array.from(f);
+  const input = { v: plain(v), full: plain(regions.full), without: Object.fromEntries(Object.entries(regions.without).map(([k, f]) => [k, plain(f)])), boxes: s.driverBoxes };
+  const expected = JSON.parse(execFileSync('/usr/bin/python3', ['-c', py], { input: JSON.stringify(input), maxBuffer: 1 << 24 }).toString()) as number[];
+  let worst = 0;
+  expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(e - m[i]))));
+  assert.ok(worst < 1e-5, `largest difference from numpy ${worst}`);
+  assert.ok(new Set(expected.map((e) => e.toFixed(6))).size >= 3, 'regions take different values');
+});
+
 /** The default map method (config/default.json's compute.maps) with the demo set's feature moments, as the server runs it. */
 async function defaultMethod(): Promise<{ phiSplit: FeatureFn; opts: MapOptions }> {
   const spec = ensureDefaultModel(tmpDir());
@@ -239,7 +263,7 @@ test('sanity checks on planted scenes: randomising the readout changes the defau
   const scenes = plantedScenes(demoStimuli, 4);
   const r = mulberry32(15);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-  const corr = { random: [] as number[], ones: [] as number[] };
+  const corr = { random: [] as number[], ones: [] as number[], onesTruth: [] as number[] };
   let own = 0;
   let hits = 0;
   const report: string[] = [];
@@ -249,7 +273,13 @@ test('sanity checks on planted scenes: randomising the readout changes the defau
     const side = (w: Float32Array, which: 'driver' | 'reference') => sideMap(phiSplit, xO, xRef, w, opts, which).map;
     const dP = side(n.nP, 'driver');
     corr.random.push(rankCorrelation(dP, side(Float32Array.from({ length: n.nP.length }, gauss), 'driver')));
-    corr.ones.push(rankCorrelation(dP, side(new Float32Array(n.nP.length).fill(1), 'driver')));
+    const ones = new Float32Array(n.nP.length).fill(1);
+    corr.ones.push(rankCorrelation(dP, side(ones, 'driver')));
+    // the ground truth's own: the maps that each region's removal gives, for the neuron and the all-ones readout
+    const regions = await driverRegionFeatures(phiSplit, path.join(root, 'stimuli/demo'), s, xO);
+    const phiRef = tf.tidy(() => phiSplit(xRef).dataSync() as Float32Array);
+    const truth = (w: Float32Array) => regionOcclusionMap(regions, s.driverBoxes, sharedVector(w, regions.full, phiRef, opts.positiveOnly, { mean: opts.featureMean!, sd: opts.featureSd }));
+    corr.onesTruth.push(rankCorrelation(truth(n.nP), truth(ones)));
     // each neuron's map peaks at its own part (pointing game) and has more mass per area there than on the
     // other neuron's part, in both images
     const maps = { P: [dP, side(n.nP, 'reference')], Q: [side(n.nQ, 'driver'), side(n.nQ, 'reference')] };
@@ -264,11 +294,14 @@ test('sanity checks on planted scenes: randomising the readout changes the defau
   }
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
   const ratios = report.map(Number);
-  // 16 maps (4 scenes, 2 neurons, 2 images); measured with the default (occlusion at expanded_conv_12, signed
-  // standardised v): 16 of 16 pointing, 16 own/other above 1, median ratio 4.52; random readouts median -0.01,
-  // all-ones 0.79 (the all-ones readout also marks the part the neuron shares with the other image: not asserted, the
-  // issue's target of 0.5 is not met, docs/compute.md)
-  t.diagnostic(`random ${corr.random.map((c) => c.toFixed(2))}; ones ${corr.ones.map((c) => c.toFixed(2))}; pointing ${hits}/16; own/other ${report.join(' ')} (${own} above 1, median ${median(ratios).toFixed(2)})`);
+  // 16 maps (4 scenes, 2 neurons, 2 images); measured with the default (occlusion at expanded_conv_12, 3 x 3
+  // cells every 2, signed standardised v): 15 of 16 pointing, 15 own/other above 1, median ratio 6.60; random
+  // readouts median 0.00; all-ones 0.81 0.22 0.78 0.29. The issue's all-ones target (median <= 0.5) is not asserted:
+  // the ground truth itself fails it here (the neuron's and the all-ones readout's region maps correlate 1.00 0.50
+  // 0.98 -0.17: the all-ones readout falls most, like the neuron, where the neuron's part is removed, since that
+  // part is shared by both images), and that is asserted, so the claim in docs/compute.md stays checked
+  t.diagnostic(`random ${corr.random.map((c) => c.toFixed(2))}; ones ${corr.ones.map((c) => c.toFixed(2))} (ground truth ${corr.onesTruth.map((c) => c.toFixed(2))}); pointing ${hits}/16; own/other ${report.join(' ')} (${own} above 1, median ${median(ratios).toFixed(2)})`);
+  assert.ok(median(corr.onesTruth) > 0.5, `ground truth's all-ones correlation ${corr.onesTruth.map((c) => c.toFixed(2))}`);
   assert.ok(median(corr.random) < 0.3, `rank correlation with random readouts ${corr.random.map((c) => c.toFixed(2))}`);
   assert.ok(hits >= 13, `${hits} of 16 maps point at their own neuron's part`);
   assert.ok(own >= 12 && median(ratios) > 2, `own part over the other neuron's part, per neuron and image: ${report.join(' ')}`);

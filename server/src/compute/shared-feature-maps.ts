@@ -270,7 +270,7 @@ function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer
 export function rawMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, opts: MapOptions): tf.Tensor4D {
   const method = opts.method ?? 'gradient';
   if (method === 'layer') return layerMap(phi, x, v, opts.layer ?? '', opts.integratedSteps);
-  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 3);
+  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 2);
   return tf.tidy(() => {
     const channelSum = (t: tf.Tensor) => tf.sum(t, 3, true) as tf.Tensor4D;
     switch (method) {

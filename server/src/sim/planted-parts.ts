@@ -184,6 +184,54 @@ export function plantedFair(phi: FeatureFn, x: tf.Tensor4D, w: Float32Array, own
   return mine > 0.1 * full && others.every((b) => fall(b) < mine);
 }
 
+/** The regions of a scene's driver image: its three parts and the host (everything outside the parts). */
+export type DriverRegion = 'P' | 'Q' | 'R' | 'host';
+
+/**
+ * The planted ground truth at the resolution of the scene's regions: phi of the driver, and phi of the driver
+ * with each region removed (a part set to grey; the host removed, i.e. the parts alone on grey).
+ */
+export async function driverRegionFeatures(phi: FeatureFn, dir: string, s: PlantedScene, xO: tf.Tensor4D): Promise<{ full: Float32Array; without: Record<DriverRegion, Float32Array> }> {
+  const read = (x: tf.Tensor4D, dispose: boolean) => {
+    const f = tf.tidy(() => phi(x).dataSync() as Float32Array);
+    if (dispose) x.dispose();
+    return f;
+  };
+  return {
+    full: read(xO, false),
+    without: {
+      P: read(greyBox(xO, s.driverBoxes.P), true),
+      Q: read(greyBox(xO, s.driverBoxes.Q), true),
+      R: read(greyBox(xO, s.driverBoxes.R), true),
+      host: read(await compose(dir, null, (['P', 'Q', 'R'] as const).map((k) => ({ file: s.parts[k], box: s.driverBoxes[k] }))), true),
+    },
+  };
+}
+
+/**
+ * The ground-truth map of a shared vector v on a scene's driver: each region's pixels take the fall of
+ * <v, phi> when that region is removed, per part area (the host's fall spread over its larger area), positive
+ * part. What a map that is right at the resolution of the planted regions shows; the rank correlations of
+ * two readouts' ground-truth maps are what a perfect map would score on the readout-randomisation measures.
+ */
+export function regionOcclusionMap(regions: { full: ArrayLike<number>; without: Record<DriverRegion, ArrayLike<number>> }, boxes: PlantedScene['driverBoxes'], v: ArrayLike<number>): Float32Array {
+  const dot = (f: ArrayLike<number>) => {
+    let s = 0;
+    for (let d = 0; d < v.length; d++) s += f[d] * v[d];
+    return s;
+  };
+  const full = dot(regions.full);
+  const parts = ['P', 'Q', 'R'] as const;
+  const hostArea = SIZE * SIZE - parts.length * PART * PART;
+  const m = new Float32Array(SIZE * SIZE).fill(Math.max(0, ((full - dot(regions.without.host)) * PART * PART) / hostArea));
+  for (const k of parts) {
+    const b = boxes[k];
+    const fall = Math.max(0, full - dot(regions.without[k]));
+    for (let y = b.top; y < b.top + b.size; y++) m.fill(fall, y * SIZE + b.left, y * SIZE + b.left + b.size);
+  }
+  return m;
+}
+
 const inBox = (i: number, b: Box) => {
   const x = i % SIZE;
   const y = Math.floor(i / SIZE);
