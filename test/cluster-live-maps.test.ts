@@ -2,6 +2,7 @@
  * Shared-feature maps of a live session through the cluster: a rig with planted neurons on node A (features
  * and models on A), the maps computed by an `npm run worker` process through BullMQ, announced on a
  * dashboard on node B (Redis adapter) and served as PNG by B (proxied to A); health names the worker.
+ * Before the worker starts, A's map jobs time out, and B's dashboard is told so (explain:failed).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,31 +11,30 @@ import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
 import { io } from 'socket.io-client';
 import sharp from 'sharp';
-import { dashboardEvents, type Explanation, type SessionSummary } from '@sharedlens/shared';
+import { dashboardEvents, type ExplainFailure, type Explanation, type SessionSummary } from '@sharedlens/shared';
 import { runSimRig } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root, signIn, tmpDir, TOKEN, until, SIGN_IN_TOKEN } from './helpers.ts';
 import { clusterConfigFile, startNode, startRedis, startWorker, type NodeProcess, type WorkerProcess } from './cluster-support.ts';
 
-test('a live session on node A: its maps computed by a worker process, announced on node B, served by B as PNG', async () => {
+test('a live session on node A: no worker yet, its map jobs time out on B\'s dashboard; then computed by a worker process, announced on node B, served by B as PNG', async () => {
   const redis = await startRedis();
   const cacheDir = path.join(os.tmpdir(), 'sharedlens-test-features');
-  const configFile = clusterConfigFile({ compute: { cacheDir, maps: { intervalMs: 300 } } });
+  // map jobs time out after 3 s (cluster.mapJobTimeoutS); timed-out pairs are asked again and join their queued job
+  const configFile = clusterConfigFile({ compute: { cacheDir, maps: { intervalMs: 300 } }, cluster: { heartbeatMs: 200, ttlS: 1.5, mapJobTimeoutS: 3 } });
   const dataDir = tmpDir();
   const procs: (NodeProcess | WorkerProcess)[] = [];
   const sockets: { close(): void }[] = [];
   try {
-    const [worker, a, b] = await Promise.all([
-      startWorker({ redisUrl: redis.url, name: 'w-live', configFile, lockMs: 5000 }),
-      startNode({ redisUrl: redis.url, nodeId: 'maps-a', dataDir, configFile, features: true }),
-      startNode({ redisUrl: redis.url, nodeId: 'maps-b', dataDir, configFile }),
-    ]);
-    procs.push(worker, a, b);
+    const [a, b] = await Promise.all([startNode({ redisUrl: redis.url, nodeId: 'maps-a', dataDir, configFile, features: true }), startNode({ redisUrl: redis.url, nodeId: 'maps-b', dataDir, configFile })]);
+    procs.push(a, b);
     const cookie = await signIn(b.url, { token: SIGN_IN_TOKEN });
     const dash = io(`${b.url}/dashboard`, { transports: ['websocket'], forceNew: true, extraHeaders: { cookie } });
     sockets.push(dash);
     const explained: Explanation[] = [];
     dash.on(dashboardEvents.explainReady, (e: Explanation) => explained.push(e));
+    const failed: ExplainFailure[] = [];
+    dash.on(dashboardEvents.explainFailed, (e: ExplainFailure) => failed.push(e));
     let watching = '';
     dash.on(dashboardEvents.sessionsUpdated, (list: SessionSummary[]) => {
       const s = list.find((x) => (x as { node?: string }).node === 'maps-a');
@@ -47,7 +47,17 @@ test('a live session on node A: its maps computed by a worker process, announced
     const sim = await runSimRig({ url: a.url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: 12, trials: 720, onMs: 200, offMs: 200, abortRate: 0, seed: 11, reconnectAfterTrials: 0, fast: true, keepOpen: true, features: { features: f.features, dim: f.dim } });
     sockets.push(sim.client);
     assert.equal(watching, sim.sessionId, "B's dashboard watches A's session");
-    const e = await until(() => explained.find((x) => x.sessionId === sim.sessionId && !x.stale), 'a pair announced on B', 2400);
+    // no worker: A's first map jobs time out, and B's dashboard gets the error with why and what to do
+    const timedOut = await until(() => failed.find((x) => x.sessionId === sim.sessionId), 'a timed-out map job on B', 1200);
+    assert.equal(timedOut.reason, 'timeout');
+    assert.match(timedOut.message, /^map job [0-9a-f]{12} did not finish within 3 s \(\d+ jobs waiting; is a worker running\? npm run worker\)$/);
+    assert.ok(timedOut.channelId && timedOut.driverId && timedOut.referenceId, JSON.stringify(timedOut));
+    assert.equal(explained.filter((x) => x.sessionId === sim.sessionId).length, 0, 'no maps without a worker');
+    const worker = await startWorker({ redisUrl: redis.url, name: 'w-live', configFile, lockMs: 5000 });
+    procs.push(worker);
+    const e = await until(() => explained.find((x) => x.sessionId === sim.sessionId && !x.stale), 'a pair announced on B', 2400).catch((err: Error) => {
+      throw new Error(`${err.message}; the worker said: ${worker.output().slice(-800)}`);
+    });
     assert.equal(e.size, 224);
     assert.ok(e.similarity > 0 && e.modelVersion > 0 && e.backend === 'wasm');
     assert.match(worker.output(), /map job done/);
@@ -61,9 +71,10 @@ test('a live session on node A: its maps computed by a worker process, announced
     const meta = await sharp(Buffer.from(await png.arrayBuffer())).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ['png', 2 * 224, 224]);
     // A's health: the queue, its worker, and the jobs A submitted and saw completed
-    const health = (await (await fetch(`${a.url}/api/health`)).json()) as { cluster: { mapJobs: { workers: { name: string }[]; thisNode: { completed: number; submitted: number } } } };
+    const health = (await (await fetch(`${a.url}/api/health`)).json()) as { cluster: { mapJobs: { workers: { name: string }[]; thisNode: { completed: number; submitted: number; timedOut: number } } } };
     assert.deepEqual(health.cluster.mapJobs.workers.map((w) => w.name), ['w-live']);
-    assert.ok(health.cluster.mapJobs.thisNode.completed >= 1 && health.cluster.mapJobs.thisNode.submitted >= 1, JSON.stringify(health.cluster.mapJobs.thisNode));
+    const mine = health.cluster.mapJobs.thisNode;
+    assert.ok(mine.completed >= 1 && mine.submitted >= 1 && mine.timedOut >= 1, JSON.stringify(mine));
   } finally {
     for (const s of sockets) s.close();
     for (const p of procs) await p.stop();

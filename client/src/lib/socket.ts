@@ -6,7 +6,7 @@
 import { io } from 'socket.io-client';
 import { get, writable } from 'svelte/store';
 import { dashboardEvents } from '@sharedlens/shared/events';
-import type { ChannelStats, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
+import type { ChannelStats, ExplainFailure, ModelSnapshot, SessionSnapshot, SessionSummary, StatsDelta } from '@sharedlens/shared/stats';
 import type { Suggestion } from '@sharedlens/shared/events';
 import { keepUnchanged, tileShows } from './keep-unchanged';
 
@@ -67,6 +67,14 @@ socket.on(dashboardEvents.modelsUpdated, (m: ModelSnapshot) => {
 // the announcement carries no maps: the gallery fetches a page of pairs and the maps of the cards on screen
 socket.on(dashboardEvents.explainReady, (e: { sessionId: string }) => {
   if (e.sessionId === get(watched)) pairsAnnounced.update((n) => n + 1);
+});
+// a pair's maps not made (a map job timed out: no worker, or all busy; or it failed): one error line, the latest
+// (the jobs in flight, eight by default, time out together when no worker runs)
+const MAPS_NOT_MADE = 'Maps not made';
+socket.on(dashboardEvents.explainFailed, (f: ExplainFailure) => {
+  if (f.sessionId !== get(watched)) return;
+  errors.update((l) => l.filter((e) => !e.message.startsWith(MAPS_NOT_MADE)));
+  reportError(`${MAPS_NOT_MADE} for driver ${f.driverId} of channel ${f.channelId} (${f.reason === 'timeout' ? 'timed out' : 'failed'}): ${f.message}. They are tried again.`);
 });
 socket.on(dashboardEvents.replayProgress, (p) => replay.set(p));
 socket.on(dashboardEvents.followupSuggested, (f: { sessionId: string; origin: string; atMs: number; suggestions: Suggestion[] }) => {

@@ -7,7 +7,8 @@
  * - The job id is a hash of everything the job reads, so the same pair asked for twice (or by two nodes)
  *   is one job, and a finished one is answered from its kept result (deduplicated).
  * - A killed worker's job is retried by another once its lock expires (BullMQ's stalled-job check).
- * - Nothing waits forever: a job not finished within `timeoutMs` fails with a message naming why.
+ * - Nothing waits forever: a job not finished within `timeoutMs` fails with a message naming why (and, when no
+ *   worker took it yet, leaves the queue).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -112,6 +113,16 @@ export async function fetchBlob(redis: Redis, prefix: string, hash: string, cach
   return file;
 }
 
+/** A map job that timed out (no worker finished it in time) or failed on its worker; the message says which and why. */
+export class MapJobError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'timeout' | 'failed',
+  ) {
+    super(message);
+  }
+}
+
 export interface MapQueueOptions {
   redisUrl: string;
   prefix: string;
@@ -207,16 +218,19 @@ export class MapQueue {
       if (/timed out/i.test(message)) {
         this.counts.timedOut++;
         const waiting = await this.queue.getWaitingCount().catch(() => -1);
-        throw this.failure(`map job ${jobId.slice(0, 12)} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)`);
+        // a job no worker took is taken out: nobody waits for it now, and a worker that starts later should not
+        // spend its time on a backlog of pairs asked for long ago (the pair is asked for again at the next look)
+        if (['waiting', 'delayed', 'prioritized'].includes(await job.getState().catch(() => 'unknown'))) await job.remove().catch(() => {});
+        throw this.failure(`map job ${jobId.slice(0, 12)} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)`, 'timeout');
       }
       this.counts.failed++;
-      throw this.failure(`map job ${jobId.slice(0, 12)} failed on the worker: ${message}`);
+      throw this.failure(`map job ${jobId.slice(0, 12)} failed on the worker: ${message}`, 'failed');
     }
   }
 
-  private failure(message: string): Error {
+  private failure(message: string, reason: MapJobError['reason']): MapJobError {
     this.lastError = { atMs: Date.now(), message };
-    return new Error(message);
+    return new MapJobError(message, reason);
   }
 
   /** Depths of the queue, the ages of its oldest waiting and active jobs, and the connected workers. */

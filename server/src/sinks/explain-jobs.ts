@@ -8,7 +8,7 @@
  * for is retired (removed) instead. Results go out as `explain:ready`.
  */
 import { groupBy, map, merge, mergeMap, throttleTime, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
-import type { Explanation, ModelSnapshot } from '@sharedlens/shared';
+import type { ExplainFailure, Explanation, ModelSnapshot } from '@sharedlens/shared';
 import { featureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
 import type { FeatureSet } from '../compute/encoding.ts';
 import { cosine } from '../compute/reference-cache.ts';
@@ -20,6 +20,8 @@ export interface ExplainDeps {
   client: ComputeClient;
   imageFile: (stimulusSetId: string, stimulusId: string) => string | null;
   emit: (e: Explanation) => void;
+  /** Called when a pair's maps could not be made (a timed-out or failed map job), for the dashboard. */
+  fail?: (f: ExplainFailure) => void;
   /** Called with the key of a retired pair (stale, and no longer wanted). */
   retire?: (sessionId: string, e: Explanation) => void;
   log: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void;
@@ -132,6 +134,12 @@ export function scheduleExplanations(deps: ExplainDeps): {
       },
       error: (err: Error) => {
         deps.log('warn', `shared-feature maps failed: ${err.message}`, { sessionId: job.rt.id, channel: job.channelId, driver: job.driverId });
+        // a map job's error says whether it timed out (cluster/map-jobs.ts MapJobError)
+        const reason = (err as { reason?: string }).reason === 'timeout' ? 'timeout' : 'failed';
+        deps.fail?.({ sessionId: job.rt.id, channelId: job.channelId, driverId: job.driverId, referenceId: job.referenceId, reason, message: err.message, atMs: Date.now() });
+        // a timed-out pair goes back in the queue (its wait was the pause): an ended session has no next look,
+        // so its pairs would otherwise never be made once a worker starts; a failed one waits for the next look
+        if (reason === 'timeout' && deps.store.get(job.rt.id) === job.rt && !queue.has(job.key) && queue.size < deps.maxQueue) queue.set(job.key, job);
         busy--;
         pump();
       },

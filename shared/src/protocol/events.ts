@@ -106,6 +106,8 @@ export const dashboardEvents = {
   modelsUpdated: 'models:updated',
   /** Both shared-feature maps of a driver and its reference image are ready. */
   explainReady: 'explain:ready',
+  /** A pair's maps could not be made (a map job timed out or failed); they are tried again. */
+  explainFailed: 'explain:failed',
   /** Follow-up suggestions given for a session (also pushed to its rig as `followup:suggested`). */
   followupSuggested: 'followup:suggested',
   /** Command: compute follow-up suggestions for a session and send them to its rig. */

@@ -187,6 +187,21 @@ export interface Explanation {
   referenceMap: Uint8Array;
 }
 
+/**
+ * A pair's maps that could not be made, as streamed in `explain:failed`: a map job that timed out (clustered:
+ * no worker finished it within cluster.mapJobTimeoutS) or failed. The pair is tried again at the next look.
+ */
+export interface ExplainFailure {
+  sessionId: string;
+  channelId: string;
+  driverId: string;
+  referenceId: string;
+  reason: 'timeout' | 'failed';
+  /** What went wrong and what to do, for the dashboard's error line. */
+  message: string;
+  atMs: number;
+}
+
 /** One channel in detail (GET /api/sessions/:id/channels/:channelId), for the neuron page. */
 export interface ChannelDetail {
   sessionId: string;
