@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { defer, of, Subject, throwError, VirtualTimeScheduler } from 'rxjs';
 import type { DriverInfo, ExplainFailure, Explanation, ModelSnapshot } from '@sharedlens/shared';
 import { scheduleExplanations } from '../server/src/sinks/explain-jobs.ts';
-import { MapJobError } from '../server/src/cluster/map-jobs.ts';
+import { JobError } from '../server/src/cluster/job-queue.ts';
 import type { Runtime, SessionStore } from '../server/src/sinks/session-store.ts';
 import type { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts';
@@ -27,8 +27,8 @@ function setup(answers: ('timeout' | 'failed' | 'ok')[]) {
   const explain$: ComputeClient['explain$'] = () =>
     defer(() => {
       const a = answers[calls++] ?? 'ok';
-      if (a === 'timeout') return throwError(() => new MapJobError('map job 0123456789ab did not finish within 3 s (1 jobs waiting; is a worker running? npm run worker)', 'timeout'));
-      if (a === 'failed') return throwError(() => new MapJobError('map job 0123456789ab failed on the worker: out of memory', 'failed'));
+      if (a === 'timeout') return throwError(() => new JobError('map job 0123456789ab did not finish within 3 s (1 jobs waiting; is a worker running? npm run worker)', 'timeout'));
+      if (a === 'failed') return throwError(() => new JobError('map job 0123456789ab failed on the worker: out of memory', 'failed'));
       return of({ driverMap: new Uint8Array(4), referenceMap: new Uint8Array(4), size: 2, similarity: 0.5, driverMass: 1, referenceMass: 1, ms: 1, backend: 'wasm' });
     });
   const emitted: Explanation[] = [];

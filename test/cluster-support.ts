@@ -91,7 +91,7 @@ export async function startWorker(opts: { redisUrl: string; name: string; config
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const ready = await until(() => (/taking map jobs from/.test(out) ? 'ready' : child.exitCode !== null ? 'exited' : null), `worker ${opts.name} start`, 1200);
+  const ready = await until(() => (/taking map and feature jobs from/.test(out) ? 'ready' : child.exitCode !== null ? 'exited' : null), `worker ${opts.name} start`, 1200);
   if (ready === 'exited') throw new Error(`worker ${opts.name} exited: ${out}`);
   return { child, output: () => out, stop: () => stopChild(child) };
 }

@@ -46,6 +46,7 @@ import { dashboardEvents, type Explanation } from '@sharedlens/shared';
 import type { ClusterNode } from './cluster/cluster-node.ts';
 import { clusterHealth, forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
 import { MapQueue } from './cluster/map-jobs.ts';
+import { FeatureQueue, featureModelIdOf } from './cluster/feature-jobs.ts';
 
 export interface AppDeps {
   config: Config;
@@ -84,6 +85,8 @@ export function createApp(deps: AppDeps): App {
   const interrupted = recorder.markInterrupted(cluster ? (id) => cluster.ownerOf(id) !== undefined : undefined);
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
   const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
+  // clustered: stimulus features are BullMQ jobs for `npm run worker` processes while one is connected (cluster/feature-jobs.ts)
+  const featureQueue = cluster && compute && config.cluster.featuresOnWorkers ? new FeatureQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, timeoutMs: config.cluster.featureJobTimeoutS * 1000, chunk: config.cluster.featureJobImages, modelId: featureModelIdOf(config.compute.model), local: compute, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
   // which backend runs and why: until the first features are computed, what the GPU package's presence predicts
   const computeStatus: { backend: string | null; backendReason: string; features: Record<string, string> } = {
     backend: null,
@@ -93,7 +96,7 @@ export function createApp(deps: AppDeps): App {
   let io: Server;
   const featuresFor = compute
     ? stimulusFeatures({
-        client: compute,
+        client: featureQueue ?? compute,
         sets: stimulusSets,
         onProgress: (setId, p) => {
           computeStatus.features[setId] = `${p.done}/${p.total}`;
@@ -251,7 +254,7 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(express.json({ limit: '64kb' }));
-  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: () => clusterHealth(cluster, mapQueue) } : {}) };
+  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: () => clusterHealth(cluster, mapQueue, featureQueue) } : {}) };
   app.use('/api', healthRouter(healthDeps));
   app.use('/api/auth', authRouter(signIn));
   // rigs read their stimulus sets with their own token
@@ -317,6 +320,7 @@ export function createApp(deps: AppDeps): App {
       await refresher?.close();
       await reports?.close();
       await mapQueue?.close();
+      await featureQueue?.close();
       await cluster?.close();
     },
   };

@@ -143,8 +143,14 @@ export const configSchema = z.object({
       mapJobsInFlight: z.number().int().min(1).max(256),
       /** A map job not finished within this fails with a log line naming why; the pair is tried again later. */
       mapJobTimeoutS: z.number().min(1).max(3600),
+      /** Stimulus features as BullMQ jobs for the workers when one is connected (false, or none: the node computes them). */
+      featuresOnWorkers: z.boolean().default(true),
+      /** Images per feature job (a set's parts are shared by the workers). */
+      featureJobImages: z.number().int().min(1).max(10_000).default(64),
+      /** A feature job not finished within this is computed by the node itself (a log line says why). */
+      featureJobTimeoutS: z.number().min(1).max(3600).default(300),
     })
-    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120 }),
+    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120, featuresOnWorkers: true, featureJobImages: 64, featureJobTimeoutS: 300 }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
   nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
   sim: z.object({

@@ -16,6 +16,7 @@ import type { SessionStore } from '../sinks/session-store.ts';
 import { apiError } from '../http/api-error.ts';
 import type { ClusterNode } from './cluster-node.ts';
 import type { MapQueue } from './map-jobs.ts';
+import type { FeatureQueue } from './feature-jobs.ts';
 
 /** Header of a request one node forwards to another: the cluster's key, and the signed-in person as JSON. */
 const KEY_HEADER = 'x-sharedlens-cluster-key';
@@ -119,13 +120,16 @@ export function forwardToRunningNode(node: ClusterNode, store: SessionStore, log
 /** How long health waits for the queue's figures (BullMQ's connections wait for Redis without end). */
 const HEALTH_TIMEOUT_MS = 2000;
 
-/** The `cluster` object of /api/health and /api/status: nodes, and the map queue with its workers. */
-export async function clusterHealth(node: ClusterNode, maps: MapQueue | null): Promise<Record<string, unknown>> {
+/** The `cluster` object of /api/health and /api/status: nodes, and the map and feature queues with their workers. */
+export async function clusterHealth(node: ClusterNode, maps: MapQueue | null, features: FeatureQueue | null = null): Promise<Record<string, unknown>> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer from Redis within ${HEALTH_TIMEOUT_MS} ms`)), HEALTH_TIMEOUT_MS);
   });
-  const mapJobs = maps ? await Promise.race([maps.status(), late]).catch((e: Error) => ({ error: `map queue: ${e.message}` })) : 'computed on this node (cluster.mapsOnWorkers false, or maps off)';
+  const [mapJobs, featureJobs] = await Promise.all([
+    maps ? Promise.race([maps.status(), late]).catch((e: Error) => ({ error: `map queue: ${e.message}` })) : 'computed on this node (cluster.mapsOnWorkers false, or maps off)',
+    features ? Promise.race([features.status(), late]).then((s) => ({ ...s, partsComputedHere: features.localParts })).catch((e: Error) => ({ error: `feature queue: ${e.message}` })) : 'computed on this node (cluster.featuresOnWorkers false, or features off)',
+  ]);
   clearTimeout(timer);
-  return { nodeId: node.nodeId, nodes: node.nodes(), lastHeartbeatAgeMs: node.lastHeartbeatAt ? Date.now() - node.lastHeartbeatAt : null, mapJobs };
+  return { nodeId: node.nodeId, nodes: node.nodes(), lastHeartbeatAgeMs: node.lastHeartbeatAt ? Date.now() - node.lastHeartbeatAt : null, mapJobs, featureJobs };
 }

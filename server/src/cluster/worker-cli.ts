@@ -1,6 +1,6 @@
 /**
- * `npm run worker`: takes shared-feature map jobs from the cluster's Redis (BullMQ) on any machine, e.g. a
- * lab's GPU workstation, and computes them with @tensorflow/tfjs-node-gpu where it installs (wasm otherwise).
+ * `npm run worker`: takes shared-feature map jobs and stimulus-feature jobs from the cluster's Redis (BullMQ)
+ * on any machine, e.g. a lab's GPU workstation, and computes them with @tensorflow/tfjs-node-gpu where it installs (wasm otherwise).
  * Stops cleanly on Ctrl-C or SIGTERM (the running job finishes); a killed worker's job goes to another.
  */
 import os from 'node:os';
@@ -14,7 +14,8 @@ import { parseCli } from '../terminal/cli-help.ts';
 import { logDestination } from '../terminal/pretty-log.ts';
 import { computeClientFor } from '../workers/compute-client.ts';
 import { CLUSTER_PREFIX, redactUrl } from './cluster-node.ts';
-import { startMapWorker } from './map-worker.ts';
+import { featureModelIdOf } from './feature-jobs.ts';
+import { startJobWorker } from './job-worker.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 let config;
@@ -28,14 +29,16 @@ try {
 const usage = `
 npm run worker -- [--redis URL] [--name NAME] [--concurrency N] [--lock-ms MS]
 
-Takes shared-feature map jobs from the cluster's Redis and computes them (docs/deploy.md). The images come
+Takes shared-feature map jobs and stimulus-feature jobs from the cluster's Redis and computes them
+(docs/deploy.md). The images come
 by content hash from Redis, once, and are kept in ${path.join(config.compute.cacheDir, 'cluster-images')}.
 Compute backend: ${config.compute.backend} (COMPUTE_BACKEND; @tensorflow/tfjs-node-gpu ${gpuPackageStatus()}).
 
 Options:
   --redis URL        the cluster's Redis (default cluster.redisUrl or REDIS_URL: ${config.cluster.redisUrl ? redactUrl(config.cluster.redisUrl) : 'none set'})
   --name NAME        this worker's name in /api/health (default ${os.hostname()}-${process.pid})
-  --concurrency N    map jobs at once (default 1; each uses ${config.compute.workers} compute threads, compute.workers)
+  --concurrency N    map jobs at once (default 1; each uses ${config.compute.workers} compute threads, compute.workers);
+                     feature jobs run one at a time
   --lock-ms MS       a worker silent this long loses its job to another (default 30000)
   -h, --help         this text
 `;
@@ -72,10 +75,11 @@ try {
 }
 const name = values.name ?? `${os.hostname()}-${process.pid}`;
 const client = computeClientFor(config.compute, config.dataDir);
-const w = startMapWorker({ redisUrl, prefix: CLUSTER_PREFIX, cacheDir: config.compute.cacheDir, client, name, concurrency, lockMs, log: (level, msg, fields) => logger[level]({ worker: name, ...fields }, msg) });
-await w.worker.waitUntilReady();
-logger.info({ worker: name, redis: redactUrl(redisUrl), concurrency, lockMs }, 'worker ready: taking shared-feature map jobs');
-console.log(`  sharedlens worker ${name}: taking map jobs from ${redactUrl(redisUrl)}; Ctrl-C stops it`);
+const modelId = featureModelIdOf(config.compute.model);
+const w = startJobWorker({ redisUrl, prefix: CLUSTER_PREFIX, cacheDir: config.compute.cacheDir, client, modelId, name, concurrency, lockMs, log: (level, msg, fields) => logger[level]({ worker: name, ...fields }, msg) });
+await Promise.all(w.workers.map((x) => x.waitUntilReady()));
+logger.info({ worker: name, redis: redactUrl(redisUrl), concurrency, lockMs, featureModel: modelId }, 'worker ready: taking shared-feature map and stimulus-feature jobs');
+console.log(`  sharedlens worker ${name}: taking map and feature jobs from ${redactUrl(redisUrl)}; Ctrl-C stops it`);
 
 let stopping = false;
 const stop = async (signal: string) => {

@@ -134,7 +134,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
       },
       error: (err: Error) => {
         deps.log('warn', `shared-feature maps failed: ${err.message}`, { sessionId: job.rt.id, channel: job.channelId, driver: job.driverId });
-        // a map job's error says whether it timed out (cluster/map-jobs.ts MapJobError)
+        // a map job's error says whether it timed out (cluster/job-queue.ts JobError)
         const reason = (err as { reason?: string }).reason === 'timeout' ? 'timeout' : 'failed';
         deps.fail?.({ sessionId: job.rt.id, channelId: job.channelId, driverId: job.driverId, referenceId: job.referenceId, reason, message: err.message, atMs: Date.now() });
         // a timed-out pair goes back in the queue (its wait was the pause): an ended session has no next look,

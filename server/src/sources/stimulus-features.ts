@@ -10,7 +10,8 @@ import type { StimulusSet } from '../stimulus-sets.ts';
 import type { ComputeClient } from '../workers/compute-client.ts';
 
 export interface StimulusFeaturesDeps {
-  client: ComputeClient;
+  /** This process's compute threads, or (clustered) cluster/feature-jobs.ts FeatureQueue. */
+  client: Pick<ComputeClient, 'features$'>;
   sets: Map<string, StimulusSet>;
   onProgress: (setId: string, p: FeatureProgress) => void;
   onReady: (setId: string, f: FeatureSet) => void;

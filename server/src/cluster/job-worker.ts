@@ -1,0 +1,94 @@
+/**
+ * The worker's side of the compute jobs (map-jobs.ts, feature-jobs.ts): one BullMQ worker per queue, whose
+ * processors fetch the images by hash (once; cached in the worker's folder), compute with the ComputeClient
+ * (tfjs-node-gpu where it loads, wasm otherwise: compute/backend.ts) and return the result. BullMQ renews a
+ * job's lock while it runs; a killed worker stops renewing, and after `lockMs` another worker's stalled-job
+ * check puts the job back in the queue.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { filter, lastValueFrom } from 'rxjs';
+import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
+import { FEATURE_QUEUE, encodeFeatureResult, type FeatureJobData, type FeatureJobResult } from './feature-jobs.ts';
+import { blobKey, bullPrefix, redisOptions } from './job-queue.ts';
+import { MAP_QUEUE, decodeMapJob, encodeMapResult, type MapJobData, type MapJobResult } from './map-jobs.ts';
+
+/**
+ * A worker's copy of an image: from its cache folder, or fetched from Redis once and written there
+ * (under a temporary name, then renamed, so two jobs fetching one image never read half a file).
+ */
+export async function fetchBlob(redis: Redis, prefix: string, hash: string, cacheDir: string): Promise<string> {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`not an image hash: ${hash.slice(0, 80)}`);
+  const file = path.join(cacheDir, hash);
+  if (fs.existsSync(file)) return file;
+  const bytes = await redis.getBuffer(blobKey(prefix, hash));
+  if (!bytes) throw new Error(`image ${hash.slice(0, 12)}... is not in Redis (expired, or the node that queued the job is gone)`);
+  if (createHash('sha256').update(bytes).digest('hex') !== hash) throw new Error(`image ${hash.slice(0, 12)}... in Redis does not match its hash`);
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  fs.writeFileSync(tmp, bytes);
+  fs.renameSync(tmp, file);
+  return file;
+}
+
+export interface JobWorkerOptions {
+  redisUrl: string;
+  prefix: string;
+  /** The worker's cache folder: images by hash under cluster-images/. */
+  cacheDir: string;
+  client: ComputeClient;
+  /** The feature model id of `client` (compute.model): a feature job for another model is refused. */
+  modelId: string;
+  name: string;
+  /** Map jobs at once (each runs the pair's two sides on the client's threads); feature jobs run one at a time. */
+  concurrency: number;
+  /** Lock time of a job: a worker silent this long (killed, or cut off) loses the job to another. */
+  lockMs: number;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
+}
+
+/** Starts taking map and feature jobs; close() waits for the running ones. */
+export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; close: () => Promise<void> } {
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, {}));
+  const images = path.join(opts.cacheDir, 'cluster-images');
+  const fetch = (hash: string) => fetchBlob(redis, opts.prefix, hash, images);
+  let done = 0;
+  const maps = async (job: Job<MapJobData>): Promise<MapJobResult> => {
+    const started = Date.now();
+    const [driverFile, referenceFile] = await Promise.all([fetch(job.data.driver), fetch(job.data.reference)]);
+    const { weights, options, known } = decodeMapJob(job.data);
+    const r = await lastValueFrom(opts.client.explain$(driverFile, referenceFile, weights, options, known));
+    done++;
+    opts.log('info', 'map job done', { jobId: job.id, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
+    return encodeMapResult(r, opts.name);
+  };
+  const features = async (job: Job<FeatureJobData>): Promise<FeatureJobResult> => {
+    // another model's features would be silently wrong for the node's encoding models: refused, not retried
+    if (job.data.modelId !== opts.modelId) throw new UnrecoverableError(`worker ${opts.name} computes features with ${opts.modelId}, the node asks for ${job.data.modelId} (compute.model)`);
+    const started = Date.now();
+    const files = await Promise.all(job.data.images.map(fetch));
+    const r = (await lastValueFrom(opts.client.features$(files).pipe(filter((e) => e.type === 'features')))) as Extract<FeatureEvent, { type: 'features' }>;
+    done++;
+    opts.log('info', 'feature job done', { jobId: job.id, images: files.length, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
+    return encodeFeatureResult(r, opts.name);
+  };
+  const common = { connection: redisOptions(opts.redisUrl), prefix: bullPrefix(opts.prefix), name: opts.name, lockDuration: opts.lockMs, stalledInterval: Math.max(1000, Math.round(opts.lockMs / 2)), maxStalledCount: 3 };
+  const workers = [new Worker<MapJobData, MapJobResult>(MAP_QUEUE, maps, { ...common, concurrency: opts.concurrency }), new Worker<FeatureJobData, FeatureJobResult>(FEATURE_QUEUE, features, { ...common, concurrency: 1 })];
+  for (const w of workers) {
+    w.on('failed', (job, e) => opts.log('warn', `${w.name} job failed: ${e.message}`, { jobId: job?.id, attempt: job?.attemptsMade }));
+    w.on('stalled', (jobId) => opts.log('warn', `a ${w.name} job of a worker that stopped answering goes back to the queue`, { jobId }));
+    w.on('error', (e) => opts.log('warn', `worker (${w.name}): ${e.message}`, {}));
+  }
+  return {
+    workers,
+    done: () => done,
+    close: async () => {
+      await Promise.all(workers.map((w) => w.close()));
+      redis.disconnect();
+    },
+  };
+}
