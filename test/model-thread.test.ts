@@ -96,6 +96,15 @@ test('models in their own thread: coalesced batches, never the last trial droppe
   }
   enc = await settled('paced');
   assertExact(enc, stats, 'paced trials, mid-session');
+  // trials of stimuli already in the models, a snapshot after each: the rows' centred features are not sent again
+  const kept = refresher.counts.xcKept;
+  for (let i = 0; i < 6; i++) {
+    trial(i);
+    await new Promise((res) => setTimeout(res, 40));
+  }
+  enc = await settled('known stimuli');
+  assert.ok(refresher.counts.xcKept - kept >= 3, `snapshots without the features: ${refresher.counts.xcKept - kept}`);
+  assertExact(enc, stats, 'snapshots reusing the rows\' features');
   const emittedBefore = emitted;
   updates.next({ state: stats, cause: 'end' });
   updates.complete();

@@ -28,6 +28,9 @@ export interface Snapshot {
   /** The last batch it includes. */
   batch: number;
   state: RidgeState;
+  /** The thread's version of the models' rows; `xcKept`: the state's centred features are left out (empty), as the previous snapshot of that version had them. */
+  rowsVersion: number;
+  xcKept: boolean;
 }
 
 type ThreadOut = Snapshot | { type: 'applied'; key: number; batch: number; shape: { n: number; exactN: number } | null } | { type: 'error'; key: number; message: string };
@@ -48,6 +51,8 @@ interface Entry {
   installed: number;
   timer: NodeJS.Timeout | null;
   onSnapshot: () => void;
+  /** The centred features of the last snapshot that carried them, and the rows' version they belong to. */
+  xc: { rowsVersion: number; xc: Float64Array } | null;
 }
 
 export interface RefresherOptions {
@@ -63,7 +68,7 @@ export class ModelRefresher implements ModelThread {
   private nextKey = 1;
   private scheduled = false;
   /** Batches sent, stimuli refreshed or absorbed in them, snapshots received (all sessions). */
-  readonly counts = { batches: 0, stimuli: 0, snapshots: 0 };
+  readonly counts = { batches: 0, stimuli: 0, snapshots: 0, xcKept: 0 };
 
   constructor(private readonly opts: RefresherOptions) {}
 
@@ -88,7 +93,7 @@ export class ModelRefresher implements ModelThread {
 
   /** Puts a session's models in the thread (before they are fitted); `onSnapshot` hears of every new `enc.ridge`. */
   attach(enc: EncodingState, stats: NeuronStatsState, onSnapshot: () => void): void {
-    const e: Entry = { key: this.nextKey++, enc, dirty: new Set(), stats, sent: 0, applied: 0, snapAsked: 0, snapGot: 0, lastSnapMs: -Infinity, installed: 0, timer: null, onSnapshot };
+    const e: Entry = { key: this.nextKey++, enc, dirty: new Set(), stats, sent: 0, applied: 0, snapAsked: 0, snapGot: 0, lastSnapMs: -Infinity, installed: 0, timer: null, onSnapshot, xc: null };
     this.entries.set(e.key, e);
     this.byEnc.set(enc, e);
     enc.thread = this;
@@ -192,6 +197,13 @@ export class ModelRefresher implements ModelThread {
       this.flush(e);
       return;
     }
+    // every snapshot in order, kept or not, leaves its rows' features for the next ones of the same rows
+    if (!msg.xcKept) e.xc = { rowsVersion: msg.rowsVersion, xc: msg.state.basis.xc };
+    else if (e.xc?.rowsVersion === msg.rowsVersion) {
+      msg.state.basis.xc = e.xc.xc;
+      this.counts.xcKept++;
+    }
+    else return this.fallBack(e, `model thread: a snapshot of rows version ${msg.rowsVersion} without their features`);
     if (msg.batch < e.snapGot || msg.batch < e.installed) return;
     e.snapGot = msg.batch;
     this.counts.snapshots++;
