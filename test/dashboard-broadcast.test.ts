@@ -18,8 +18,12 @@ const start: SessionStart = {
   countsMode: 'binned',
 };
 
-/** Times (virtual ms) of the stats:delta emissions of session A, and whether each was volatile, for updates at the given times. */
-function deltaTimes(updates: { t: number; cause: 'start' | 'trial' | 'end' }[]): { t: number; volatile: boolean }[] {
+/**
+ * Times (virtual ms) of the stats:delta emissions of session A, and whether each was volatile, for updates at
+ * the given times; `watchers`: dashboards of this node in A's room. `built` counts the snapshots and model
+ * lists the broadcast asked the store for.
+ */
+function deltaTimes(updates: { t: number; cause: 'start' | 'trial' | 'end' }[], watchers = 1, built = { n: 0 }): { t: number; volatile: boolean }[] {
   const ts = new TestScheduler((a, b) => assert.deepStrictEqual(a, b));
   const emitted: { t: number; event: string; volatile: boolean }[] = [];
   ts.run(({ flush }) => {
@@ -27,10 +31,11 @@ function deltaTimes(updates: { t: number; cause: 'start' | 'trial' | 'end' }[]):
       volatile: { emit: (event: string) => emitted.push({ t: ts.now(), event, volatile: true }) },
       emit: (event: string) => emitted.push({ t: ts.now(), event, volatile: false }),
     });
-    const nsp = { to: target, volatile: target().volatile, emit: target().emit } as never;
+    const rooms = new Map(watchers ? [['watch:A', new Set(Array.from({ length: watchers }, (_, i) => `d${i}`))]] : []);
+    const nsp = { to: target, volatile: target().volatile, emit: target().emit, adapter: { rooms } } as never;
     const updates$ = new Subject<unknown>();
     const rt = { id: 'A', latest: createNeuronStats(start, demoStimuli.slice(0, 2), null), replay: null };
-    const store = { updates$, changed$: new Subject(), followups$: new Subject(), all: () => [], summary: () => ({}), snapshot: () => ({}), models: () => null } as unknown as SessionStore;
+    const store = { updates$, changed$: new Subject(), followups$: new Subject(), all: () => [], summary: () => ({}), snapshot: () => (built.n++, {}), models: () => (built.n++, null) } as unknown as SessionStore;
     const sub = broadcastToDashboards(nsp, store, new Subject(), { deltaThrottleMs: 200, snapshotThrottleMs: 1000, scheduler: ts });
     for (const u of updates) ts.schedule(() => updates$.next({ runtime: rt, update: { cause: u.cause, state: rt.latest } }), u.t);
     ts.schedule(() => sub.unsubscribe(), 5000);
@@ -65,4 +70,14 @@ test('dashboard broadcast: trials still go out at most once per throttle window 
   assert.deepEqual(volatile, [50, 250, 450, 650]);
   for (let i = 1; i < volatile.length; i++) assert.ok(volatile[i]! - volatile[i - 1]! >= 200, `${volatile} closer than the throttle`);
   assert.deepEqual(out.filter((e) => !e.volatile).map((e) => e.t), [0, 1600], 'the start, and the settled state 1 s after the end');
+});
+
+test('dashboard broadcast: nothing is built or sent for a session no dashboard of this node watches', () => {
+  const updates = [{ t: 0, cause: 'start' as const }, ...Array.from({ length: 10 }, (_, i) => ({ t: 100 + 150 * i, cause: 'trial' as const }))];
+  const built = { n: 0 };
+  assert.deepEqual(deltaTimes(updates, 0, built), []);
+  assert.equal(built.n, 0, 'no snapshot or model list built');
+  const watched = { n: 0 };
+  assert.ok(deltaTimes(updates, 1, watched).length >= 5, 'the same session watched: its deltas go out');
+  assert.ok(watched.n > 0, 'and its snapshots are built');
 });

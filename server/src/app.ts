@@ -134,7 +134,9 @@ export function createApp(deps: AppDeps): App {
         onError: (message) => logger.error(message),
         // every report to the session's dashboards (volatile: a slow one skips to the next)
         onReport: (sessionId, report) => {
-          io?.of('/dashboard').to(watchRoom(sessionId)).volatile.emit(dashboardEvents.modelsUpdated, report);
+          // encoded only for a watched session (clustered: another node's dashboards may watch it)
+          const dashboards = io?.of('/dashboard');
+          if (dashboards && (cluster || dashboards.adapter.rooms.get(watchRoom(sessionId))?.size)) dashboards.to(watchRoom(sessionId)).volatile.emit(dashboardEvents.modelsUpdated, report);
           const rt = store.get(sessionId);
           if (rt) store.modelsReady$.next(rt);
         },

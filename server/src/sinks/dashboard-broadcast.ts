@@ -71,8 +71,13 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
       ),
     );
   const to = (id: string, volatile: boolean) => (volatile ? nsp.to(watchRoom(id)).volatile : nsp.to(watchRoom(id)));
+  // nothing built or encoded for a session no dashboard of this node watches (socket.io encodes a packet
+  // before it looks at the room: a CPU profile of the scale bench, with no dashboard open, spent more on
+  // these statistics and their encoding than on the rig's acknowledgements); clustered, another node's
+  // dashboards may watch through the Redis adapter
+  const watched = (id: string) => opts.sessionList !== undefined || (nsp.adapter.rooms.get(watchRoom(id))?.size ?? 0) > 0;
   const deltas = perSession(opts.deltaThrottleMs).subscribe(({ rt, volatile }) => {
-    if (!rt.latest) return;
+    if (!rt.latest || !watched(rt.id)) return;
     const delta: StatsDelta = {
       sessionId: rt.id,
       trialsCompleted: rt.latest.trialsCompleted,
@@ -85,6 +90,7 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
     if (progress) to(rt.id, volatile).emit(dashboardEvents.replayProgress, progress);
   });
   const snapshots = perSession(opts.snapshotThrottleMs).subscribe(({ rt, volatile }) => {
+    if (!watched(rt.id)) return;
     const models = store.models(rt);
     if (models) to(rt.id, volatile).emit(dashboardEvents.modelsUpdated, models);
     // without per-stimulus detail (channels x stimuli x 2 numbers, about 1 MB at 384 channels): the
