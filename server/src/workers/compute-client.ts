@@ -8,7 +8,8 @@ import type { BackendChoice } from '../compute/backend.ts';
 import type { Config } from '../config.ts';
 import type { FeatureProgress } from '../compute/feature-cache.ts';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
-import { normalizePair, type MapOptions, type SideMap } from '../compute/shared-feature-maps.ts';
+import type { MapOptions, SideMap } from '../compute/shared-feature-maps.ts';
+import { pairBytes } from './pair-bytes.ts';
 
 export type FeatureEvent =
   | ({ type: 'progress' } & FeatureProgress)
@@ -41,10 +42,8 @@ interface Slot {
   handlers: Map<number, (msg: any) => void>;
 }
 
-type SideResult = SideMap & { size: number; ms: number; backend: string };
-
-/** Map values in [0, 1] to bytes for transport. */
-const toBytes = (m: Float32Array) => Uint8Array.from(m, (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
+/** A side's map, with its largest values (pair-bytes.ts topValues, sorted in its thread). */
+type SideResult = SideMap & { top: Float32Array; size: number; ms: number; backend: string };
 
 /** A client configured from the `compute` section of the configuration. */
 export function computeClientFor(compute: Config['compute'], dataDir: string, workers = compute.workers): ComputeClient {
@@ -114,8 +113,8 @@ export class ComputeClient {
       this.request$<SideResult>(slot, { type: 'explain-side', side: s, driverFile, referenceFile, weights, options, ...(known ? { known } : {}) }, 'side');
     return forkJoin([side('driver', this.slots[0]), side('reference', this.slots[this.slots.length - 1])]).pipe(
       map(([d, r]) => {
-        const [a, b] = normalizePair(d.map, r.map);
-        return { driverMap: toBytes(a), referenceMap: toBytes(b), size: d.size, similarity: d.similarity, driverMass: d.mass, referenceMass: r.mass, ms: Math.max(d.ms, r.ms), backend: d.backend };
+        const [driverMap, referenceMap] = pairBytes(d.map, r.map, d.top, r.top);
+        return { driverMap, referenceMap, size: d.size, similarity: d.similarity, driverMass: d.mass, referenceMass: r.mass, ms: Math.max(d.ms, r.ms), backend: d.backend };
       }),
     );
   }

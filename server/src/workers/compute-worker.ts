@@ -12,6 +12,7 @@ import { ensureDefaultModel, loadModel, type FeatureModelSpec } from '../compute
 import { loadImage } from '../compute/image-input.ts';
 import { graphFeatureFn, sideMap, type MapOptions } from '../compute/shared-feature-maps.ts';
 import { tf } from '../compute/backend.ts';
+import { topValues } from './pair-bytes.ts';
 
 export interface FeaturesRequest {
   id: number;
@@ -64,7 +65,8 @@ parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
       const [xO, xR] = req.known ? [xs[0], xs[0]] : xs;
       const side = sideMap(graphFeatureFn(model, spec), xO, xR, req.weights, req.options, req.side, req.known);
       tf.dispose(xs);
-      parentPort!.postMessage({ id: req.id, type: 'side', ...side, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer]);
+      const top = topValues(side.map);
+      parentPort!.postMessage({ id: req.id, type: 'side', ...side, top, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer, top.buffer as ArrayBuffer]);
       return;
     }
     const { features, dim } = await computeFeatures(model, spec, req.files, req.cacheDir, (p) => parentPort!.postMessage({ id: req.id, type: 'progress', ...p }));
