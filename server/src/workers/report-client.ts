@@ -64,8 +64,8 @@ interface SessionSlot {
   lastMs: number;
   timer: NodeJS.Timeout | null;
   featuresSent: Float32Array | null;
-  /** The statistics the thread holds (their per-stimulus arrays, and the counts and means sent), or null. */
-  statsSent: { mean: Float64Array; nStim: Int32Array; meanCopy: Float64Array } | null;
+  /** The statistics the thread holds (their per-stimulus arrays, and the trial counts sent), or null. */
+  statsSent: { mean: Float64Array; nStim: Int32Array } | null;
 }
 
 /** The job of a session's current state, or null before its models exist. O(channels x stimuli) copies. */
@@ -87,31 +87,28 @@ export function reportJob(sessionId: string, stats: NeuronStatsState, enc: Encod
 
 /**
  * The statistics of a job as the thread needs them: whole the first time (copies), then only the rows of the
- * stimuli whose trial count or means changed since the last job (a report at 1,536 channels x 500 stimuli
- * copied about 25 MB of statistics on the event loop; a second of trials changes about ten rows).
+ * stimuli whose trial count changed since the last job (a report at 1,536 channels x 500 stimuli
+ * copied about 25 MB of statistics on the event loop; a second of trials changes about ten rows). A row's
+ * means change only with a trial of its stimulus (neuron-stats.ts addTrial), so its count says it; comparing
+ * every mean as well read stimuli x channels numbers per report on the event loop.
  */
 function packStats(job: ReportJob, slot: SessionSlot): void {
   const st = job.stats;
   const C = st.C;
   const sent = slot.statsSent;
   if (!sent || sent.mean !== st.mean) {
-    slot.statsSent = { mean: st.mean, nStim: st.nStim.slice(), meanCopy: st.mean.slice() };
+    slot.statsSent = { mean: st.mean, nStim: st.nStim.slice() };
     job.stats = { ...st, mean: st.mean.slice(), m2: st.m2.slice(), halfSum: [st.halfSum[0].slice(), st.halfSum[1].slice()] };
     job.statsRows = null;
     return;
   }
   const rows: number[] = [];
-  for (let s = 0; s < st.nStim.length; s++) {
-    let changed = st.nStim[s] !== sent.nStim[s];
-    for (let c = 0, o = s * C; !changed && c < C; c++) changed = st.mean[o + c] !== sent.meanCopy[o + c];
-    if (changed) rows.push(s);
-  }
+  for (let s = 0; s < st.nStim.length; s++) if (st.nStim[s] !== sent.nStim[s]) rows.push(s);
   const pick = (a: Float64Array) => {
     const out = new Float64Array(rows.length * C);
     rows.forEach((s, i) => out.set(a.subarray(s * C, (s + 1) * C), i * C));
     return out;
   };
-  for (const s of rows) sent.meanCopy.set(st.mean.subarray(s * C, (s + 1) * C), s * C);
   sent.nStim.set(st.nStim);
   job.stats = { ...st, mean: pick(st.mean), m2: pick(st.m2), halfSum: [pick(st.halfSum[0]), pick(st.halfSum[1])] };
   job.statsRows = rows;
