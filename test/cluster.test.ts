@@ -1,7 +1,8 @@
 /**
  * Two server processes on one Redis (cluster.redisUrl) and a shared data folder: a rig on node A, a dashboard
  * on node B. B sees A's session and its statistics as one process computes them, a follow-up asked for on B
- * reaches the rig on A, and after A is killed the rig resumes on B without losing an acknowledged event.
+ * reaches the rig on A, a replay running on A is paused and stopped from B's dashboard, and after A is killed
+ * the rig resumes on B without losing an acknowledged event.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,7 +57,7 @@ after(async () => {
   await redis?.stop();
 });
 
-test('rig on node A, dashboard on node B: same statistics as one process, follow-ups from B reach the rig, A killed and the session resumed on B', async () => {
+test('rig on node A, dashboard on node B: same statistics as one process, follow-ups from B reach the rig, A\'s replay controlled from B, A killed and the session resumed on B', async () => {
   const dash: Socket = io(`${b.url}/dashboard`, { transports: ['websocket'], forceNew: true, extraHeaders: { cookie: cookieOf.get(b.url)! } });
   const lists: SessionSummary[][] = [];
   const deltas: StatsDelta[] = [];
@@ -109,6 +110,23 @@ test('rig on node A, dashboard on node B: same statistics as one process, follow
     assert.equal(fu.data.suggestions.length, 3);
     assert.equal(fu.data.sentToRig, 1);
     assert.deepEqual((await pushed).map((s) => s.stimulusId), fu.data.suggestions.map((s) => s.stimulusId));
+
+    // a replay started on A is paused and stopped from B's dashboard (A runs it: B forwards the control)
+    const dashA: Socket = io(`${a.url}/dashboard`, { transports: ['websocket'], forceNew: true, extraHeaders: { cookie: cookieOf.get(a.url)! } });
+    try {
+      const started = (await dashA.timeout(5000).emitWithAck('session:replay', { sessionId, speed: 1 })) as { data: { replayId: string } };
+      const replayId = started.data.replayId;
+      const paused = (await dash.timeout(5000).emitWithAck('replay:control', { replayId, action: 'pause' })) as { data?: { replayId: string; paused: boolean; sourceSessionId: string } };
+      assert.deepEqual([paused.data?.replayId, paused.data?.paused, paused.data?.sourceSessionId], [replayId, true, sessionId], JSON.stringify(paused));
+      const bad = (await dash.timeout(5000).emitWithAck('replay:control', { replayId, action: 'seek' })) as { error?: { message: string } };
+      assert.match(bad.error?.message ?? '', /action "seek" needs toRecord/, "A's own answer to a bad control");
+      assert.deepEqual(await dash.timeout(5000).emitWithAck('replay:control', { replayId, action: 'stop' }), { data: { stopped: true } });
+      const gone = (await dash.timeout(5000).emitWithAck('replay:control', { replayId, action: 'resume' })) as { error?: { code: string; message: string } };
+      assert.equal(gone.error?.code, 'unknown-session');
+      assert.match(gone.error!.message, /on any node/);
+    } finally {
+      dashA.close();
+    }
 
     // health on B names both nodes
     const health = await api(b.url, '/api/health');

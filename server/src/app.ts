@@ -13,7 +13,7 @@ import { Server } from 'socket.io';
 import type { SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { attachDashboardCommands, type CommandDeps } from './dashboard-commands.ts';
+import { attachDashboardCommands, controlReplay, type CommandDeps } from './dashboard-commands.ts';
 import { broadcastToDashboards } from './sinks/dashboard-broadcast.ts';
 import { Recorder } from './sinks/recorder.ts';
 import { logRejections } from './sinks/rejection-log.ts';
@@ -210,7 +210,7 @@ export function createApp(deps: AppDeps): App {
   const dashboard = io.of('/dashboard');
   // clustered: the list holds every node's sessions; a session another node runs is watched and steered through it
   const allSessions = () => [...store.all().map((rt) => store.summary(rt)), ...(cluster?.otherSessions() ?? [])];
-  if (cluster) commandDeps.cluster = { sessions: allSessions, remote: remoteSessions(dashboard, { store, followups: (id, body, by) => commandDeps.followups!(store.get(id)!, body, by) }) };
+  if (cluster) commandDeps.cluster = { sessions: allSessions, remote: remoteSessions(dashboard, { store, followups: (id, body, by) => commandDeps.followups!(store.get(id)!, body, by), replayControl: (body) => controlReplay(commandDeps, body) }) };
   guardDashboard(dashboard, signIn, refused, logSteering);
   attachDashboardCommands(dashboard, commandDeps);
   const broadcast = broadcastToDashboards(dashboard, store, rejections$, {

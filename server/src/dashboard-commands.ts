@@ -137,6 +137,11 @@ export function attachDashboardCommands(nsp: Namespace, deps: CommandDeps): void
       void socket.join(watchRoom(sessionId));
       return { data: snap };
     }
-    on(dashboardEvents.replayControl, (body) => controlReplay(deps, body));
+    on(dashboardEvents.replayControl, (body) => {
+      const id = (body as { replayId?: unknown } | null)?.replayId;
+      // clustered: a replay another node runs is controlled there (its progress comes back through the adapter)
+      if (deps.cluster && typeof id === 'string' && !deps.store.get(id)) return deps.cluster.remote.replayControl(id, body).then((r) => r ?? fail('unknown-session', `no replay "${id}" on any node`));
+      return controlReplay(deps, body);
+    });
   });
 }

@@ -1,7 +1,7 @@
 /**
  * What a node adds to the app when clustered (docs/deploy.md): the socket.io Redis adapter (a room's emit
  * reaches the dashboards of every node), answers to the other nodes (a watched session's snapshot, a
- * follow-up asked for on another node's dashboard), and HTTP requests for a session another node runs
+ * follow-up asked for on another node's dashboard, a control of a replay this node runs), and HTTP requests for a session another node runs
  * forwarded to it (a proxy, not a redirect: the browser keeps one origin and one sign-in cookie).
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -35,11 +35,14 @@ export interface RemoteSessions {
   snapshot(sessionId: string): Promise<SessionSnapshot | null>;
   /** A follow-up asked for on this node for a session another node runs: that node computes, records and pushes it. */
   followup(sessionId: string, body: Record<string, unknown>, by?: string): Promise<Ack<unknown> | null>;
+  /** A replay another node runs, paused, resumed, sought, sped up or stopped there (replay:control's body). */
+  replayControl(replayId: string, body: unknown): Promise<Ack<unknown> | null>;
 }
 
 type Local = {
   store: SessionStore;
   followups?: (sessionId: string, body: Record<string, unknown>, by?: string) => Ack<unknown>;
+  replayControl?: (body: unknown) => Ack<unknown>;
 };
 
 /** Asks every other node; the one that runs the session answers, the others answer null. */
@@ -64,8 +67,13 @@ export function remoteSessions(nsp: Namespace, local: Local): RemoteSessions {
       reply({ error: { code: 'storage', message: `follow-up failed on the session's node: ${(e as Error).message}` } });
     }
   });
+  nsp.on('cluster:replay-control', (m: { replayId: string; body: unknown }, reply: (r: Ack<unknown> | null) => void) => {
+    if (!local.store.get(m?.replayId)?.replay || !local.replayControl) return reply(null);
+    reply(local.replayControl(m.body));
+  });
   return {
     snapshot: (sessionId) => ask<SessionSnapshot>(nsp, 'cluster:snapshot', sessionId),
+    replayControl: (replayId, body) => ask<Ack<unknown>>(nsp, 'cluster:replay-control', { replayId, body }),
     followup: (sessionId, body, by) => ask<Ack<unknown>>(nsp, 'cluster:followup', { sessionId, body, ...(by ? { by } : {}) }),
   };
 }
