@@ -2,15 +2,19 @@
  * Shared-feature maps of a live session through the cluster: a rig with planted neurons on node A (features
  * and models on A), the maps computed by an `npm run worker` process through BullMQ, announced on a
  * dashboard on node B (Redis adapter) and served as PNG by B (proxied to A); health names the worker.
- * Before the worker starts, A's map jobs time out, and B's dashboard is told so (explain:failed).
+ * Before the worker starts, A's map jobs time out, and B's dashboard is told so (explain:failed). The worker
+ * fetches the images from A over HTTP by content hash (none go through Redis).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
 import { io } from 'socket.io-client';
 import sharp from 'sharp';
+import { Redis } from 'ioredis';
 import { dashboardEvents, type ExplainFailure, type Explanation, type SessionSummary } from '@sharedlens/shared';
 import { runSimRig } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -70,6 +74,22 @@ test('a live session on node A: no worker yet, its map jobs time out on B\'s das
     assert.equal(png.headers.get('x-sharedlens-node'), 'maps-a');
     const meta = await sharp(Buffer.from(await png.arrayBuffer())).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ['png', 2 * 224, 224]);
+    // the images came from A over HTTP by hash (none in Redis); A serves a named image only with the cluster's key
+    const r = new Redis(redis.url);
+    try {
+      assert.deepEqual(await r.keys('sharedlens:blob:*'), []);
+      const key = (await r.get('sharedlens:cluster-key'))!;
+      const bytes = fs.readFileSync(path.join(root, 'stimuli/demo', demoStimuli.find((s) => s.id === e.driverId)!.file));
+      const hash = createHash('sha256').update(bytes).digest('hex');
+      const image = await fetch(`${a.url}/api/cluster/images/${hash}`, { headers: { 'x-sharedlens-cluster-key': key } });
+      assert.equal(image.status, 200);
+      assert.ok(Buffer.from(await image.arrayBuffer()).equals(bytes));
+      assert.equal((await fetch(`${a.url}/api/cluster/images/${hash}`, { headers: { 'x-sharedlens-cluster-key': 'x'.repeat(key.length) } })).status, 403);
+      assert.equal((await fetch(`${a.url}/api/cluster/images/${hash}`, { headers: { cookie } })).status, 403, 'a signed-in person is not a worker');
+      assert.equal((await fetch(`${a.url}/api/cluster/images/${'0'.repeat(64)}`, { headers: { 'x-sharedlens-cluster-key': key } })).status, 404);
+    } finally {
+      r.disconnect();
+    }
     // A's health: the queue, its worker, and the jobs A submitted and saw completed
     const health = (await (await fetch(`${a.url}/api/health`)).json()) as { cluster: { mapJobs: { workers: { name: string }[]; thisNode: { completed: number; submitted: number; timedOut: number } } } };
     assert.deepEqual(health.cluster.mapJobs.workers.map((w) => w.name), ['w-live']);

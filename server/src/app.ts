@@ -47,6 +47,8 @@ import type { ClusterNode } from './cluster/cluster-node.ts';
 import { clusterHealth, forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
 import { MapQueue } from './cluster/map-jobs.ts';
 import { FeatureQueue, featureModelIdOf } from './cluster/feature-jobs.ts';
+import { ImageIndex } from './cluster/job-queue.ts';
+import { clusterImagesRouter } from './http/cluster-images.ts';
 
 export interface AppDeps {
   config: Config;
@@ -85,8 +87,10 @@ export function createApp(deps: AppDeps): App {
   const interrupted = recorder.markInterrupted(cluster ? (id) => cluster.ownerOf(id) !== undefined : undefined);
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
   const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
+  // clustered: the images named in compute jobs, served to the workers by hash (GET /api/cluster/images/:hash)
+  const jobImages = cluster ? { index: new ImageIndex(), url: () => cluster.url } : undefined;
   // clustered: stimulus features are BullMQ jobs for `npm run worker` processes while one is connected (cluster/feature-jobs.ts)
-  const featureQueue = cluster && compute && config.cluster.featuresOnWorkers ? new FeatureQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, timeoutMs: config.cluster.featureJobTimeoutS * 1000, chunk: config.cluster.featureJobImages, modelId: featureModelIdOf(config.compute.model), local: compute, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
+  const featureQueue = cluster && compute && config.cluster.featuresOnWorkers ? new FeatureQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, images: jobImages, timeoutMs: config.cluster.featureJobTimeoutS * 1000, chunk: config.cluster.featureJobImages, modelId: featureModelIdOf(config.compute.model), local: compute, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
   // which backend runs and why: until the first features are computed, what the GPU package's presence predicts
   const computeStatus: { backend: string | null; backendReason: string; features: Record<string, string> } = {
     backend: null,
@@ -221,7 +225,7 @@ export function createApp(deps: AppDeps): App {
 
   const mapsCfg = config.compute.maps;
   // clustered: maps are BullMQ jobs for `npm run worker` processes (cluster/map-jobs.ts)
-  const mapQueue = cluster && compute && mapsCfg.enabled && config.cluster.mapsOnWorkers ? new MapQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, timeoutMs: config.cluster.mapJobTimeoutS * 1000, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
+  const mapQueue = cluster && compute && mapsCfg.enabled && config.cluster.mapsOnWorkers ? new MapQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, images: jobImages, timeoutMs: config.cluster.mapJobTimeoutS * 1000, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
   const explanations =
     compute && mapsCfg.enabled
       ? scheduleExplanations({
@@ -261,6 +265,7 @@ export function createApp(deps: AppDeps): App {
   app.use('/api/auth', authRouter(signIn));
   // rigs read their stimulus sets with their own token
   app.use('/api/stimuli', rigBearer(rigTokens, refused));
+  if (cluster) app.use('/api/cluster/images', clusterImagesRouter(cluster, jobImages!.index, refused));
   if (cluster) app.use('/api', trustForwarded(cluster));
   app.use('/api', signedIn(signIn, refused), steeringNeedsOperatorJson(refused, logSteering));
   if (cluster) app.use('/api/sessions/:id', forwardToRunningNode(cluster, store, (msg, fields) => logger.warn(fields, msg)));

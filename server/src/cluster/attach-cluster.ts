@@ -14,13 +14,18 @@ import type { Ack, SessionSnapshot } from '@sharedlens/shared';
 import type { Person } from '../auth/sign-in.ts';
 import type { SessionStore } from '../sinks/session-store.ts';
 import { apiError } from '../http/api-error.ts';
-import type { ClusterNode } from './cluster-node.ts';
+import { CLUSTER_KEY_HEADER, type ClusterNode } from './cluster-node.ts';
 import type { MapQueue } from './map-jobs.ts';
 import type { FeatureQueue } from './feature-jobs.ts';
 
 /** Header of a request one node forwards to another: the cluster's key, and the signed-in person as JSON. */
-const KEY_HEADER = 'x-sharedlens-cluster-key';
+const KEY_HEADER = CLUSTER_KEY_HEADER;
 const PERSON_HEADER = 'x-sharedlens-person';
+
+/** True when `value` (a request header) is the cluster's key, compared in constant time. */
+export function keyMatches(node: ClusterNode, value: unknown): boolean {
+  return typeof value === 'string' && !!node.key && value.length === node.key.length && timingSafeEqual(Buffer.from(value), Buffer.from(node.key));
+}
 
 /** How long a node waits for the others' answers (a snapshot, a follow-up) before it gives up. */
 export const REMOTE_TIMEOUT_MS = 3000;
@@ -81,8 +86,7 @@ export function remoteSessions(nsp: Namespace, local: Local): RemoteSessions {
 /** Before sign-in: a request forwarded by another node of the cluster carries its person (the key proves the node). */
 export function trustForwarded(node: ClusterNode) {
   return (req: Request, res: Response, next: NextFunction) => {
-    const key = req.headers[KEY_HEADER];
-    if (typeof key === 'string' && node.key && key.length === node.key.length && timingSafeEqual(Buffer.from(key), Buffer.from(node.key))) {
+    if (keyMatches(node, req.headers[KEY_HEADER])) {
       try {
         const person = JSON.parse(String(req.headers[PERSON_HEADER])) as Person;
         if (typeof person?.name === 'string' && (person.role === 'viewer' || person.role === 'operator')) res.locals.person = { name: person.name, role: person.role };

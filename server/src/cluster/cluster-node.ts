@@ -41,6 +41,9 @@ return v`;
 /** Gives a session up, only if this node holds it. */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
+/** Header carrying the cluster's key on a request from one cluster process to a node (forwarded requests, workers' images). */
+export const CLUSTER_KEY_HEADER = 'x-sharedlens-cluster-key';
+
 /** Prefix of every key of the cluster in Redis. */
 export const CLUSTER_PREFIX = 'sharedlens:';
 

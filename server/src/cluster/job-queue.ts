@@ -1,8 +1,10 @@
 /**
  * The node's side of one BullMQ queue of compute jobs (docs/deploy.md): map jobs (map-jobs.ts) and feature
  * jobs (feature-jobs.ts) share what is here.
- * - Images travel by content hash: the node stores each image once in Redis (`blob:<sha256>`, expiring),
- *   a worker fetches a hash once and keeps it in its cache folder (job-worker.ts).
+ * - Images travel by content hash: a node offers each image it names in a job at
+ *   `GET <node>/api/cluster/images/<sha256>` (attach-cluster.ts, behind the cluster's key), and a worker
+ *   fetches a hash once and keeps it in its cache folder (job-worker.ts). A queue without a node serving
+ *   HTTP (a script, the bench) puts the image in Redis instead (`blob:<sha256>`, expiring).
  * - A job's id is a hash of everything it reads, so the same job asked for twice (or by two nodes) is one
  *   job, and a finished one is answered from its kept result (deduplicated).
  * - A killed worker's job is retried by another once its lock expires (BullMQ's stalled-job check).
@@ -54,9 +56,29 @@ export const bullPrefix = (prefix: string) => `${prefix}bull`;
 /** Job id: sha-256 of the job's data (same inputs, same job). */
 export const jobId = (d: unknown) => createHash('sha256').update(JSON.stringify(d)).digest('hex').slice(0, 40);
 
+/** Images a node offers to the workers by content hash (attach-cluster.ts serveClusterImages). */
+export class ImageIndex {
+  private readonly byHash = new Map<string, string>();
+  add(hash: string, file: string): void {
+    this.byHash.set(hash, file);
+  }
+  /** The file with this content hash, as of when it was hashed. */
+  file(hash: string): string | undefined {
+    return this.byHash.get(hash);
+  }
+}
+
+/** Where a node's images are fetched from: its index and its URL (empty before it listens). */
+export interface ImageSource {
+  index: ImageIndex;
+  url: () => string;
+}
+
 export interface JobQueueOptions {
   redisUrl: string;
   prefix: string;
+  /** A node's images served over HTTP; absent: images go through Redis. */
+  images?: ImageSource;
   /** A job not finished within this fails. */
   timeoutMs: number;
   log: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void;
@@ -89,7 +111,7 @@ export class JobQueue<Data, Result> {
     this.events.on('error', warn);
   }
 
-  /** Content hash of an image file, put in Redis when this process has not put it there yet. */
+  /** Content hash of an image file: offered over HTTP by this node, or put in Redis (once per file version). */
   protected async imageHash(file: string): Promise<string> {
     const st = fs.statSync(file);
     const stamp = `${st.size}:${st.mtimeMs}`;
@@ -97,7 +119,9 @@ export class JobQueue<Data, Result> {
     if (known?.stamp === stamp) return known.hash;
     const bytes = fs.readFileSync(file);
     const hash = createHash('sha256').update(bytes).digest('hex');
-    await this.redis.set(blobKey(this.opts.prefix, hash), bytes, 'EX', BLOB_TTL_S);
+    this.opts.images?.index.add(hash, file);
+    // no URL yet (the node is not listening; jobs queued now name no node to fetch from)
+    if (!this.opts.images?.url()) await this.redis.set(blobKey(this.opts.prefix, hash), bytes, 'EX', BLOB_TTL_S);
     this.hashes.set(file, { stamp, hash });
     return hash;
   }
@@ -125,8 +149,10 @@ export class JobQueue<Data, Result> {
     }
     if (existing) this.counts.deduplicated++;
     else this.counts.submitted++;
-    // attempts: a job whose worker throws is tried once more; a killed worker's job comes back as stalled
-    const job: Job = existing ?? (await this.queue.add(this.name, data, { jobId: id, attempts: 2, removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } }));
+    // attempts: a job whose worker throws is tried once more; a killed worker's job comes back as stalled.
+    // `from` (where the images are fetched) is not part of the id: two nodes asking for one job share it
+    const from = this.opts.images?.url();
+    const job: Job = existing ?? (await this.queue.add(this.name, from ? { ...data, from } : data, { jobId: id, attempts: 2, removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } }));
     try {
       const result = (await job.waitUntilFinished(this.events, this.opts.timeoutMs)) as Result;
       this.counts.completed++;

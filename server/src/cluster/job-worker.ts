@@ -12,21 +12,41 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { filter, lastValueFrom } from 'rxjs';
 import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
+import { CLUSTER_KEY_HEADER } from './cluster-node.ts';
 import { FEATURE_QUEUE, encodeFeatureResult, type FeatureJobData, type FeatureJobResult } from './feature-jobs.ts';
 import { blobKey, bullPrefix, redisOptions } from './job-queue.ts';
 import { MAP_QUEUE, decodeMapJob, encodeMapResult, type MapJobData, type MapJobResult } from './map-jobs.ts';
 
+/** Where a worker gets an image it does not have: the node named in the job over HTTP, else Redis. */
+export interface ImageFetch {
+  redis: Redis;
+  prefix: string;
+  /** The cluster's key, read from Redis when first needed (a node asks for it on image requests). */
+  key: () => Promise<string>;
+}
+
 /**
- * A worker's copy of an image: from its cache folder, or fetched from Redis once and written there
- * (under a temporary name, then renamed, so two jobs fetching one image never read half a file).
+ * A worker's copy of an image: from its cache folder, or fetched once (from `from`, the node that queued
+ * the job, or from Redis) and written there under a temporary name, then renamed, so two jobs fetching one
+ * image never read half a file. The bytes must have the hash.
  */
-export async function fetchBlob(redis: Redis, prefix: string, hash: string, cacheDir: string): Promise<string> {
+export async function fetchBlob(src: ImageFetch, hash: string, cacheDir: string, from?: string): Promise<string> {
   if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`not an image hash: ${hash.slice(0, 80)}`);
   const file = path.join(cacheDir, hash);
   if (fs.existsSync(file)) return file;
-  const bytes = await redis.getBuffer(blobKey(prefix, hash));
-  if (!bytes) throw new Error(`image ${hash.slice(0, 12)}... is not in Redis (expired, or the node that queued the job is gone)`);
-  if (createHash('sha256').update(bytes).digest('hex') !== hash) throw new Error(`image ${hash.slice(0, 12)}... in Redis does not match its hash`);
+  let bytes: Buffer | null;
+  if (from) {
+    const url = new URL(`/api/cluster/images/${hash}`, from);
+    const res = await fetch(url, { headers: { [CLUSTER_KEY_HEADER]: await src.key() }, signal: AbortSignal.timeout(30_000) }).catch((e: Error) => {
+      throw new Error(`image ${hash.slice(0, 12)}... from ${url.origin}: ${e.message}`);
+    });
+    if (!res.ok) throw new Error(`image ${hash.slice(0, 12)}... from ${url.origin}: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
+    bytes = Buffer.from(await res.arrayBuffer());
+  } else {
+    bytes = await src.redis.getBuffer(blobKey(src.prefix, hash));
+    if (!bytes) throw new Error(`image ${hash.slice(0, 12)}... is not in Redis (expired, or the node that queued the job is gone)`);
+  }
+  if (createHash('sha256').update(bytes).digest('hex') !== hash) throw new Error(`image ${hash.slice(0, 12)}... from ${from ?? 'Redis'} does not match its hash`);
   fs.mkdirSync(cacheDir, { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   fs.writeFileSync(tmp, bytes);
@@ -55,10 +75,13 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, {}));
   const images = path.join(opts.cacheDir, 'cluster-images');
-  const fetch = (hash: string) => fetchBlob(redis, opts.prefix, hash, images);
+  let key: Promise<string> | null = null;
+  const src: ImageFetch = { redis, prefix: opts.prefix, key: () => (key ??= redis.get(`${opts.prefix}cluster-key`).then((k) => k ?? '')) };
+  const fetchImage = (from?: string) => (hash: string) => fetchBlob(src, hash, images, from);
   let done = 0;
-  const maps = async (job: Job<MapJobData>): Promise<MapJobResult> => {
+  const maps = async (job: Job<MapJobData & { from?: string }>): Promise<MapJobResult> => {
     const started = Date.now();
+    const fetch = fetchImage(job.data.from);
     const [driverFile, referenceFile] = await Promise.all([fetch(job.data.driver), fetch(job.data.reference)]);
     const { weights, options, known } = decodeMapJob(job.data);
     const r = await lastValueFrom(opts.client.explain$(driverFile, referenceFile, weights, options, known));
@@ -66,11 +89,11 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
     opts.log('info', 'map job done', { jobId: job.id, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
     return encodeMapResult(r, opts.name);
   };
-  const features = async (job: Job<FeatureJobData>): Promise<FeatureJobResult> => {
+  const features = async (job: Job<FeatureJobData & { from?: string }>): Promise<FeatureJobResult> => {
     // another model's features would be silently wrong for the node's encoding models: refused, not retried
     if (job.data.modelId !== opts.modelId) throw new UnrecoverableError(`worker ${opts.name} computes features with ${opts.modelId}, the node asks for ${job.data.modelId} (compute.model)`);
     const started = Date.now();
-    const files = await Promise.all(job.data.images.map(fetch));
+    const files = await Promise.all(job.data.images.map(fetchImage(job.data.from)));
     const r = (await lastValueFrom(opts.client.features$(files).pipe(filter((e) => e.type === 'features')))) as Extract<FeatureEvent, { type: 'features' }>;
     done++;
     opts.log('info', 'feature job done', { jobId: job.id, images: files.length, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
