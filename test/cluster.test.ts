@@ -2,7 +2,7 @@
  * Two server processes on one Redis (cluster.redisUrl) and a shared data folder: a rig on node A, a dashboard
  * on node B. B sees A's session and its statistics as one process computes them, a follow-up asked for on B
  * reaches the rig on A, a replay running on A is paused and stopped from B's dashboard, and after A is killed
- * the rig resumes on B without losing an acknowledged event.
+ * the rig resumes on B without losing an acknowledged event. A rig that leaves A (A alive) resumes on B at once.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,6 +55,31 @@ before(async () => {
 after(async () => {
   await Promise.all([a?.stop(), b?.stop(), single?.close()]);
   await redis?.stop();
+});
+
+test('live handover: a rig that left node A resumes its session on node B at once, with every acknowledged trial; while still connected to A it is refused, saying why', async () => {
+  const rigA = new RigClient({ url: a.url, token: TOKEN, ackTimeoutMs: 3000, socket: { reconnection: false } });
+  const rigB = new RigClient({ url: b.url, token: TOKEN, ackTimeoutMs: 3000, socket: { reconnection: false } });
+  try {
+    await rigA.connect();
+    const sessionId = await rigA.startSession(sessionStart(C));
+    let lastSeq = 0;
+    for (let t = 0; t < 10; t++) for (const ack of await Promise.all(trial(rigA, t))) lastSeq = Math.max(lastSeq, ack.seq);
+    await rigB.connect();
+    await until(async () => (await api(b.url, '/api/sessions')).body.some((s: { sessionId: string }) => s.sessionId === sessionId), "A's session known to B");
+    await assert.rejects(rigB.resume(sessionId), /is live on node "node-a".*that node did not hand it over: .*still connected to its rig/);
+    // the rig leaves A (A stays up): B takes the session over without waiting for A's idle close (10 min)
+    rigA.close();
+    const resumedAt = await until(() => rigB.resume(sessionId).catch(() => null), 'the session resumed on B', 200);
+    assert.equal(resumedAt, lastSeq);
+    for (let t = 10; t < 12; t++) await Promise.all(trial(rigB, t));
+    await until(async () => (await api(b.url, `/api/sessions/${sessionId}/stats`)).body.trialsCompleted === 12, '12 trials on B: 10 from A and 2 after the handover');
+    assert.equal((await api(a.url, `/api/sessions/${sessionId}/stats`)).node, 'node-b', 'A forwards the session to B now');
+    await rigB.end();
+  } finally {
+    rigA.close();
+    rigB.close();
+  }
 });
 
 test('rig on node A, dashboard on node B: same statistics as one process, follow-ups from B reach the rig, A\'s replay controlled from B, A killed and the session resumed on B', async () => {

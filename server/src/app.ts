@@ -44,7 +44,7 @@ import { scheduleExplanations } from './sinks/explain-jobs.ts';
 import { watchRoom } from './sinks/dashboard-broadcast.ts';
 import { dashboardEvents, type Explanation } from '@sharedlens/shared';
 import type { ClusterNode } from './cluster/cluster-node.ts';
-import { clusterHealth, forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
+import { claimOrHandOver, clusterHealth, handOverAndRelease, forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
 import { MapQueue } from './cluster/map-jobs.ts';
 import { FeatureQueue, featureModelIdOf } from './cluster/feature-jobs.ts';
 import { ImageIndex } from './cluster/job-queue.ts';
@@ -171,16 +171,18 @@ export function createApp(deps: AppDeps): App {
     serveClient: false,
   });
   if (cluster) useRedisAdapter(io, cluster);
+  // clustered: another node's sessions changed, so a meta.json this node cached may have changed on the shared folder
+  if (cluster) cluster.othersChanged$.subscribe(() => recorder.forgetMeta());
 
   const followupDeps = { sets: stimulusSets, featuresFor, confirmRepeats: config.compute.confirmRepeats, alphas };
-  const { rejections$, pushToRig } = attachRigGateway(io.of('/rig'), {
+  const { rejections$, pushToRig, handOver } = attachRigGateway(io.of('/rig'), {
     followups: (rt, ask) => suggestFollowups(followupDeps, rt, ask as unknown as FollowupAsk),
     store,
     recorder,
     stimulusSets,
     limits: config.limits,
     ...(deps.now ? { now: deps.now } : {}),
-    ...(cluster ? { claim: (id: string) => (recorder.forgetMeta(id), cluster.claim(id)) } : {}),
+    ...(cluster ? { claim: (id: string, rig: string) => claimOrHandOver(cluster, () => commandDeps.cluster?.remote, id, rig, () => recorder.forgetMeta(id)) } : {}),
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
   const rigTokens = new RigTokens({ tokens: config.rigTokens, maxFailedAttempts: config.auth.maxFailedAttempts, failedWindowS: config.auth.failedWindowS, ...(deps.now ? { now: deps.now } : {}) });
@@ -214,7 +216,7 @@ export function createApp(deps: AppDeps): App {
   const dashboard = io.of('/dashboard');
   // clustered: the list holds every node's sessions; a session another node runs is watched and steered through it
   const allSessions = () => [...store.all().map((rt) => store.summary(rt)), ...(cluster?.otherSessions() ?? [])];
-  if (cluster) commandDeps.cluster = { sessions: allSessions, remote: remoteSessions(dashboard, { store, followups: (id, body, by) => commandDeps.followups!(store.get(id)!, body, by), replayControl: (body) => controlReplay(commandDeps, body) }) };
+  if (cluster) commandDeps.cluster = { sessions: allSessions, remote: remoteSessions(dashboard, { store, followups: (id, body, by) => commandDeps.followups!(store.get(id)!, body, by), replayControl: (body) => controlReplay(commandDeps, body), handover: (id, rig) => handOverAndRelease(cluster, handOver, id, rig) }) };
   guardDashboard(dashboard, signIn, refused, logSteering);
   attachDashboardCommands(dashboard, commandDeps);
   const broadcast = broadcastToDashboards(dashboard, store, rejections$, {

@@ -42,12 +42,16 @@ export interface RemoteSessions {
   followup(sessionId: string, body: Record<string, unknown>, by?: string): Promise<Ack<unknown> | null>;
   /** A replay another node runs, paused, resumed, sought, sped up or stopped there (replay:control's body). */
   replayControl(replayId: string, body: unknown): Promise<Ack<unknown> | null>;
+  /** Asks the node that holds a session to let go of it because its rig resumes it here (null: no node runs it). */
+  handover(sessionId: string, rig: string): Promise<Ack<unknown> | null>;
 }
 
 type Local = {
   store: SessionStore;
   followups?: (sessionId: string, body: Record<string, unknown>, by?: string) => Ack<unknown>;
   replayControl?: (body: unknown) => Ack<unknown>;
+  /** Closes a session whose rig left it, for `rig` to resume on another node, and gives up its hold. */
+  handover?: (sessionId: string, rig: string) => Promise<Ack<unknown>>;
 };
 
 /** Asks every other node; the one that runs the session answers, the others answer null. */
@@ -76,11 +80,40 @@ export function remoteSessions(nsp: Namespace, local: Local): RemoteSessions {
     if (!local.store.get(m?.replayId)?.replay || !local.replayControl) return reply(null);
     reply(local.replayControl(m.body));
   });
+  nsp.on('cluster:handover', (m: { sessionId: string; rig: string }, reply: (r: Ack<unknown> | null) => void) => {
+    if (!local.store.get(m?.sessionId) || !local.handover) return reply(null);
+    local.handover(m.sessionId, String(m.rig)).then(reply, (e: Error) => reply({ error: { code: 'storage', message: `handing the session over failed: ${e.message}` } }));
+  });
   return {
     snapshot: (sessionId) => ask<SessionSnapshot>(nsp, 'cluster:snapshot', sessionId),
+    handover: (sessionId, rig) => ask<Ack<unknown>>(nsp, 'cluster:handover', { sessionId, rig }),
     replayControl: (replayId, body) => ask<Ack<unknown>>(nsp, 'cluster:replay-control', { replayId, body }),
     followup: (sessionId, body, by) => ask<Ack<unknown>>(nsp, 'cluster:followup', { sessionId, body, ...(by ? { by } : {}) }),
   };
+}
+
+/**
+ * A rig resuming here a session another node holds (live handover): the hold is taken when free; otherwise
+ * the holder is asked to let go (it does when the session's rig left it) and the hold is taken then. Resolves
+ * to null when taken, or to why not. `forget` drops this node's cached copy of the session's meta.json.
+ */
+export async function claimOrHandOver(node: ClusterNode, remote: () => RemoteSessions | undefined, sessionId: string, rig: string, forget: () => void): Promise<string | null> {
+  forget();
+  const refused = await node.claim(sessionId);
+  if (!refused) return null;
+  const handed = await remote()?.handover(sessionId, rig);
+  if (!handed) return refused;
+  if ('error' in handed) return `${refused}; that node did not hand it over: ${handed.error.message}`;
+  forget();
+  return node.claim(sessionId);
+}
+
+/** The holder's side of a handover: the session closed here (`handOver`, the rig gateway's), then its hold given up. */
+export async function handOverAndRelease(node: ClusterNode, handOver: (sessionId: string, rig: string) => string | null, sessionId: string, rig: string): Promise<Ack<unknown>> {
+  const why = handOver(sessionId, rig);
+  if (why) return { error: { code: 'not-owner', message: why } };
+  await node.release(sessionId);
+  return { data: { handedOver: sessionId } };
 }
 
 /** Before sign-in: a request forwarded by another node of the cluster carries its person (the key proves the node). */

@@ -207,6 +207,13 @@ export class ClusterNode {
     return `session ${sessionId} is live on node "${r}"${other?.url ? ` (${other.url})` : ''}; connect the rig there, or resume here once that node is gone (its hold expires ${this.opts.ttlS} s after its last heartbeat)`;
   }
 
+  /** Gives up this node's hold on a session now (handed over to another node), rather than at the next heartbeat. */
+  async release(sessionId: string): Promise<void> {
+    await this.redis.eval(RELEASE, 1, this.k('owner', sessionId), this.nodeId);
+    this.held.delete(sessionId);
+    this.owners.delete(sessionId);
+  }
+
   /** Node id that owns a live session, as of the last heartbeat (undefined: nobody, e.g. its node died). */
   ownerOf(sessionId: string): string | undefined {
     return this.owners.get(sessionId);

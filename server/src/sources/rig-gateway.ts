@@ -45,10 +45,10 @@ export interface RigGatewayDeps {
   /** Follow-up suggestions for a session (followup-service.ts). */
   followups?: (rt: Runtime, ask: Record<string, unknown>) => { suggestions: Suggestion[]; notes: string[] } | { error: AckError };
   /**
-   * Clustered (cluster/cluster-node.ts): takes a session this process does not hold before resuming it;
-   * resolves to null when taken, or to why not (another live node writes its log).
+   * Clustered (cluster/cluster-node.ts): takes a session this process does not hold before resuming it for
+   * `rig`; resolves to null when taken, or to why not (another live node writes its log).
    */
-  claim?: (sessionId: string) => Promise<string | null>;
+  claim?: (sessionId: string, rig: string) => Promise<string | null>;
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -56,7 +56,7 @@ export interface RigGatewayDeps {
 type AckFn = (ack: Ack<unknown>) => void;
 
 /** Attaches the rig protocol to a namespace; returns the stream of rejections. */
-export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { rejections$: Subject<Rejection>; pushToRig: (sessionId: string, event: string, payload: unknown) => number } {
+export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { rejections$: Subject<Rejection>; pushToRig: (sessionId: string, event: string, payload: unknown) => number; handOver: (sessionId: string, rig: string) => string | null } {
   const rejections$ = new Subject<Rejection>();
   const now = deps.now ?? Date.now;
   const owned = new Map<string, Set<string>>(); // socket id -> session ids it drives
@@ -90,22 +90,40 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
   /** A disconnected session left idle closes its log and leaves memory; session:resume reloads it from disk. */
   function scheduleIdleClose(id: string): void {
     clearTimeout(idleTimers.get(id));
-    const t = setTimeout(() => {
-      idleTimers.delete(id);
-      const rt = deps.store.get(id);
-      if (!rt || rt.state !== 'disconnected') return;
-      deps.store.remove(rt);
-      try {
-        deps.recorder.finish(id, 'interrupted', rt.latest?.trialsCompleted);
-        deps.log('info', 'idle disconnected session closed; resumable from disk', { sessionId: id });
-      } catch (e) {
-        // a timer has no one to answer: a failure here (disk full writing meta.json) is logged, never an exit;
-        // the log is closed and whole, and the session stays resumable from it
-        deps.log('error', `idle session closed, but its index entry could not be updated: ${(e as Error).message}`, { sessionId: id });
-      }
-    }, deps.limits.idleSessionCloseS * 1000);
+    const t = setTimeout(() => closeIdle(id), deps.limits.idleSessionCloseS * 1000);
     t.unref();
     idleTimers.set(id, t);
+  }
+
+  /**
+   * Clustered: `rig` resumes on another node a session this one runs and whose rig left it: it is closed here
+   * now, as after the idle time, so that node can take it over (null), or left alone with why not.
+   */
+  function handOver(id: string, rig: string): string | null {
+    const rt = deps.store.get(id);
+    if (!rt || rt.kind !== 'live') return `session ${id} is not live on this node`;
+    if (rt.owner !== undefined && rt.owner !== rig) return `session ${id} belongs to rig "${rt.owner}"; only it may resume it`;
+    if (rt.state !== 'disconnected') return `session ${id} is still connected to its rig here (a rig that lost its connection is noticed within socket.io's ping timeout); retry then`;
+    closeIdle(id);
+    deps.log('info', 'session handed over: its rig resumes it on another node', { sessionId: id });
+    return null;
+  }
+
+  /** Closes a disconnected session's log and takes it out of memory (resumable from disk). */
+  function closeIdle(id: string): void {
+    clearTimeout(idleTimers.get(id));
+    idleTimers.delete(id);
+    const rt = deps.store.get(id);
+    if (!rt || rt.state !== 'disconnected') return;
+    deps.store.remove(rt);
+    try {
+      deps.recorder.finish(id, 'interrupted', rt.latest?.trialsCompleted);
+      deps.log('info', 'idle disconnected session closed; resumable from disk', { sessionId: id });
+    } catch (e) {
+      // a timer has no one to answer: a failure here (disk full writing meta.json) is logged, never an exit;
+      // the log is closed and whole, and the session stays resumable from it
+      deps.log('error', `idle session closed, but its index entry could not be updated: ${(e as Error).message}`, { sessionId: id });
+    }
   }
 
   function reject(socket: Socket, event: string, ack: AckFn | null, sessionId: string | undefined, error: AckError): void {
@@ -194,8 +212,8 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
   }
 
   /** Clustered: a session another node may hold is taken (or refused with its owner) before it is resumed here. */
-  function claimThenResume(socket: Socket, ack: AckFn, sessionId: string, claim: (id: string) => Promise<string | null>): void {
-    claim(sessionId).then(
+  function claimThenResume(socket: Socket, ack: AckFn, sessionId: string, claim: (id: string, rig: string) => Promise<string | null>): void {
+    claim(sessionId, rigOf(socket)).then(
       (refused) => {
         if (refused) return reject(socket, 'session:resume', ack, sessionId, { code: 'not-owner', message: refused });
         try {
@@ -358,5 +376,5 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     note({ kind: 'gap', sessionId: g.sessionId, seq, ...gap });
   }
 
-  return { rejections$, pushToRig };
+  return { rejections$, pushToRig, handOver };
 }
