@@ -63,35 +63,7 @@ export interface RidgeState {
   r: Float64Array[];
   /** Leave-one-out squared-error sums per (alpha, neuron): A x N. */
   loss: Float64Array;
-  /**
-   * Trials applied to `loss` and `y` but not yet to every neuron's stored residuals `r` (updateRow; read r
-   * through residualRow, or settleResiduals first). Absent or empty: `r` is exact.
-   */
-  lazy?: LazyResiduals;
 }
-
-/**
- * The last `size` trials' residual updates (r_t += delta_t k_ap per alpha), kept so that a trial reads every
- * neuron's residuals (the dot product of the loss update) but writes only a 1/size share of them: neuron t
- * folds its pending trials in at the trials whose number is t mod size. At 4096 neurons x 1000 stimuli x 10
- * alphas the residuals are 330 MB, read and written per trial before (bench ridge: 134 ms a trial).
- */
-export interface LazyResiduals {
-  size: number;
-  /** Basis rows the k_ap vectors have (a change of the basis settles first). */
-  n: number;
-  /** Trials recorded so far; trial k sits in slot k mod size. */
-  seq: number;
-  /** Per slot: the trial's number (-1: empty), its k_ap per alpha (A x n) and per-neuron deltas (N). */
-  slotSeq: Int32Array;
-  kp: Float64Array[];
-  delta: Float64Array[];
-  /** Per neuron: the number of the last trial folded into its stored residuals (-1: none). */
-  applied: Int32Array;
-}
-
-/** Trials a neuron's residuals may lag behind (its share of the writes per trial is 1/LAZY_TRIALS). */
-export const LAZY_TRIALS = 16;
 
 /**
  * Ridge basis on the feature rows `rows` of `features` (S x D row-major), with room for `cap` rows
@@ -196,7 +168,6 @@ export function createRidgeState(basis: RidgeBasis, N: number, y: Float64Array):
 /** Rebuilds every residual and loss exactly from the responses (clears accumulated rounding). */
 export function recomputeResiduals(state: RidgeState): void {
   settleBorder(state.basis);
-  state.lazy = undefined;
   const { n, cap, kinv, z, gamma, g } = state.basis;
   const yc = new Float64Array(n);
   for (let t = 0; t < state.N; t++) {
@@ -225,7 +196,6 @@ export function recomputeResiduals(state: RidgeState): void {
 
 /** Recomputes the losses from the residuals. */
 export function recomputeLoss(state: RidgeState): void {
-  settleResiduals(state);
   const { n } = state.basis;
   state.r.forEach((r, a) => {
     for (let t = 0; t < state.N; t++) {
@@ -238,157 +208,57 @@ export function recomputeLoss(state: RidgeState): void {
 
 /**
  * Refresh after one trial: the mean response of basis row `row` moved to `yNew` (length N). Updates every
- * loss exactly (up to rounding) from the dot product of each neuron's residuals with k_ap, and writes the
- * residual update r += delta k_ap of a 1/LAZY_TRIALS share of the neurons (with their earlier pending
- * trials); the others keep it in `state.lazy`. Reads N x n x alphas numbers, writes an N / LAZY_TRIALS share.
- * Mutates and returns `state`.
+ * residual and loss exactly (up to rounding). Mutates and returns `state`.
  */
 export function updateRow(state: RidgeState, row: number, yNew: ArrayLike<number>): RidgeState {
-  const { n, cap, kinv, z, gamma, g, alphas } = state.basis;
+  const { n, alphas } = state.basis;
   const N = state.N;
-  const A = alphas.length;
-  let lz = state.lazy;
-  if (!lz || lz.n !== n) {
-    settleResiduals(state);
-    lz = state.lazy = createLazy(A, n, N);
-  }
-  const K = lz.size;
-  const seq = lz.seq++;
-  const slot = seq % K;
-  const delta = lz.delta[slot];
+  const delta = new Float64Array(N);
   for (let t = 0; t < N; t++) {
     delta[t] = yNew[t] - state.y[t * n + row];
     state.y[t * n + row] = yNew[t];
   }
-  lz.slotSeq[slot] = seq;
-  const kpAll = lz.kp[slot];
-  const { slotSeq, applied } = lz;
-  // earlier trials still pending for some neuron: their slots, and per alpha k_aq . k_ap
-  const older: number[] = [];
-  for (let k = 0; k < K; k++) if (k !== slot && slotSeq[k] >= 0) older.push(k);
-  const cross = new Float64Array(K);
-  const coef = new Float64Array(K + 1);
-  const vecs: Float64Array[] = [];
-  for (let a = 0; a < A; a++) {
-    // k_ap = H_a[p, :] / g_a, H_a's row p from Kinv's (with the last absorb's pending rank-one term)
-    const ka = kinv[a];
-    const za = z[a];
-    const ga = g[a];
-    const zp = za[row] / gamma[a];
-    const o = row * cap;
-    const kp = kpAll.subarray(a * n, (a + 1) * n);
-    let kkp = 0;
-    for (let i = 0; i < n; i++) kp[i] = ka[o + i] - zp * za[i];
-    const pb = state.basis.pendingBorder;
-    if (pb && row < pb.n) {
-      const v = pb.v[a];
-      const c = v[row] / pb.sch[a];
-      for (let i = 0; i < pb.n; i++) kp[i] += c * v[i];
-    }
-    for (let i = 0; i < n; i++) {
-      kp[i] /= ga[i];
-      kkp += kp[i] * kp[i];
-    }
-    for (const k of older) {
-      const q = lz.kp[k].subarray(a * n, (a + 1) * n);
-      let s = 0;
-      for (let i = 0; i < n; i++) s += q[i] * kp[i];
-      cross[k] = s;
-    }
+  const kp = new Float64Array(n);
+  for (let a = 0; a < alphas.length; a++) {
+    const kkp = leaveOneOutRow(state.basis, a, row, kp);
     const r = state.r[a];
     const loss = state.loss;
     for (let t = 0; t < N; t++) {
       const d = delta[t];
-      const fold = t % K === slot;
-      if (d === 0 && !fold) continue;
+      if (d === 0) continue;
       const ot = t * n;
-      // the pending trials' part of r_t . k_ap
       let dot = 0;
-      let m = 0;
-      const at = applied[t];
-      for (const k of older) {
-        if (slotSeq[k] <= at) continue;
-        const dk = lz.delta[k][t];
-        if (dk === 0) continue;
-        dot += dk * cross[k];
-        if (fold) {
-          coef[m] = dk;
-          vecs[m++] = lz.kp[k].subarray(a * n, (a + 1) * n);
-        }
+      for (let i = 0; i < n; i++) {
+        dot += r[ot + i] * kp[i];
+        r[ot + i] += d * kp[i];
       }
-      if (fold) {
-        // this neuron's turn: its stored residuals brought up to date, this trial included
-        coef[m] = d;
-        vecs[m++] = kp;
-        for (let i = 0; i < n; i++) {
-          const ri = r[ot + i];
-          dot += ri * kp[i];
-          let add = 0;
-          for (let j = 0; j < m; j++) add += coef[j] * vecs[j][i];
-          r[ot + i] = ri + add;
-        }
-      } else {
-        for (let i = 0; i < n; i++) dot += r[ot + i] * kp[i];
-      }
-      if (d !== 0) loss[a * N + t] += 2 * d * dot + d * d * kkp;
+      loss[a * N + t] += 2 * d * dot + d * d * kkp;
     }
   }
-  for (let t = slot; t < N; t += K) applied[t] = seq;
   return state;
 }
 
-function createLazy(A: number, n: number, N: number): LazyResiduals {
-  const size = LAZY_TRIALS;
-  return {
-    size,
-    n,
-    seq: 0,
-    slotSeq: new Int32Array(size).fill(-1),
-    kp: Array.from({ length: size }, () => new Float64Array(A * n)),
-    delta: Array.from({ length: size }, () => new Float64Array(N)),
-    applied: new Int32Array(N).fill(-1),
-  };
-}
-
-/** Adds to `out` (length n) the pending trials of neuron t at alpha a (its residuals minus the stored ones). */
-function addPending(state: RidgeState, a: number, t: number, out: Float64Array): void {
-  const lz = state.lazy;
-  if (!lz) return;
-  const { n } = lz;
-  for (let k = 0; k < lz.size; k++) {
-    if (lz.slotSeq[k] <= lz.applied[t]) continue;
-    const d = lz.delta[k][t];
-    if (d === 0) continue;
-    const q = lz.kp[k].subarray(a * n, (a + 1) * n);
-    for (let i = 0; i < n; i++) out[i] += d * q[i];
+/** k_ap = H_a[p, :] / g_a into `kp` (H_a's row p from Kinv's, with the last absorb's pending rank-one term); returns |k_ap|^2. */
+function leaveOneOutRow(b: RidgeBasis, a: number, row: number, kp: Float64Array): number {
+  const { n, cap } = b;
+  const ka = b.kinv[a];
+  const za = b.z[a];
+  const ga = b.g[a];
+  const zp = za[row] / b.gamma[a];
+  const o = row * cap;
+  for (let i = 0; i < n; i++) kp[i] = ka[o + i] - zp * za[i];
+  const pb = b.pendingBorder;
+  if (pb && row < pb.n) {
+    const v = pb.v[a];
+    const c = v[row] / pb.sch[a];
+    for (let i = 0; i < pb.n; i++) kp[i] += c * v[i];
   }
-}
-
-/** Adds neuron t's pending trials at alpha a to its stored residuals (before the basis changes; leaves `lazy`). */
-function foldPending(state: RidgeState, a: number, t: number, r = state.r[a]): void {
-  const lz = state.lazy;
-  if (!lz || lz.applied[t] >= lz.seq - 1) return;
-  const { n } = lz;
-  addPending(state, a, t, r.subarray(t * n, (t + 1) * n));
-}
-
-/** Neuron t's leave-one-out residuals at alpha index a (length n), pending trials included; into `out` when given. */
-export function residualRow(state: RidgeState, a: number, t: number, out = new Float64Array(state.basis.n)): Float64Array {
-  const { n } = state.basis;
-  out.set(state.r[a].subarray(t * n, (t + 1) * n));
-  addPending(state, a, t, out);
-  return out;
-}
-
-/** Folds every pending trial into the stored residuals (`state.r` exact afterwards). O(alphas x N x n x pending). */
-export function settleResiduals(state: RidgeState): void {
-  const lz = state.lazy;
-  if (!lz) return;
-  for (let t = 0; t < state.N; t++) {
-    for (let a = 0; a < state.basis.alphas.length; a++) foldPending(state, a, t);
-    lz.applied[t] = lz.seq - 1;
+  let kkp = 0;
+  for (let i = 0; i < n; i++) {
+    kp[i] /= ga[i];
+    kkp += kp[i] * kp[i];
   }
-  state.lazy = undefined;
+  return kkp;
 }
 
 /** Doubles the room of a basis (xc, Kinv, z, g) so that more rows can be added. */
@@ -531,7 +401,6 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     const yn = yNew[t];
     for (let ai = 0; ai < A; ai++) {
       const q = per[ai];
-      foldPending(state, ai, t, q.r); // its pending trials (updateRow), in place: row t is not overwritten yet
       const { z, v, r, fr, fz, fv, fzn } = q;
       let zy = 0;
       let vy = 0;
@@ -554,7 +423,6 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
       state.loss[ai * N + t] = loss;
     }
   }
-  state.lazy = undefined;
   per.forEach((q, ai) => {
     state.r[ai] = q.r;
     // Kinv bordered: -v / s, 1 / s now; Kinv + v v^T / s left pending (the next addRow's sweep writes it)
@@ -597,7 +465,7 @@ export function ridgeSnapshot(st: RidgeState, withXc = true): RidgeState {
   for (let t = 0; t < N; t++) {
     const a = chosen[t];
     if (!r[a].length) r[a] = new Float64Array(N * n);
-    residualRow(st, a, t, r[a].subarray(t * n, (t + 1) * n));
+    r[a].set(st.r[a].subarray(t * n, (t + 1) * n), t * n);
   }
   return {
     basis: { rows: b.rows.slice(), n, D, alphas: b.alphas.slice(), cap: n, exactN: b.exactN, xc: withXc ? b.xc.slice(0, n * D) : new Float64Array(0), xCenter: b.xCenter.slice(), xMean: b.xMean.slice(), kinv: [], z: [], gamma: [], g: b.g.map((g) => g.slice(0, n)) },
@@ -608,9 +476,8 @@ export function ridgeSnapshot(st: RidgeState, withXc = true): RidgeState {
   };
 }
 
-/** Every buffer of a state (for a transfer without a copy); pending work is written first. */
+/** Every buffer of a state (for a transfer without a copy); Kinv's pending term is written first. */
 export function ridgeBuffers(s: RidgeState): ArrayBuffer[] {
-  settleResiduals(s);
   settleBorder(s.basis);
   const b = s.basis;
   const all = [b.xc, b.xCenter, b.xMean, ...b.g, ...b.kinv, ...b.z, s.y, ...s.r, s.loss].map((a) => a.buffer as ArrayBuffer);
@@ -641,7 +508,7 @@ export interface NeuronModel {
 /** Weights, intercept and leave-one-out predictions of neuron `t` at its chosen (or a given) alpha. O(n D). */
 export function neuronModel(state: RidgeState, t: number, alphaIndex = chosenAlphas(state)[t]): NeuronModel {
   const { n, D, xc, xMean, g } = state.basis;
-  const r = state.lazy ? residualRow(state, alphaIndex, t) : state.r[alphaIndex].subarray(t * n, (t + 1) * n);
+  const r = state.r[alphaIndex].subarray(t * n, (t + 1) * n);
   const weights = new Float64Array(D);
   for (let i = 0; i < n; i++) {
     const ci = r[i] * g[alphaIndex][i]; // dual coefficient
