@@ -39,7 +39,7 @@ const N_CASCADE = QUICK ? 1 : 6;
  * every candidate took too long to run in a working session).
  */
 const N_SUBSET = Number(process.env.BENCH_MAPS_SUBSET ?? (QUICK ? 2 : 6));
-const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2']);
+const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2', 'occlusion12StandardisedSignedCentres', 'occlusion12CentredSigned']);
 const STEPS = 4;
 
 /** Graph node prefix of the default backbone's layers. */
@@ -70,8 +70,13 @@ export function candidates(): Record<string, MapOptions> {
     occlusion12Standardised: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3 },
     occlusion12StandardisedSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     occlusion12StandardisedSignedStep2: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
+    occlusion12StandardisedSignedCentres: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false, occlusionRender: 'centres' },
     occlusion12StandardisedSignedStep1: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 1, positiveOnly: false },
     occlusion12StandardisedSigned2x2: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 2, occlusionStride: 2, positiveOnly: false },
+    occlusion9StandardisedSigned: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_9/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
+    occlusion9StandardisedSignedStep3: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_9/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
+    occlusion12CentredSignedStep2: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
+    occlusion14StandardisedSigned: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_14/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 2, occlusionStride: 1, positiveOnly: false },
     occlusion12CentredSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
     layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },
@@ -315,7 +320,7 @@ function defaultName(methods: Record<string, MapOptions>): string {
     (o.features ?? 'raw') === (d.features ?? 'raw') &&
     (!layered(o) || o.layer === d.layer) &&
     (o.method !== 'layer' || o.integratedSteps === d.integratedSteps) &&
-    (o.method !== 'layerOcclusion' || (o.occlusionCells === d.occlusionCells && o.occlusionStride === d.occlusionStride));
+    (o.method !== 'layerOcclusion' || (o.occlusionCells === d.occlusionCells && o.occlusionStride === d.occlusionStride && (o.occlusionRender ?? 'cells') === (d.occlusionRender ?? 'cells')));
   const found = Object.entries(methods).find(([, o]) => same(o));
   return found ? found[0] : 'current';
 }

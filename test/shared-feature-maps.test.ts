@@ -202,6 +202,40 @@ test("the 'layerOcclusion' map is the fall of <v, phi> when squares of layer cel
   tf.dispose([w1, w2, x]);
 });
 
+test("the 'layerOcclusion' map rendered at the squares' centres equals scipy's bilinear interpolation of the squares' falls (RegularGridInterpolator, held constant beyond the outer centres)", () => {
+  const { w1, w2, lower, upper, small, x, v } = smallSplitNetwork(13);
+  const av = lower(x).dataSync();
+  const a0 = lower(tf.fill(x.shape, BLANK) as tf.Tensor4D).dataSync();
+  const response = (vals: Float32Array) => tf.tidy(() => tf.sum(tf.mul(upper(tf.tensor4d(vals, [1, 10, 10, 4])), tf.tensor1d(v))).dataSync()[0]);
+  const full = response(Float32Array.from(av));
+  // 3 x 3 squares every 3 cells on a 10 x 10 grid: starts 0, 3, 6 and 7 (the last reaches the border)
+  const starts = [0, 3, 6, 7];
+  const falls = starts.map((i) =>
+    starts.map((j) => {
+      const occluded = Float32Array.from(av);
+      for (let y = i; y < i + 3; y++) for (let xx = j; xx < j + 3; xx++) for (let c = 0; c < 4; c++) occluded[(y * 10 + xx) * 4 + c] = a0[(y * 10 + xx) * 4 + c];
+      return full - response(occluded);
+    }),
+  );
+  const py = `import sys, json, numpy as np
+from scipy.interpolate import RegularGridInterpolator
+d = json.load(sys.stdin)
+c = np.array(d['starts']) + 1.5
+f = RegularGridInterpolator((c, c), np.array(d['falls']), method='linear')
+p = np.clip(np.arange(10) + 0.5, c[0], c[-1])
+yy, xx = np.meshgrid(p, p, indexing='ij')
+print(json.dumps(np.maximum(0, f(np.stack([yy.ravel(), xx.ravel()], 1))).tolist()))`;
+  const expected = JSON.parse(execFileSync('/usr/bin/python3', ['-c', py], { input: JSON.stringify({ starts, falls }) }).toString()) as number[];
+  const map = rawMap(small, x, tf.tensor1d(v), { positiveOnly: true, integratedSteps: 0, smoothSigmaPx: 0, method: 'layerOcclusion', layer: 'cut', occlusionCells: 3, occlusionStride: 3, occlusionRender: 'centres' }).dataSync();
+  let positive = 0;
+  expected.forEach((e, p) => {
+    assert.ok(Math.abs(e - map[p]) < 1e-4 * (1 + Math.abs(e)), `pixel ${p}: ${map[p]} vs scipy ${e}`);
+    if (e > 1e-4) positive++;
+  });
+  assert.ok(positive >= 10 && new Set(expected.map((e) => e.toFixed(5))).size > 16, `${positive} of 100 pixels carry map mass, more values than squares`);
+  tf.dispose([w1, w2, x]);
+});
+
 test('rank correlation of two maps equals scipy.stats.spearmanr, over all pixels and over those where either map is non-zero', () => {
   const r = mulberry32(3);
   // positive-part maps: many zeros, some shared, and ties
@@ -255,7 +289,7 @@ async function defaultMethod(): Promise<{ phiSplit: FeatureFn; opts: MapOptions 
   }
   const m = featureMoments(rows, rows.length / demoStimuli.length);
   const c = testConfig().compute.maps;
-  return { phiSplit, opts: { positiveOnly: c.positiveOnly, integratedSteps: c.integratedSteps, smoothSigmaPx: c.smoothSigmaPx, method: c.method, features: c.features, layer: c.layer, smoothSamples: c.smoothSamples, occlusionCells: c.occlusionCells, occlusionStride: c.occlusionStride, featureMean: m.mean, featureSd: m.sd } };
+  return { phiSplit, opts: { positiveOnly: c.positiveOnly, integratedSteps: c.integratedSteps, smoothSigmaPx: c.smoothSigmaPx, method: c.method, features: c.features, layer: c.layer, smoothSamples: c.smoothSamples, occlusionCells: c.occlusionCells, occlusionStride: c.occlusionStride, occlusionRender: c.occlusionRender, featureMean: m.mean, featureSd: m.sd } };
 }
 
 test('sanity checks on planted scenes: randomising the readout changes the default map; two neurons on one pair point at their own parts', async (t) => {
@@ -295,8 +329,9 @@ test('sanity checks on planted scenes: randomising the readout changes the defau
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
   const ratios = report.map(Number);
   // 16 maps (4 scenes, 2 neurons, 2 images); measured with the default (occlusion at expanded_conv_12, 3 x 3
-  // cells every 2, signed standardised v): 15 of 16 pointing, 15 own/other above 1, median ratio 6.60; random
-  // readouts median 0.00; all-ones 0.81 0.22 0.78 0.29. The issue's all-ones target (median <= 0.5) is not asserted:
+  // cells every 3, rendered at the squares' centres, signed standardised v): 16 of 16 pointing, 16 own/other
+  // above 1, median ratio 4.57; random
+  // readouts median 0.01; all-ones 0.83 0.33 0.79 0.20. The issue's all-ones target (median <= 0.5) is not asserted:
   // the ground truth itself fails it here (the neuron's and the all-ones readout's region maps correlate 1.00 0.50
   // 0.98 -0.17: the all-ones readout falls most, like the neuron, where the neuron's part is removed, since that
   // part is shared by both images), and that is asserted, so the claim in docs/compute.md stays checked

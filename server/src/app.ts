@@ -241,7 +241,7 @@ export function createApp(deps: AppDeps): App {
           emit: ({ driverMap: _d, referenceMap: _r, ...meta }) => dashboard.to(watchRoom(meta.sessionId)).emit(dashboardEvents.explainReady, meta),
           fail: (f) => dashboard.to(watchRoom(f.sessionId)).emit(dashboardEvents.explainFailed, f),
           log: (level, msg, fields) => logger[level](fields, msg),
-          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx, method: mapsCfg.method, features: mapsCfg.features, layer: mapsCfg.layer, smoothSamples: mapsCfg.smoothSamples, occlusionCells: mapsCfg.occlusionCells, occlusionStride: mapsCfg.occlusionStride },
+          options: { positiveOnly: mapsCfg.positiveOnly, integratedSteps: mapsCfg.integratedSteps, smoothSigmaPx: mapsCfg.smoothSigmaPx, method: mapsCfg.method, features: mapsCfg.features, layer: mapsCfg.layer, smoothSamples: mapsCfg.smoothSamples, occlusionCells: mapsCfg.occlusionCells, occlusionStride: mapsCfg.occlusionStride, occlusionRender: mapsCfg.occlusionRender },
           perChannel: mapsCfg.driversPerChannel,
           intervalMs: mapsCfg.intervalMs,
           minWeightCosine: mapsCfg.minWeightCosine,

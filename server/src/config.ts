@@ -122,7 +122,9 @@ export const configSchema = z.object({
       smoothSamples: z.number().int().min(1).max(256),
       /** Method 'layerOcclusion': side of the squares of layer cells set to the blank screen's activation, and their step. */
       occlusionCells: z.number().int().min(1).max(16).default(3),
-      occlusionStride: z.number().int().min(1).max(16).default(2),
+      occlusionStride: z.number().int().min(1).max(16).default(3),
+      /** Method 'layerOcclusion': each cell the mean of the squares covering it, or the squares' falls interpolated between their centres. */
+      occlusionRender: z.enum(['cells', 'centres']).default('cells'),
     }),
   }),
   /** Several server processes ("nodes") sharing one Redis (docs/deploy.md); redisUrl null: one process, no Redis. */

@@ -18,7 +18,8 @@
  *   from the blank screen's activation to A (integrated gradients at the layer, Sundararajan et al. 2017);
  * - 'layerOcclusion': the fall of <v, phi> when squares of the layer's cells take the blank screen's
  *   activation (occlusion, Zeiler & Fergus 2014, at the layer): no gradient, one batched pass of the upper
- *   layers per square. The fall weighs each feature the square carries by v: by the neuron's weight and by how
+ *   layers per square (`occlusionRender` 'centres': the squares' falls interpolated between their centres,
+ *   so a stride of whole squares gives no blocks). The fall weighs each feature the square carries by v: by the neuron's weight and by how
  *   both images deviate from the set's mean (with `positiveOnly` false, negative where they deviate in
  *   opposite directions, so content the two images do not share counts against a region).
  * Features (`MapOptions.features`): 'raw' as above; 'centred' v = w (.) (phi_o - mu) (.) (phi_ref - mu) with
@@ -54,6 +55,13 @@ export interface MapOptions {
   occlusionCells?: number;
   /** Step between those squares, in cells ('layerOcclusion'; the last square always reaches the border). */
   occlusionStride?: number;
+  /**
+   * How the squares' falls become a map ('layerOcclusion'): 'cells' (default), each cell the mean fall of the
+   * squares covering it, resized bilinearly; 'centres', each square's fall placed at the square's centre and
+   * interpolated bilinearly between the centres over the image (held constant beyond the outer centres): no
+   * blocks where squares do not overlap, the same falls, no finer detail.
+   */
+  occlusionRender?: 'cells' | 'centres';
   /** The stimulus set's mean and SD of each feature (for 'centred' and 'standardised'). */
   featureMean?: ArrayLike<number>;
   featureSd?: ArrayLike<number>;
@@ -224,7 +232,7 @@ function layerMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string,
  * screen's activation; a cell's value is the mean fall over the squares that cover it, positive part,
  * resized to the image. The upper layers run once per square, batched (no gradient).
  */
-function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string, cells: number, stride: number): tf.Tensor4D {
+function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer: string, cells: number, stride: number, render: 'cells' | 'centres'): tf.Tensor4D {
   if (!phi.split) throw new Error(`map method 'layerOcclusion' needs a feature function that can be split at a layer`);
   const { lower, upper } = phi.split(layer);
   const a0 = blankActivation(phi, layer, lower, x.shape);
@@ -253,6 +261,7 @@ function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer
       const out = tf.tidy(() => tf.sum(tf.mul(upper(tf.tensor4d(batch, [chunk.length, h, w, c])), v), 1).dataSync());
       out.forEach((r, b) => (falls[s0 + b] = full - r));
     }
+    if (render === 'centres') return centresMap(falls, starts(h), starts(w), cells, [h, w], [x.shape[1], x.shape[2]]);
     const m = new Float32Array(h * w);
     const n = new Float32Array(h * w);
     squares.forEach(([i, j], k) => {
@@ -266,11 +275,44 @@ function layerOcclusionMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, layer
   });
 }
 
+/**
+ * The 'centres' rendering of layer occlusion: square (a, b)'s fall sits at its centre (rowStarts[a] + cells / 2,
+ * colStarts[b] + cells / 2, in cell units from the grid's top-left edge); each pixel (its centre, in cell units)
+ * takes the bilinear interpolation between the four centres around it, the nearest outer centres beyond them;
+ * positive part. 1 x H x W x 1.
+ */
+function centresMap(falls: Float32Array, rowStarts: number[], colStarts: number[], cells: number, grid: [number, number], size: [number, number]): tf.Tensor4D {
+  /** Per pixel along one axis: the lower centre's index and the upper centre's weight. */
+  const axis = (starts: number[], n: number, pixels: number) => {
+    const c = starts.map((s) => s + cells / 2);
+    return Array.from({ length: pixels }, (_, p) => {
+      const pos = Math.min(c[c.length - 1], Math.max(c[0], ((p + 0.5) * n) / pixels));
+      let k = 0;
+      while (k < c.length - 2 && pos > c[k + 1]) k++;
+      const t = c.length > 1 ? (pos - c[k]) / (c[k + 1] - c[k]) : 0;
+      return { k, t };
+    });
+  };
+  const rows = axis(rowStarts, grid[0], size[0]);
+  const cols = axis(colStarts, grid[1], size[1]);
+  const nc = colStarts.length;
+  const at = (a: number, b: number) => falls[Math.min(a, rowStarts.length - 1) * nc + Math.min(b, nc - 1)];
+  const m = new Float32Array(size[0] * size[1]);
+  rows.forEach(({ k: a, t: ty }, py) =>
+    cols.forEach(({ k: b, t: tx }, px) => {
+      const top = at(a, b) * (1 - tx) + at(a, b + 1) * tx;
+      const bottom = at(a + 1, b) * (1 - tx) + at(a + 1, b + 1) * tx;
+      m[py * size[1] + px] = Math.max(0, top * (1 - ty) + bottom * ty);
+    }),
+  );
+  return tf.tensor4d(m, [1, size[0], size[1], 1]);
+}
+
 /** The undisplayed map of one image for the shared vector v (1 x H x W x 1, non-negative), by method. */
 export function rawMap(phi: FeatureFn, x: tf.Tensor4D, v: tf.Tensor1D, opts: MapOptions): tf.Tensor4D {
   const method = opts.method ?? 'gradient';
   if (method === 'layer') return layerMap(phi, x, v, opts.layer ?? '', opts.integratedSteps);
-  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 2);
+  if (method === 'layerOcclusion') return layerOcclusionMap(phi, x, v, opts.layer ?? '', opts.occlusionCells ?? 3, opts.occlusionStride ?? 3, opts.occlusionRender ?? 'cells');
   return tf.tidy(() => {
     const channelSum = (t: tf.Tensor) => tf.sum(t, 3, true) as tf.Tensor4D;
     switch (method) {
