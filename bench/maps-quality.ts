@@ -73,7 +73,6 @@ export function candidates(): Record<string, MapOptions> {
     occlusion12StandardisedSignedCentres: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false, occlusionRender: 'centres' },
     occlusion12StandardisedSignedStep1: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 1, positiveOnly: false },
     occlusion12StandardisedSigned2x2: { ...base, method: 'layerOcclusion', layer: mid, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 2, occlusionStride: 2, positiveOnly: false },
-    occlusion9StandardisedSigned: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_9/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
     occlusion9StandardisedSignedStep3: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_9/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     occlusion12CentredSignedStep2: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
     occlusion14StandardisedSigned: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_14/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 2, occlusionStride: 1, positiveOnly: false },
