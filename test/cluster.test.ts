@@ -74,7 +74,8 @@ test('live handover: a rig that left node A resumes its session on node B at onc
     assert.equal(resumedAt, lastSeq);
     for (let t = 10; t < 12; t++) await Promise.all(trial(rigB, t));
     await until(async () => (await api(b.url, `/api/sessions/${sessionId}/stats`)).body.trialsCompleted === 12, '12 trials on B: 10 from A and 2 after the handover');
-    assert.equal((await api(a.url, `/api/sessions/${sessionId}/stats`)).node, 'node-b', 'A forwards the session to B now');
+    // A learns that B runs it at its next read of the nodes (every heartbeat, 200 ms here), then forwards to B
+    await until(async () => (await api(a.url, `/api/sessions/${sessionId}/stats`)).node === 'node-b', 'A forwarding the session to B');
     await rigB.end();
   } finally {
     rigA.close();
