@@ -76,6 +76,7 @@ export function candidates(): Record<string, MapOptions> {
     occlusion9StandardisedSignedStep3: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_9/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     occlusion12CentredSignedStep2: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 2, positiveOnly: false },
     occlusion14StandardisedSigned: { ...base, method: 'layerOcclusion', layer: `${NET}expanded_conv_14/add`, features: 'standardised', smoothSigmaPx: 0, occlusionCells: 2, occlusionStride: 1, positiveOnly: false },
+    occlusion12CentredSignedCentres: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false, occlusionRender: 'centres' },
     occlusion12CentredSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
     layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
     layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },

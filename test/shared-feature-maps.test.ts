@@ -292,7 +292,7 @@ async function defaultMethod(): Promise<{ phiSplit: FeatureFn; opts: MapOptions 
   return { phiSplit, opts: { positiveOnly: c.positiveOnly, integratedSteps: c.integratedSteps, smoothSigmaPx: c.smoothSigmaPx, method: c.method, features: c.features, layer: c.layer, smoothSamples: c.smoothSamples, occlusionCells: c.occlusionCells, occlusionStride: c.occlusionStride, occlusionRender: c.occlusionRender, featureMean: m.mean, featureSd: m.sd } };
 }
 
-test('sanity checks on planted scenes: randomising the readout changes the default map; two neurons on one pair point at their own parts', async (t) => {
+test('sanity checks on planted scenes: randomising the readout or setting it to all ones changes the default map; two neurons on one pair point at their own parts', async (t) => {
   const { phiSplit, opts } = await defaultMethod();
   const scenes = plantedScenes(demoStimuli, 4);
   const r = mulberry32(15);
@@ -309,10 +309,11 @@ test('sanity checks on planted scenes: randomising the readout changes the defau
     corr.random.push(rankCorrelation(dP, side(Float32Array.from({ length: n.nP.length }, gauss), 'driver')));
     const ones = new Float32Array(n.nP.length).fill(1);
     corr.ones.push(rankCorrelation(dP, side(ones, 'driver')));
-    // the ground truth's own: the maps that each region's removal gives, for the neuron and the all-ones readout
+    // the ground truth of the standardised v (the default before): the maps that each region's removal gives,
+    // for the neuron and the all-ones readout
     const regions = await driverRegionFeatures(phiSplit, path.join(root, 'stimuli/demo'), s, xO);
     const phiRef = tf.tidy(() => phiSplit(xRef).dataSync() as Float32Array);
-    const truth = (w: Float32Array) => regionOcclusionMap(regions, s.driverBoxes, sharedVector(w, regions.full, phiRef, opts.positiveOnly, { mean: opts.featureMean!, sd: opts.featureSd }));
+    const truth = (w: Float32Array) => regionOcclusionMap(regions, s.driverBoxes, sharedVector(w, regions.full, phiRef, false, { mean: opts.featureMean!, sd: opts.featureSd }));
     corr.onesTruth.push(rankCorrelation(truth(n.nP), truth(ones)));
     // each neuron's map peaks at its own part (pointing game) and has more mass per area there than on the
     // other neuron's part, in both images
@@ -329,14 +330,14 @@ test('sanity checks on planted scenes: randomising the readout changes the defau
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
   const ratios = report.map(Number);
   // 16 maps (4 scenes, 2 neurons, 2 images); measured with the default (occlusion at expanded_conv_12, 3 x 3
-  // cells every 3, rendered at the squares' centres, signed standardised v): 16 of 16 pointing, 16 own/other
-  // above 1, median ratio 4.57; random
-  // readouts median 0.01; all-ones 0.83 0.33 0.79 0.20. The issue's all-ones target (median <= 0.5) is not asserted:
-  // the ground truth itself fails it here (the neuron's and the all-ones readout's region maps correlate 1.00 0.50
-  // 0.98 -0.17: the all-ones readout falls most, like the neuron, where the neuron's part is removed, since that
-  // part is shared by both images), and that is asserted, so the claim in docs/compute.md stays checked
+  // cells every 3, signed centred v): 14 of 16 pointing, 16 own/other above 1, median ratio 3.49; random readouts
+  // -0.14 0.10 0.33 -0.54, all-ones 0.36 0.27 0.76 0.29 (the standardised v before: 0.83 0.33 0.79 0.20). With
+  // standardised v the ground truth itself fails the all-ones target (the neuron's and the all-ones readout's
+  // region maps correlate 1.00 0.50 0.98 -0.17: the all-ones readout falls most, like the neuron, where the
+  // neuron's part is removed, since both images share it); that claim of docs/compute.md is asserted too
   t.diagnostic(`random ${corr.random.map((c) => c.toFixed(2))}; ones ${corr.ones.map((c) => c.toFixed(2))} (ground truth ${corr.onesTruth.map((c) => c.toFixed(2))}); pointing ${hits}/16; own/other ${report.join(' ')} (${own} above 1, median ${median(ratios).toFixed(2)})`);
-  assert.ok(median(corr.onesTruth) > 0.5, `ground truth's all-ones correlation ${corr.onesTruth.map((c) => c.toFixed(2))}`);
+  assert.ok(median(corr.onesTruth) > 0.5, `standardised v's ground truth's all-ones correlation ${corr.onesTruth.map((c) => c.toFixed(2))}`);
+  assert.ok(median(corr.ones) <= 0.5, `rank correlation with the all-ones readout ${corr.ones.map((c) => c.toFixed(2))}`);
   assert.ok(median(corr.random) < 0.3, `rank correlation with random readouts ${corr.random.map((c) => c.toFixed(2))}`);
   assert.ok(hits >= 13, `${hits} of 16 maps point at their own neuron's part`);
   assert.ok(own >= 12 && median(ratios) > 2, `own part over the other neuron's part, per neuron and image: ${report.join(' ')}`);
