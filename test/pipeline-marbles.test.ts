@@ -140,7 +140,12 @@ test('dashboard broadcast: per-session deltas throttled, and volatile', () => {
       volatile: { emit: (event: string) => emitted.push({ t: ts.now(), room, event, volatile: true }) },
       emit: (event: string) => emitted.push({ t: ts.now(), room, event, volatile: false }),
     });
-    const nsp = { to: target, volatile: target('*').volatile, emit: target('*').emit } as never;
+    // one dashboard watching each session (the broadcast builds nothing for an unwatched one)
+    const rooms = new Map([
+      ['watch:A', new Set(['d1'])],
+      ['watch:B', new Set(['d2'])],
+    ]);
+    const nsp = { to: target, volatile: target('*').volatile, emit: target('*').emit, adapter: { rooms } } as never;
     const updates$ = new Subject<any>();
     const state = createNeuronStats(start, stim, null);
     const rt = (id: string) => ({ id, latest: state, replay: null });
