@@ -19,6 +19,7 @@ import { RigClient, type StatsDelta } from '@sharedlens/shared';
 import { loadConfig } from '../server/src/config.ts';
 import { featureMoments, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { MapQueue } from '../server/src/cluster/map-jobs.ts';
+import { featureModelIdOf } from '../server/src/cluster/feature-jobs.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { clusterConfigFile, startNode, startRedis, startWorker, type WorkerProcess } from '../test/cluster-support.ts';
 import { sessionStart, signIn, TOKEN, SIGN_IN_TOKEN, until } from '../test/helpers.ts';
@@ -62,7 +63,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const mapsPerSecOneProcess = MAPS / ((performance.now() - t0) / 1000);
     await local.close();
 
-    const q = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 600_000, log: () => {} });
+    const q = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 600_000, modelId: featureModelIdOf(null), log: () => {} });
     /** MAPS jobs of a round, 8 in flight (config cluster.mapJobsInFlight); completed count and seconds. */
     const runRound = async (r: number, during?: (done: number) => void) => {
       let done = 0;

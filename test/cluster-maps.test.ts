@@ -22,8 +22,8 @@ test('a killed worker\'s map job is done by a second worker, with the maps one p
   const cacheDir = path.join(os.tmpdir(), 'sharedlens-test-features');
   const configFile = clusterConfigFile({ compute: { cacheDir } });
   const logs: string[] = [];
-  const q = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, log: (_l, msg) => logs.push(msg) });
-  const lonely = new MapQueue({ redisUrl: redis.url, prefix: 'nobody-works-here:', timeoutMs: 1000, log: (_l, msg) => logs.push(msg) });
+  const q = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, modelId: featureModelIdOf(null), log: (_l, msg) => logs.push(msg) });
+  const lonely = new MapQueue({ redisUrl: redis.url, prefix: 'nobody-works-here:', timeoutMs: 1000, modelId: featureModelIdOf(null), log: (_l, msg) => logs.push(msg) });
   const local = new ComputeClient({ cacheDir, dataDir: path.join(root, 'data'), backend: 'auto' });
   const workers: { stop(): Promise<void> }[] = [];
   try {

@@ -227,7 +227,7 @@ export function createApp(deps: AppDeps): App {
 
   const mapsCfg = config.compute.maps;
   // clustered: maps are BullMQ jobs for `npm run worker` processes (cluster/map-jobs.ts)
-  const mapQueue = cluster && compute && mapsCfg.enabled && config.cluster.mapsOnWorkers ? new MapQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, images: jobImages, timeoutMs: config.cluster.mapJobTimeoutS * 1000, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
+  const mapQueue = cluster && compute && mapsCfg.enabled && config.cluster.mapsOnWorkers ? new MapQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, images: jobImages, timeoutMs: config.cluster.mapJobTimeoutS * 1000, modelId: featureModelIdOf(config.compute.model), log: (level, msg, fields) => logger[level](fields, msg) }) : null;
   const explanations =
     compute && mapsCfg.enabled
       ? scheduleExplanations({

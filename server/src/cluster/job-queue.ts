@@ -163,10 +163,12 @@ export class JobQueue<Data, Result> {
       if (/timed out/i.test(message)) {
         this.counts.timedOut++;
         const waiting = await this.queue.getWaitingCount().catch(() => -1);
+        // the last thing a worker logged on the job (a refusal for another feature model: job-worker.ts)
+        const refusal = (await this.queue.getJobLogs(id, -1, -1).catch(() => ({ logs: [] as string[] }))).logs[0];
         // a job no worker took is taken out: nobody waits for it now, and a worker that starts later should not
         // spend its time on a backlog of jobs asked for long ago (the caller asks again when it still wants it)
         if (['waiting', 'delayed', 'prioritized'].includes(await job.getState().catch(() => 'unknown'))) await job.remove().catch(() => {});
-        throw this.failure(`${short} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)`, 'timeout');
+        throw this.failure(`${short} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)${refusal ? `; ${refusal}` : ''}`, 'timeout');
       }
       this.counts.failed++;
       throw this.failure(`${short} failed on the worker: ${message}`, 'failed');

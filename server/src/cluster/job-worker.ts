@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { filter, lastValueFrom } from 'rxjs';
 import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
@@ -60,7 +60,7 @@ export interface JobWorkerOptions {
   /** The worker's cache folder: images by hash under cluster-images/. */
   cacheDir: string;
   client: ComputeClient;
-  /** The feature model id of `client` (compute.model): a feature job for another model is refused. */
+  /** The feature model id of `client` (compute.model): a map or feature job for another model is refused. */
   modelId: string;
   name: string;
   /** Map jobs at once (each runs the pair's two sides on the client's threads); feature jobs run one at a time. */
@@ -70,8 +70,11 @@ export interface JobWorkerOptions {
   log: (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
 }
 
-/** Starts taking map and feature jobs; close() waits for the running ones. */
-export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; close: () => Promise<void> } {
+/** How long a map job refused for its feature model waits before a worker takes it again (another worker, with luck). */
+export const REFUSED_DELAY_MS = 1000;
+
+/** Starts taking map and feature jobs; close() waits for the running ones. refused(): map jobs put back for their model. */
+export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; refused: () => number; close: () => Promise<void> } {
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, {}));
   const images = path.join(opts.cacheDir, 'cluster-images');
@@ -79,7 +82,18 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
   const src: ImageFetch = { redis, prefix: opts.prefix, key: () => (key ??= redis.get(`${opts.prefix}cluster-key`).then((k) => k ?? '')) };
   const fetchImage = (from?: string) => (hash: string) => fetchBlob(src, hash, images, from);
   let done = 0;
-  const maps = async (job: Job<MapJobData & { from?: string }>): Promise<MapJobResult> => {
+  let refused = 0;
+  const maps = async (job: Job<MapJobData & { from?: string }>, token?: string): Promise<MapJobResult> => {
+    // maps of another network would not be the node's encoding model's: the job goes back (delayed, no attempt
+    // spent) for a worker with the node's model, and the refusal is in the job's log for the node's timeout message
+    if (job.data.modelId !== opts.modelId) {
+      const why = `refused by worker ${opts.name}: it computes with feature model ${opts.modelId}, the node asks for ${job.data.modelId ?? 'none'} (compute.model)`;
+      refused++;
+      opts.log('warn', `map job refused: ${why}`, { jobId: job.id, refused });
+      await job.log(why).catch(() => 0);
+      await job.moveToDelayed(Date.now() + REFUSED_DELAY_MS, token);
+      throw new DelayedError(why);
+    }
     const started = Date.now();
     const fetch = fetchImage(job.data.from);
     const [driverFile, referenceFile] = await Promise.all([fetch(job.data.driver), fetch(job.data.reference)]);
@@ -109,6 +123,7 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
   return {
     workers,
     done: () => done,
+    refused: () => refused,
     close: async () => {
       await Promise.all(workers.map((w) => w.close()));
       redis.disconnect();

@@ -20,10 +20,12 @@ export const f32 = (s: string) => {
 };
 const u8 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 
-/** What a map job carries (JSON): image hashes, and the float arrays as base64 of float32. */
+/** What a map job carries (JSON): image hashes, the node's feature model, and the float arrays as base64 of float32. */
 export interface MapJobData {
   driver: string;
   reference: string;
+  /** The feature model of the node's encoding models (compute.model): a worker with another refuses the job. */
+  modelId: string;
   weights: string;
   options: Omit<MapOptions, 'featureMean' | 'featureSd'> & { featureMean?: string; featureSd?: string };
   known?: { phiO: string; phiRef: string };
@@ -33,11 +35,12 @@ export interface MapJobData {
 export type MapJobResult = Omit<ExplainResult, 'driverMap' | 'referenceMap'> & { driverMap: string; referenceMap: string; worker: string };
 
 /** Encodes a map request as job data (what the job id hashes). */
-export function encodeMapJob(driver: string, reference: string, weights: Float32Array, options: MapOptions, known?: { phiO: Float32Array; phiRef: Float32Array }): MapJobData {
+export function encodeMapJob(driver: string, reference: string, modelId: string, weights: Float32Array, options: MapOptions, known?: { phiO: Float32Array; phiRef: Float32Array }): MapJobData {
   const { featureMean, featureSd, ...rest } = options;
   return {
     driver,
     reference,
+    modelId,
     weights: b64(weights),
     options: { ...rest, ...(featureMean ? { featureMean: b64(featureMean) } : {}), ...(featureSd ? { featureSd: b64(featureSd) } : {}) },
     ...(known ? { known: { phiO: b64(known.phiO), phiRef: b64(known.phiRef) } } : {}),
@@ -57,17 +60,25 @@ export function decodeMapJob(d: MapJobData): { weights: Float32Array; options: M
 export const encodeMapResult = (r: ExplainResult, worker: string): MapJobResult => ({ ...r, driverMap: Buffer.from(r.driverMap).toString('base64'), referenceMap: Buffer.from(r.referenceMap).toString('base64'), worker });
 export const decodeMapResult = (r: MapJobResult): ExplainResult & { worker: string } => ({ ...r, driverMap: u8(r.driverMap), referenceMap: u8(r.referenceMap) });
 
-/** The node's side: `explain$` with the ComputeClient's signature, run by whichever worker takes the job. */
+export interface MapQueueOptions extends JobQueueOptions {
+  /** The feature model of the node's encoding models (featureModelIdOf(compute.model)): the weights are its features'. */
+  modelId: string;
+}
+
+/**
+ * The node's side: `explain$` with the ComputeClient's signature, run by whichever worker takes the job (one
+ * with the node's feature model: the others put the job back for another worker, job-worker.ts).
+ */
 export class MapQueue extends JobQueue<MapJobData, MapJobResult> {
-  constructor(opts: JobQueueOptions) {
-    super(MAP_QUEUE, opts);
+  constructor(private readonly mopts: MapQueueOptions) {
+    super(MAP_QUEUE, mopts);
   }
 
   /** Both maps of a pair, computed by a worker; errors (JobError) name the job and why (timeout, failure). */
   explain$ = (driverFile: string, referenceFile: string, weights: Float32Array, options: MapOptions, known?: { phiO: Float32Array; phiRef: Float32Array }): Observable<ExplainResult> =>
     new Observable<ExplainResult>((sub) => {
       let done = false;
-      (async () => this.submit(encodeMapJob(await this.imageHash(driverFile), await this.imageHash(referenceFile), weights, options, known), 'map'))().then(
+      (async () => this.submit(encodeMapJob(await this.imageHash(driverFile), await this.imageHash(referenceFile), this.mopts.modelId, weights, options, known), 'map'))().then(
         (r) => {
           if (done) return;
           sub.next(decodeMapResult(r));
