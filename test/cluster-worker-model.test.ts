@@ -1,10 +1,12 @@
 /**
  * Map jobs carry the node's feature model (compute.model) like feature jobs do: a worker configured with
  * another model refuses them (a counted log line naming both models) and puts the job back, so a worker with
- * the node's model computes it, and with none the node's timeout names the refusal.
+ * the node's model computes it, and with none the node's timeout names the refusal. The worker's image
+ * cache, bounded below one image, deletes a job's images once it is done (cluster/image-cache.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
@@ -12,7 +14,7 @@ import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts
 import { ensureDefaultModel } from '../server/src/compute/feature-model.ts';
 import { MapQueue } from '../server/src/cluster/map-jobs.ts';
 import { featureModelIdOf } from '../server/src/cluster/feature-jobs.ts';
-import { demoStimuli, root, tmpDir } from './helpers.ts';
+import { demoStimuli, root, tmpDir, until } from './helpers.ts';
 import { clusterConfigFile, startRedis, startWorker } from './cluster-support.ts';
 
 test('a worker with another feature model refuses map jobs (counted log line): with no other worker the job times out naming the refusal; a worker with the node\'s model then computes it', async () => {
@@ -21,7 +23,9 @@ test('a worker with another feature model refuses map jobs (counted log line): w
   // the same network files under another id: what matters is the id the worker's config names
   const spec = ensureDefaultModel(tmpDir('sharedlens-other-model-'));
   const otherConfig = clusterConfigFile({ compute: { cacheDir, model: { id: 'other-model', dir: spec.dir, layer: spec.layer, inputSize: spec.inputSize } } });
-  const sameConfig = clusterConfigFile({ compute: { cacheDir } });
+  // w1's image cache holds less than one image (cluster.workerCacheMB): each job's images are deleted after it
+  const w1Cache = tmpDir('sharedlens-worker-cache-');
+  const sameConfig = clusterConfigFile({ compute: { cacheDir: w1Cache }, cluster: { heartbeatMs: 200, ttlS: 1.5, workerCacheMB: 0.001 } });
   const modelId = featureModelIdOf(null);
   const quick = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 8000, modelId, log: () => {} });
   const patient = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, modelId, log: () => {} });
@@ -46,6 +50,9 @@ test('a worker with another feature model refuses map jobs (counted log line): w
     const r = (await lastValueFrom(patient.explain$(driver, reference, weights, gradientMapOptions))) as { worker?: string; driverMap: Uint8Array };
     assert.equal(r.worker, 'w1');
     assert.ok(r.driverMap.some((v) => v > 0));
+    await until(() => /least recently used images deleted/.test(w1.output()), 'w1 trims its image cache', 100);
+    assert.match(w1.output(), /"evicted":2,/);
+    assert.deepEqual(fs.readdirSync(path.join(w1Cache, 'cluster-images')), []);
     assert.doesNotMatch(wx.output(), /map job done/);
   } finally {
     for (const w of workers) await w.stop();

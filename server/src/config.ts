@@ -151,8 +151,10 @@ export const configSchema = z.object({
       featureJobImages: z.number().int().min(1).max(10_000).default(64),
       /** A feature job not finished within this is computed by the node itself (a log line says why). */
       featureJobTimeoutS: z.number().min(1).max(3600).default(300),
+      /** Images a worker keeps in its cache folder, in MB; past it the least recently used are deleted (fetched again when named). */
+      workerCacheMB: z.number().positive().max(1_000_000).default(1024),
     })
-    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120, featuresOnWorkers: true, featureJobImages: 64, featureJobTimeoutS: 300 }),
+    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120, featuresOnWorkers: true, featureJobImages: 64, featureJobTimeoutS: 300, workerCacheMB: 1024 }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
   nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
   sim: z.object({

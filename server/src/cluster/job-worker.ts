@@ -1,12 +1,12 @@
 /**
  * The worker's side of the compute jobs (map-jobs.ts, feature-jobs.ts): one BullMQ worker per queue, whose
- * processors fetch the images by hash (once; cached in the worker's folder), compute with the ComputeClient
- * (tfjs-node-gpu where it loads, wasm otherwise: compute/backend.ts) and return the result. BullMQ renews a
+ * processors fetch the images by hash (once; kept in the worker's folder up to a bound: image-cache.ts),
+ * compute with the ComputeClient (tfjs-node-gpu where it loads, wasm otherwise: compute/backend.ts) and return
+ * the result. BullMQ renews a
  * job's lock while it runs; a killed worker stops renewing, and after `lockMs` another worker's stalled-job
  * check puts the job back in the queue.
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -15,25 +15,23 @@ import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
 import { CLUSTER_KEY_HEADER } from './cluster-node.ts';
 import { FEATURE_QUEUE, encodeFeatureResult, type FeatureJobData, type FeatureJobResult } from './feature-jobs.ts';
 import { blobKey, bullPrefix, redisOptions } from './job-queue.ts';
+import { ImageCache } from './image-cache.ts';
 import { MAP_QUEUE, decodeMapJob, encodeMapResult, type MapJobData, type MapJobResult } from './map-jobs.ts';
 
 /** Where a worker gets an image it does not have: the node named in the job over HTTP, else Redis. */
 export interface ImageFetch {
-  redis: Redis;
+  redis: Pick<Redis, 'getBuffer'>;
   prefix: string;
   /** The cluster's key, read from Redis when first needed (a node asks for it on image requests). */
   key: () => Promise<string>;
 }
 
 /**
- * A worker's copy of an image: from its cache folder, or fetched once (from `from`, the node that queued
- * the job, or from Redis) and written there under a temporary name, then renamed, so two jobs fetching one
- * image never read half a file. The bytes must have the hash.
+ * An image's bytes by content hash, from `from` (the node that queued the job) or from Redis; the bytes must
+ * have the hash. The worker keeps them in its bounded cache folder (image-cache.ts).
  */
-export async function fetchBlob(src: ImageFetch, hash: string, cacheDir: string, from?: string): Promise<string> {
+export async function fetchImageBytes(src: ImageFetch, hash: string, from?: string): Promise<Buffer> {
   if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`not an image hash: ${hash.slice(0, 80)}`);
-  const file = path.join(cacheDir, hash);
-  if (fs.existsSync(file)) return file;
   let bytes: Buffer | null;
   if (from) {
     const url = new URL(`/api/cluster/images/${hash}`, from);
@@ -47,11 +45,7 @@ export async function fetchBlob(src: ImageFetch, hash: string, cacheDir: string,
     if (!bytes) throw new Error(`image ${hash.slice(0, 12)}... is not in Redis (expired, or the node that queued the job is gone)`);
   }
   if (createHash('sha256').update(bytes).digest('hex') !== hash) throw new Error(`image ${hash.slice(0, 12)}... from ${from ?? 'Redis'} does not match its hash`);
-  fs.mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, file);
-  return file;
+  return bytes;
 }
 
 export interface JobWorkerOptions {
@@ -59,6 +53,8 @@ export interface JobWorkerOptions {
   prefix: string;
   /** The worker's cache folder: images by hash under cluster-images/. */
   cacheDir: string;
+  /** Bound of the images kept there (cluster.workerCacheMB): the least recently used go first. */
+  cacheBytes: number;
   client: ComputeClient;
   /** The feature model id of `client` (compute.model): a map or feature job for another model is refused. */
   modelId: string;
@@ -77,10 +73,9 @@ export const REFUSED_DELAY_MS = 1000;
 export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; refused: () => number; close: () => Promise<void> } {
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, {}));
-  const images = path.join(opts.cacheDir, 'cluster-images');
   let key: Promise<string> | null = null;
   const src: ImageFetch = { redis, prefix: opts.prefix, key: () => (key ??= redis.get(`${opts.prefix}cluster-key`).then((k) => k ?? '')) };
-  const fetchImage = (from?: string) => (hash: string) => fetchBlob(src, hash, images, from);
+  const images = new ImageCache(path.join(opts.cacheDir, 'cluster-images'), opts.cacheBytes, (hash, from) => fetchImageBytes(src, hash, from), (msg, fields) => opts.log('info', msg, fields));
   let done = 0;
   let refused = 0;
   const maps = async (job: Job<MapJobData & { from?: string }>, token?: string): Promise<MapJobResult> => {
@@ -95,10 +90,8 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
       throw new DelayedError(why);
     }
     const started = Date.now();
-    const fetch = fetchImage(job.data.from);
-    const [driverFile, referenceFile] = await Promise.all([fetch(job.data.driver), fetch(job.data.reference)]);
     const { weights, options, known } = decodeMapJob(job.data);
-    const r = await lastValueFrom(opts.client.explain$(driverFile, referenceFile, weights, options, known));
+    const r = await images.use([job.data.driver, job.data.reference], job.data.from, ([driverFile, referenceFile]) => lastValueFrom(opts.client.explain$(driverFile!, referenceFile!, weights, options, known)));
     done++;
     opts.log('info', 'map job done', { jobId: job.id, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
     return encodeMapResult(r, opts.name);
@@ -107,10 +100,9 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
     // another model's features would be silently wrong for the node's encoding models: refused, not retried
     if (job.data.modelId !== opts.modelId) throw new UnrecoverableError(`worker ${opts.name} computes features with ${opts.modelId}, the node asks for ${job.data.modelId} (compute.model)`);
     const started = Date.now();
-    const files = await Promise.all(job.data.images.map(fetchImage(job.data.from)));
-    const r = (await lastValueFrom(opts.client.features$(files).pipe(filter((e) => e.type === 'features')))) as Extract<FeatureEvent, { type: 'features' }>;
+    const r = await images.use(job.data.images, job.data.from, async (files) => (await lastValueFrom(opts.client.features$(files).pipe(filter((e) => e.type === 'features')))) as Extract<FeatureEvent, { type: 'features' }>);
     done++;
-    opts.log('info', 'feature job done', { jobId: job.id, images: files.length, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
+    opts.log('info', 'feature job done', { jobId: job.id, images: job.data.images.length, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
     return encodeFeatureResult(r, opts.name);
   };
   const common = { connection: redisOptions(opts.redisUrl), prefix: bullPrefix(opts.prefix), name: opts.name, lockDuration: opts.lockMs, stalledInterval: Math.max(1000, Math.round(opts.lockMs / 2)), maxStalledCount: 3 };

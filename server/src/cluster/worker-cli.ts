@@ -31,7 +31,8 @@ npm run worker -- [--redis URL] [--name NAME] [--concurrency N] [--lock-ms MS]
 
 Takes shared-feature map jobs and stimulus-feature jobs from the cluster's Redis and computes them
 (docs/deploy.md). The images come
-by content hash from Redis, once, and are kept in ${path.join(config.compute.cacheDir, 'cluster-images')}.
+by content hash from the node that queued the job (or Redis), once, and are kept in
+${path.join(config.compute.cacheDir, 'cluster-images')}, up to ${config.cluster.workerCacheMB} MB (cluster.workerCacheMB; the least recently used go first).
 Compute backend: ${config.compute.backend} (COMPUTE_BACKEND; @tensorflow/tfjs-node-gpu ${gpuPackageStatus()}).
 
 Options:
@@ -76,7 +77,7 @@ try {
 const name = values.name ?? `${os.hostname()}-${process.pid}`;
 const client = computeClientFor(config.compute, config.dataDir);
 const modelId = featureModelIdOf(config.compute.model);
-const w = startJobWorker({ redisUrl, prefix: CLUSTER_PREFIX, cacheDir: config.compute.cacheDir, client, modelId, name, concurrency, lockMs, log: (level, msg, fields) => logger[level]({ worker: name, ...fields }, msg) });
+const w = startJobWorker({ redisUrl, prefix: CLUSTER_PREFIX, cacheDir: config.compute.cacheDir, cacheBytes: config.cluster.workerCacheMB * 2 ** 20, client, modelId, name, concurrency, lockMs, log: (level, msg, fields) => logger[level]({ worker: name, ...fields }, msg) });
 await Promise.all(w.workers.map((x) => x.waitUntilReady()));
 logger.info({ worker: name, redis: redactUrl(redisUrl), concurrency, lockMs, featureModel: modelId }, 'worker ready: taking shared-feature map and stimulus-feature jobs');
 console.log(`  sharedlens worker ${name}: taking map and feature jobs from ${redactUrl(redisUrl)}; Ctrl-C stops it`);
