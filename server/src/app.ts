@@ -36,6 +36,7 @@ import { exportsRouter } from './http/exports.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
 import { RidgeWorker } from './workers/ridge-client.ts';
+import { configureThreadNice } from './workers/thread-nice.ts';
 import { ModelReports } from './workers/report-client.ts';
 import { ModelRefresher } from './workers/refresh-client.ts';
 import { gpuPackageStatus } from './compute/gpu-package.ts';
@@ -86,6 +87,8 @@ export function createApp(deps: AppDeps): App {
   // clustered: sessions another live node holds are left alone
   const interrupted = recorder.markInterrupted(cluster ? (id) => cluster.ownerOf(id) !== undefined : undefined);
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
+  // analysis threads at a lower priority than this event loop (compute.workerNice; one log line where not supported)
+  configureThreadNice(config.compute.workerNice, (message) => logger.warn(message));
   const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
   // clustered: the images named in compute jobs, served to the workers by hash (GET /api/cluster/images/:hash)
   const jobImages = cluster ? { index: new ImageIndex(), url: () => cluster.url } : undefined;

@@ -10,6 +10,7 @@ import type { FeatureProgress } from '../compute/feature-cache.ts';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
 import type { MapOptions, SideMap } from '../compute/shared-feature-maps.ts';
 import { pairBytes } from './pair-bytes.ts';
+import { threadNice } from './thread-nice.ts';
 
 export type FeatureEvent =
   | ({ type: 'progress' } & FeatureProgress)
@@ -61,8 +62,8 @@ export class ComputeClient {
   private worker(slot: Slot): Worker {
     if (!slot.worker) {
       // worker threads do not inherit --import hooks on Node 20; the entry registers tsx
-      // nice +4: with the two of them busy the event loop still gets a core (CFS weights 2 x 423 against 1024)
-      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './compute-worker.ts', nice: 4 } });
+      // nice at most +4: with the two of them busy the event loop still gets a core (CFS weights 2 x 423 against 1024)
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './compute-worker.ts', nice: threadNice(4) } });
       w.on('message', (msg: { id: number }) => slot.handlers.get(msg.id)?.(msg));
       w.on('error', (e) => {
         for (const h of slot.handlers.values()) h({ type: 'error', message: `compute worker failed: ${e.message}` });

@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import type { EncodingState, ModelThread } from '../compute/encoding.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import { ridgeBuffers, ridgeSnapshot, type RidgeState } from '../compute/ridge.ts';
+import { threadNice } from './thread-nice.ts';
 
 /** Messages to the thread. */
 export type ThreadIn =
@@ -74,7 +75,7 @@ export class ModelRefresher implements ModelThread {
 
   private start(): Worker {
     if (!this.worker) {
-      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './refresh-worker.ts' } });
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './refresh-worker.ts', nice: threadNice() } });
       w.on('message', (msg: ThreadOut) => this.receive(msg));
       w.on('error', (e) => {
         this.worker = null;

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { Observable } from 'rxjs';
 import { fitJob, type CatchUp, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
+import { threadNice } from './thread-nice.ts';
 
 /** What the thread sends back for a job (workers/ridge-worker.ts). */
 type WorkerMessage = { type: 'need-y' | 'fitted' | 'error'; rows?: number[]; state?: RidgeState; message?: string };
@@ -20,7 +21,7 @@ export class RidgeWorker {
 
   private start(): Worker {
     if (!this.worker) {
-      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './ridge-worker.ts' } });
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './ridge-worker.ts', nice: threadNice() } });
       w.on('message', (msg: WorkerMessage & { id: number }) => this.pending.get(msg.id)?.(msg));
       w.on('error', (e) => {
         this.worker = null;

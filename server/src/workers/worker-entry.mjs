@@ -2,19 +2,24 @@
 // worker module named in workerData.module (relative to this folder).
 //
 // Every analysis thread runs at a lower scheduling priority than the event loop that acknowledges rig
-// events (nice + workerData.nice, default 10; on Linux a thread's nice value is its own, and threads it
-// starts inherit it): with two cores busy with features, maps, reports and refits, the rig's thread still
-// gets a core at once. The feature/map threads ask for less (compute-client.ts: +4; their features are
-// compared with a plain script that runs at the normal priority), the report thread for none
-// (report-client.ts: what GET /models and the dashboards show must keep up with a fast session).
+// events (nice + workerData.nice: compute.workerNice, default 10, from thread-nice.ts; 0: off). On Linux a
+// thread's nice value is its own: this thread's id from /proc/thread-self ("PID/task/TID") is reniced, not
+// the process, and threads it starts later (wasm) inherit it. With two cores busy with features, maps,
+// reports and refits, the rig's thread still gets a core at once. The feature/map threads ask for at most 4
+// (compute-client.ts: their features are compared with a plain script that runs at the normal priority).
+import fs from 'node:fs';
 import os from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
-try {
-  os.setPriority(0, Math.min(19, os.getPriority(0) + (workerData.nice ?? 10)));
-} catch {
-  // not permitted or not supported here: the thread runs at the process's priority
+const nice = workerData.nice ?? 10;
+if (nice > 0) {
+  try {
+    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+    os.setPriority(tid, Math.min(19, os.getPriority(tid) + nice));
+  } catch {
+    // not Linux or not permitted: the thread runs at the process's priority (thread-nice.ts logs the former once)
+  }
 }
 register();
 await import(new URL(workerData.module, import.meta.url).href);
