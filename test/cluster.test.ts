@@ -59,7 +59,8 @@ after(async () => {
 
 test('live handover: a rig that left node A resumes its session on node B at once, with every acknowledged trial; while still connected to A it is refused, saying why', async () => {
   const rigA = new RigClient({ url: a.url, token: TOKEN, ackTimeoutMs: 3000, socket: { reconnection: false } });
-  const rigB = new RigClient({ url: b.url, token: TOKEN, ackTimeoutMs: 3000, socket: { reconnection: false } });
+  // B's answer may wait for A's (up to the cluster's 3 s): the rig waits longer than that
+  const rigB = new RigClient({ url: b.url, token: TOKEN, ackTimeoutMs: 10_000, socket: { reconnection: false } });
   try {
     await rigA.connect();
     const sessionId = await rigA.startSession(sessionStart(C));

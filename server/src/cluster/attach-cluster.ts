@@ -101,8 +101,10 @@ export async function claimOrHandOver(node: ClusterNode, remote: () => RemoteSes
   forget();
   const refused = await node.claim(sessionId);
   if (!refused) return null;
-  const handed = await remote()?.handover(sessionId, rig);
-  if (!handed) return refused;
+  const other = remote();
+  if (!other) return refused;
+  const handed = await other.handover(sessionId, rig);
+  if (!handed) return `${refused}; no node answered the request to hand it over within ${REMOTE_TIMEOUT_MS / 1000} s (the holder is busy, or gone and its hold not yet expired): retry`;
   if ('error' in handed) return `${refused}; that node did not hand it over: ${handed.error.message}`;
   forget();
   return node.claim(sessionId);
