@@ -12,7 +12,6 @@ import type { EncodingConfig, EncodingState } from '../compute/encoding.ts';
 import type { ReportRule } from '../compute/model-report.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import { chosenAlphas } from '../compute/ridge.ts';
-import { threadNice } from './thread-nice.ts';
 
 /** One report to compute: the statistics without PSTHs, the models' responses and chosen residuals. */
 export interface ReportJob {
@@ -147,9 +146,10 @@ export class ModelReports {
 
   private start(): Worker {
     if (!this.worker) {
-      // niced like the other analysis threads (compute.workerNice): at the normal priority it took the event
-      // loop's core in the scale bench
-      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './report-worker.ts', nice: threadNice() } });
+      // at the normal priority: reports are what GET /models, the score history and the dashboards show, and a
+      // niced report thread fell behind a fast session (the first report after 250 of 700 trials); niced by
+      // compute.workerNice it did not shorten the scale bench's stalls (quick runs: 47 ms niced, 35 ms not)
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: { module: './report-worker.ts', nice: 0 } });
       w.on('message', (msg: { id: number }) => this.handlers.get(msg.id)?.(msg as never));
       w.on('error', (e) => {
         this.worker = null;

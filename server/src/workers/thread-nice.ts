@@ -1,9 +1,10 @@
 /**
- * Scheduling priority of the analysis threads (features, maps, models, reports, refits): each runs at
- * compute.workerNice (default 10) above the process's nice, so on two busy cores the event loop that
- * acknowledges rig events is scheduled first. On Linux a thread's nice value is its own (setpriority on a
- * thread id; threads it starts later inherit it); the entry (worker-entry.mjs) renices its own thread by the
- * value it is given. Elsewhere the option is ignored, with one log line.
+ * Scheduling priority of the analysis threads (features, maps, models, refits; the report thread runs at
+ * the normal priority, report-client.ts): each runs at compute.workerNice (default 10) above the process's
+ * nice, so on two busy cores the event loop that acknowledges rig events is scheduled first. On Linux a
+ * thread's nice value is its own (setpriority on a thread id; threads it starts later inherit it); the entry
+ * (worker-entry.mjs) renices its own thread by the value it is given. Elsewhere the option is ignored, with
+ * one log line.
  */
 import fs from 'node:fs';
 import os from 'node:os';
