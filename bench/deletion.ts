@@ -10,8 +10,7 @@
 import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
-import { attribution, featureMoments, gradientMapOptions, displayMap, graphFeatureFn, sharedFeatureMaps, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
-import { loadImage } from '../server/src/compute/image-input.ts';
+import { attribution, imageSetMoments, gradientMapOptions, displayMap, graphFeatureFn, sharedFeatureMaps, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { loadConfig } from '../server/src/config.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { deletionArea, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
@@ -25,13 +24,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const images = path.join(root, 'stimuli/demo/images');
   // the server's default map (config/default.json's compute.maps) with the demo set's feature moments
   const phiSplit = graphFeatureFn(model, spec);
-  const rows: number[] = [];
-  for (const s of demoStimuli) {
-    const x = tf.tensor4d(await loadImage(path.join(root, 'stimuli/demo', s.file), 224), [1, 224, 224, 3]);
-    rows.push(...tf.tidy(() => phiSplit(x).dataSync()));
-    x.dispose();
-  }
-  const moments = featureMoments(rows, rows.length / demoStimuli.length);
+  const moments = await imageSetMoments(phiSplit, demoStimuli.map((s) => path.join(root, 'stimuli/demo', s.file)));
   const c = loadConfig(root, {}).compute.maps;
   const defaultOpts: MapOptions = { ...c, featureMean: moments.mean, featureSd: moments.sd };
   const r = mulberry32(7);

@@ -22,8 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { lastValueFrom } from 'rxjs';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, loadModel } from '../server/src/compute/feature-model.ts';
-import { featureMoments, graphFeatureFn, normalizePair, sharedVector, sideMap, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
-import { loadImage } from '../server/src/compute/image-input.ts';
+import { graphFeatureFn, imageSetMoments, normalizePair, sharedVector, sideMap, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { POINTING_TOLERANCE_PX, QUADRANTS, PART, boxMassRatio, compose, cornerOverBackground, driverRegionFeatures, meanIn, plantedFair, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -98,13 +97,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const phi = graphFeatureFn(model, spec);
   const dir = path.join(root, 'stimuli/demo');
   // the set's feature moments (for centred and standardised features), as the server has them
-  const setFeatures: number[] = [];
-  for (const s of demoStimuli) {
-    const x = tf.tensor4d(await loadImage(path.join(dir, s.file), 224), [1, 224, 224, 3]);
-    setFeatures.push(...tf.tidy(() => phi(x).dataSync()));
-    x.dispose();
-  }
-  const { mean, sd } = featureMoments(setFeatures, setFeatures.length / demoStimuli.length);
+  const { mean, sd } = await imageSetMoments(phi, demoStimuli.map((s) => path.join(dir, s.file)));
   const only = process.env.BENCH_MAPS_ONLY?.split(',');
   const methods = Object.fromEntries(Object.entries(candidates()).filter(([k]) => !only || only.includes(k) || k === 'current').map(([k, o]) => [k, { ...o, featureMean: mean, featureSd: sd }]));
   const chosen = process.env.BENCH_MAPS_DEFAULT ?? defaultName(methods);

@@ -5,8 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
-import { BLANK, attribution, displayMap, featureMoments, graphFeatureFn, rawMap, sharedFeatureMaps, sharedVector, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
-import { loadImage } from '../server/src/compute/image-input.ts';
+import { BLANK, attribution, displayMap, graphFeatureFn, imageSetMoments, rawMap, sharedFeatureMaps, sharedVector, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { POINTING_TOLERANCE_PX, driverRegionFeatures, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { A, B, SIZE, deletionArea, massIn, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
@@ -281,13 +280,7 @@ async function defaultMethod(): Promise<{ phiSplit: FeatureFn; opts: MapOptions 
   const spec = ensureDefaultModel(tmpDir());
   const model = await loadModel(spec);
   const phiSplit = graphFeatureFn(model, spec);
-  const rows: number[] = [];
-  for (const s of demoStimuli) {
-    const x = tf.tensor4d(await loadImage(path.join(root, 'stimuli/demo', s.file), 224), [1, 224, 224, 3]);
-    rows.push(...tf.tidy(() => phiSplit(x).dataSync()));
-    x.dispose();
-  }
-  const m = featureMoments(rows, rows.length / demoStimuli.length);
+  const m = await imageSetMoments(phiSplit, demoStimuli.map((s) => path.join(root, 'stimuli/demo', s.file)));
   const c = testConfig().compute.maps;
   return { phiSplit, opts: { positiveOnly: c.positiveOnly, integratedSteps: c.integratedSteps, smoothSigmaPx: c.smoothSigmaPx, method: c.method, features: c.features, layer: c.layer, smoothSamples: c.smoothSamples, occlusionCells: c.occlusionCells, occlusionStride: c.occlusionStride, occlusionRender: c.occlusionRender, featureMean: m.mean, featureSd: m.sd } };
 }

@@ -31,7 +31,7 @@
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { inputGradientOnly, tf } from './backend.ts';
 import { weightedCosine } from './drivers.ts';
-import { GREY } from './image-input.ts';
+import { GREY, loadImage } from './image-input.ts';
 import type { FeatureModelSpec } from './feature-model.ts';
 
 export type MapMethod = 'gradient' | 'signed' | 'gradientInput' | 'integrated' | 'smoothgrad' | 'layer' | 'layerOcclusion';
@@ -94,6 +94,17 @@ export function graphFeatureFn(model: GraphModel, spec: FeatureModelSpec): Featu
   });
   byLayer.set(spec.layer, phi);
   return phi;
+}
+
+/** Feature moments of a set of image files, each through `phi` in turn: the mean and SD centred and standardised maps read. */
+export async function imageSetMoments(phi: FeatureFn, files: string[]): Promise<{ mean: Float32Array; sd: Float32Array }> {
+  const rows: number[] = [];
+  for (const file of files) {
+    const x = tf.tensor4d(await loadImage(file, 224), [1, 224, 224, 3]);
+    rows.push(...tf.tidy(() => phi(x).dataSync()));
+    x.dispose();
+  }
+  return featureMoments(rows, rows.length / files.length);
 }
 
 /** Mean and SD per feature dimension of a set of feature vectors (n x dim, row-major). */
