@@ -75,8 +75,8 @@ test('the export of a session with models holds its scores, drivers, readout wei
   assert.equal(res.status, 200);
   const file = path.join(out, 'models.nwb');
   fs.writeFileSync(file, Buffer.from(await res.arrayBuffer()));
-  assert.deepEqual(validateNwb(file), []);
-  const back = python(READ, [file]);
+  assert.deepEqual(await validateNwb(file), []);
+  const back = await python(READ, [file]);
   const models: ModelSnapshot = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).body;
   assert.deepEqual(back.loo_r, models.channels.map((c) => c.scores?.looR ?? null));
   assert.deepEqual(back.normalised_r, models.channels.map((c) => c.scores?.normalisedR ?? null));

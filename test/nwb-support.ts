@@ -4,7 +4,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { Frame, SessionStartInput, Stimulus } from '@sharedlens/shared';
 import { sessionStartSchema } from '@sharedlens/shared';
 import type { Recorder } from '../server/src/sinks/recorder.ts';
@@ -24,18 +25,23 @@ export function pynwbPath(): string {
   return found;
 }
 
-/** Runs a Python script with pynwb importable; `args` become sys.argv[1:]; returns its stdout parsed as JSON. */
-export function python(script: string, args: string[] = []): any {
-  const out = execFileSync('/usr/bin/python3', ['-c', script, ...args], {
+/**
+ * Runs a Python script with pynwb importable; `args` become sys.argv[1:]; resolves to its stdout parsed as
+ * JSON. Asynchronous on purpose: the servers under test run in this process, and a synchronous child that
+ * blocks the event loop for seconds lets the server's keep-alive timer close a socket just as the next
+ * request is written on it ('fetch failed: other side closed', seen in CI).
+ */
+export async function python(script: string, args: string[] = []): Promise<any> {
+  const { stdout } = await promisify(execFile)('/usr/bin/python3', ['-c', script, ...args], {
     env: { ...process.env, PYTHONPATH: pynwbPath(), PYTHONWARNINGS: 'ignore' },
     encoding: 'utf8',
     maxBuffer: 256 * 1024 * 1024,
   });
-  return JSON.parse(out);
+  return JSON.parse(stdout);
 }
 
 /** pynwb.validate on one file: the list of error strings (empty: valid). */
-export function validateNwb(file: string): string[] {
+export function validateNwb(file: string): Promise<string[]> {
   return python('import sys, json\nfrom pynwb import validate\nerrors, status = validate(paths=[sys.argv[1]])\nprint(json.dumps([str(e) for e in errors] + ([] if status == 0 else ["status %d" % status])))', [file]);
 }
 

@@ -87,13 +87,13 @@ describe('NWB export', () => {
       const file = path.join(out, `${id}.nwb`);
       const r = await exportOf(id, file);
       assert.ok(r.bytes > 0 && fs.existsSync(file) && !fs.existsSync(`${file}.part`));
-      assert.deepEqual(validateNwb(file), [], `pynwb.validate of ${id}`);
+      assert.deepEqual(await validateNwb(file), [], `pynwb.validate of ${id}`);
     }
   });
 
   it('values read back with pynwb equal the session: counts, times, stimulus ids, aborts, statistics', async () => {
     const file = path.join(out, `${demoId}.nwb`);
-    const back = python(READ_BACK, [file]);
+    const back = await python(READ_BACK, [file]);
     const frames = [...recordedFrames(t.app.recorder, demoId)];
     const start = frames[0];
     assert.equal(start.type, 'session:start');
@@ -144,8 +144,8 @@ describe('NWB export', () => {
     assert.deepEqual(back.stimulus_mean, snap.stimuli!.flatMap((s) => s.mean));
   });
 
-  it('trial-mode counts read back with pynwb equal the counts:trial frames, baseline NaN where none was sent', () => {
-    const back = python(READ_BACK, [path.join(out, `${trialId}.nwb`)]);
+  it('trial-mode counts read back with pynwb equal the counts:trial frames, baseline NaN where none was sent', async () => {
+    const back = await python(READ_BACK, [path.join(out, `${trialId}.nwb`)]);
     const counts = [...recordedFrames(t.app.recorder, trialId)].filter((f) => f.type === 'counts:trial');
     assert.deepEqual(back.trial_counts.trial, counts.map((f) => f.trial));
     assert.deepEqual(back.trial_counts.response, counts.map((f) => Array.from(f.responseCounts)));
@@ -155,17 +155,12 @@ describe('NWB export', () => {
   });
 
   it('GET /api/sessions/:id/export.nwb sends a valid file; an unknown session is a 404', async () => {
-    // a keep-alive connection from sign-in may be closed by the server just as it is reused (undici: 'fetch
-    // failed', cause 'other side closed'); one retry on a fresh connection tells that from a failing route
-    const res = await apiFetch(`${t.url}/api/sessions/${trialId}/export.nwb`).catch((e: Error & { cause?: Error }) => {
-      if (!/other side closed|ECONNRESET|socket/i.test(String(e.cause?.message ?? e.cause))) throw e;
-      return apiFetch(`${t.url}/api/sessions/${trialId}/export.nwb`);
-    });
+    const res = await apiFetch(`${t.url}/api/sessions/${trialId}/export.nwb`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-disposition') ?? '', /trial-mode-1\.nwb/);
     const file = path.join(out, 'http.nwb');
     fs.writeFileSync(file, Buffer.from(await res.arrayBuffer()));
-    assert.deepEqual(validateNwb(file), []);
+    assert.deepEqual(await validateNwb(file), []);
     const missing = await apiFetch(`${t.url}/api/sessions/no-such-session/export.nwb`);
     assert.equal(missing.status, 404);
     const anonymous = await fetch(`${t.url}/api/sessions/${trialId}/export.nwb`);
@@ -196,8 +191,8 @@ describe('NWB import', () => {
     const id = recordBinnedWithGap(t.app.recorder, demoStimuli, 'gap-1');
     const file = path.join(out, 'gap.nwb');
     await exportOf(id, file);
-    assert.deepEqual(validateNwb(file), []);
-    const back = python("import sys, json\nfrom pynwb import NWBHDF5IO\nts = NWBHDF5IO(sys.argv[1], 'r').read().processing['ecephys']['binned_counts']\nt = ts.timestamps[:]\nprint(json.dumps({'n': len(t), 'gap': float(max(t[1:] - t[:-1])), 'rate': ts.rate}))", [file]);
+    assert.deepEqual(await validateNwb(file), []);
+    const back = await python("import sys, json\nfrom pynwb import NWBHDF5IO\nts = NWBHDF5IO(sys.argv[1], 'r').read().processing['ecephys']['binned_counts']\nt = ts.timestamps[:]\nprint(json.dumps({'n': len(t), 'gap': float(max(t[1:] - t[:-1])), 'rate': ts.rate}))", [file]);
     assert.equal(back.rate, null);
     assert.ok(Math.abs(back.gap - 3.002) < 1e-9, `largest step ${back.gap} s`);
     const data = tmpDir('sharedlens-nwb-import-');
@@ -213,7 +208,7 @@ describe('NWB import', () => {
 
   it('a file made by pynwb (units with spike times, IndexSeries over Images) imports, replays, and matches numpy', async () => {
     const file = path.join(out, 'pynwb-made.nwb');
-    const ref = python(MAKE_AND_COMPUTE, [file]);
+    const ref = await python(MAKE_AND_COMPUTE, [file]);
     const data = tmpDir('sharedlens-nwb-import-');
     const stimulusDir = tmpDir('sharedlens-nwb-stimuli-');
     const recorder = new Recorder({ dataDir: data, fsync: 'never', fsyncIntervalMs: 1000 });
@@ -241,7 +236,7 @@ describe('NWB import', () => {
 
   it('a trials table with image ids imports against a registered set (--set), its aborts kept', async () => {
     const file = path.join(out, 'trials-table.nwb');
-    python(TRIALS_TABLE, [file, JSON.stringify(demoStimuli.slice(0, 6).map((s) => s.id))]);
+    await python(TRIALS_TABLE, [file, JSON.stringify(demoStimuli.slice(0, 6).map((s) => s.id))]);
     const data = tmpDir('sharedlens-nwb-import-');
     const recorder = new Recorder({ dataDir: data, fsync: 'never', fsyncIntervalMs: 1000 });
     try {
@@ -263,10 +258,10 @@ describe('NWB import', () => {
     const recorder = new Recorder({ dataDir: data, fsync: 'never', fsyncIntervalMs: 1000 });
     try {
       const noStim = path.join(out, 'units-only.nwb');
-      python(UNITS_ONLY, [noStim]);
+      await python(UNITS_ONLY, [noStim]);
       await assert.rejects(importNwb({ file: noStim, recorder, stimulusDir: path.join(root, 'stimuli') }), (e: Error) => e instanceof NwbLayoutError && /no image presentations/.test(e.message));
       const notNwb = path.join(out, 'plain.h5');
-      python("import sys, h5py, json\nh5py.File(sys.argv[1], 'w').create_dataset('x', data=[1, 2])\nprint('{}')", [notNwb]);
+      await python("import sys, h5py, json\nh5py.File(sys.argv[1], 'w').create_dataset('x', data=[1, 2])\nprint('{}')", [notNwb]);
       await assert.rejects(importNwb({ file: notNwb, recorder, stimulusDir: path.join(root, 'stimuli') }), /is not an NWB file/);
       const text = path.join(out, 'notes.txt');
       fs.writeFileSync(text, 'not hdf5 at all');
@@ -274,7 +269,7 @@ describe('NWB import', () => {
       await assert.rejects(importNwb({ file: path.join(out, 'missing.nwb'), recorder, stimulusDir: path.join(root, 'stimuli') }), /no file .*missing\.nwb/);
       await assert.rejects(importNwb({ file: path.join(out, `${demoId}.nwb`), recorder, stimulusDir: path.join(root, 'stimuli'), setId: 'nope' }), /no stimulus set "nope"/);
       const unsorted = path.join(out, 'unsorted.nwb');
-      python(UNSORTED, [unsorted]);
+      await python(UNSORTED, [unsorted]);
       await assert.rejects(importNwb({ file: unsorted, recorder, stimulusDir: tmpDir('sharedlens-nwb-stimuli-') }), (e: Error) => e instanceof NwbLayoutError && /spike times of unit unit0 are not sorted/.test(e.message));
       assert.deepEqual(fs.readdirSync(recorder.root), [], 'nothing was recorded');
     } finally {
