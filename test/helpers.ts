@@ -43,6 +43,10 @@ export async function startApp(over: Partial<Config> = {}, port = 0): Promise<Te
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
   const app = createApp({ config, logger, clientDir: path.join(root, 'client', 'dist') });
+  // The server runs in the test's own process: a test that blocks it (a synchronous child process, a CLI
+  // under tsx taking seconds on a loaded CI machine) would let Node's 5 s keep-alive timer close an idle
+  // socket just as fetch reuses it ('fetch failed: other side closed'). Idle sockets are kept longer here.
+  app.httpServer.keepAliveTimeout = 120_000;
   port = await app.listen(port, '127.0.0.1');
   const url = `http://127.0.0.1:${port}`;
   const cookie = await signIn(url, { token: config.auth.token });
