@@ -198,7 +198,7 @@ export const BLANK = GREY.r / 255;
 
 /** The layer's activation to the blank screen, per feature function, layer and shape (kept; small). */
 const blankActivations = new WeakMap<FeatureFn, Map<string, tf.Tensor4D>>();
-function blankActivation(phi: FeatureFn, layer: string, lower: (x: tf.Tensor4D) => tf.Tensor4D, shape: [number, number, number, number]): tf.Tensor4D {
+export function blankActivation(phi: FeatureFn, layer: string, lower: (x: tf.Tensor4D) => tf.Tensor4D, shape: [number, number, number, number]): tf.Tensor4D {
   const byLayer = blankActivations.get(phi) ?? new Map<string, tf.Tensor4D>();
   blankActivations.set(phi, byLayer);
   const key = `${layer}|${shape.join('x')}`;
