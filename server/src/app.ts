@@ -48,6 +48,7 @@ import type { ClusterNode } from './cluster/cluster-node.ts';
 import { claimOrHandOver, clusterHealth, handOverAndRelease, forwardToRunningNode, remoteSessions, trustForwarded, useRedisAdapter } from './cluster/attach-cluster.ts';
 import { MapQueue } from './cluster/map-jobs.ts';
 import { FeatureQueue, featureModelIdOf } from './cluster/feature-jobs.ts';
+import { RefitQueue } from './cluster/refit-jobs.ts';
 import { ImageIndex } from './cluster/job-queue.ts';
 import { clusterImagesRouter } from './http/cluster-images.ts';
 
@@ -131,6 +132,19 @@ export function createApp(deps: AppDeps): App {
   warmFeatures([...stimulusSets.keys()]);
   const { alphas, refitEveryTrials, minStimuli, minReliability, refitInWorkerFromStimuli } = config.compute;
   const ridgeWorker = featuresFor ? new RidgeWorker((message) => logger.error(message)) : null;
+  // clustered: the exact refits' eigendecomposition as BullMQ jobs while a worker is connected (cluster/refit-jobs.ts)
+  const refitQueue =
+    cluster && ridgeWorker && config.cluster.refitsOnWorkers
+      ? new RefitQueue({
+          redisUrl: cluster.redisUrl,
+          prefix: cluster.prefix,
+          timeoutMs: config.cluster.refitJobTimeoutS * 1000,
+          fromStimuli: config.cluster.refitJobFromStimuli,
+          local: ridgeWorker,
+          log: (level, msg, fields) => logger[level](fields, msg),
+          onFallback: (message) => io?.of('/dashboard').emit(dashboardEvents.refitJobFailed, { message, atMs: Date.now() }),
+        })
+      : null;
   // the models themselves in a thread of their own: per-trial refreshes and new stimuli never run on the event loop
   const refresher = featuresFor ? new ModelRefresher({ snapshotMs: 250, onError: (message) => logger.error(message) }) : null;
   // model reports (readouts, scores, drivers' reference images) in a thread of their own, at most one per session per second
@@ -153,7 +167,7 @@ export function createApp(deps: AppDeps): App {
     psthBinMs: config.pipeline.psthBinMs,
     onPipelineError: (rt, message) => logger.error({ sessionId: rt.id }, `the session's analysis pipeline failed and stopped (recording goes on; replay the session to recompute): ${message}`),
     ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => ridgeWorker!.fit$(job, latest), fromStimuli: refitInWorkerFromStimuli }, thread: refresher!, reports: reports! } } : {}),
+    ...(featuresFor ? { models: { featuresFor, encoding: { alphas, refitEveryTrials, minStimuli }, drivers: { ...config.compute.drivers, minReliability }, offload: { fit$: (job, latest) => (refitQueue ?? ridgeWorker!).fit$(job, latest), fromStimuli: refitInWorkerFromStimuli }, thread: refresher!, reports: reports! } } : {}),
   });
 
   const app = express();
@@ -265,7 +279,7 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(express.json({ limit: '64kb' }));
-  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: () => clusterHealth(cluster, mapQueue, featureQueue) } : {}) };
+  const healthDeps = { store, rejectedCounts: rejected.counts, computeStatus, stimulusSets, ...(cluster ? { cluster: () => clusterHealth(cluster, mapQueue, featureQueue, refitQueue) } : {}) };
   app.use('/api', healthRouter(healthDeps));
   app.use('/api/auth', authRouter(signIn));
   // rigs read their stimulus sets with their own token
@@ -333,6 +347,7 @@ export function createApp(deps: AppDeps): App {
       await reports?.close();
       await mapQueue?.close();
       await featureQueue?.close();
+      await refitQueue?.close();
       await cluster?.close();
     },
   };

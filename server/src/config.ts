@@ -155,8 +155,14 @@ export const configSchema = z.object({
       featureJobTimeoutS: z.number().min(1).max(3600).default(300),
       /** Images a worker keeps in its cache folder, in MB; past it the least recently used are deleted (fetched again when named). */
       workerCacheMB: z.number().positive().max(1_000_000).default(1024),
+      /** Exact refits' basis eigendecomposition as BullMQ jobs when a worker is connected (false, or none: the node refits alone). */
+      refitsOnWorkers: z.boolean().default(true),
+      /** Refits of fewer observed stimuli stay on the node (the job's transfers would cost more than they save). */
+      refitJobFromStimuli: z.number().int().min(1).default(300),
+      /** A refit job not finished within this: the node refits itself (the models stay as they are meanwhile). */
+      refitJobTimeoutS: z.number().min(1).max(3600).default(120),
     })
-    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120, featuresOnWorkers: true, featureJobImages: 64, featureJobTimeoutS: 300, workerCacheMB: 1024 }),
+    .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120, featuresOnWorkers: true, featureJobImages: 64, featureJobTimeoutS: 300, workerCacheMB: 1024, refitsOnWorkers: true, refitJobFromStimuli: 300, refitJobTimeoutS: 120 }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
   nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
   sim: z.object({

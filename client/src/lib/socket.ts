@@ -76,6 +76,12 @@ socket.on(dashboardEvents.explainFailed, (f: ExplainFailure) => {
   errors.update((l) => l.filter((e) => !e.message.startsWith(MAPS_NOT_MADE)));
   reportError(`${MAPS_NOT_MADE} for driver ${f.driverId} of channel ${f.channelId} (${f.reason === 'timeout' ? 'timed out' : 'failed'}): ${f.message}. They are tried again.`);
 });
+// clustered: an exact refit's job on the workers timed out or failed (the node refits itself): one error line, the latest
+const REFIT_NOT_MADE = 'Refit job';
+socket.on(dashboardEvents.refitJobFailed, (f: { message: string }) => {
+  errors.update((l) => l.filter((e) => !e.message.startsWith(REFIT_NOT_MADE)));
+  reportError(`${REFIT_NOT_MADE}: ${f.message}`);
+});
 socket.on(dashboardEvents.replayProgress, (p) => replay.set(p));
 socket.on(dashboardEvents.followupSuggested, (f: { sessionId: string; origin: string; atMs: number; suggestions: Suggestion[] }) => {
   if (f.sessionId === get(watched)) followups.set(f);

@@ -17,6 +17,7 @@ import { apiError } from '../http/api-error.ts';
 import { CLUSTER_KEY_HEADER, type ClusterNode } from './cluster-node.ts';
 import type { MapQueue } from './map-jobs.ts';
 import type { FeatureQueue } from './feature-jobs.ts';
+import type { RefitQueue } from './refit-jobs.ts';
 
 /** Header of a request one node forwards to another: the cluster's key, and the signed-in person as JSON. */
 const KEY_HEADER = CLUSTER_KEY_HEADER;
@@ -167,16 +168,17 @@ export function forwardToRunningNode(node: ClusterNode, store: SessionStore, log
 /** How long health waits for the queue's figures (BullMQ's connections wait for Redis without end). */
 const HEALTH_TIMEOUT_MS = 2000;
 
-/** The `cluster` object of /api/health and /api/status: nodes, and the map and feature queues with their workers. */
-export async function clusterHealth(node: ClusterNode, maps: MapQueue | null, features: FeatureQueue | null = null): Promise<Record<string, unknown>> {
+/** The `cluster` object of /api/health and /api/status: nodes, and the map, feature and refit queues with their workers. */
+export async function clusterHealth(node: ClusterNode, maps: MapQueue | null, features: FeatureQueue | null = null, refits: RefitQueue | null = null): Promise<Record<string, unknown>> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer from Redis within ${HEALTH_TIMEOUT_MS} ms`)), HEALTH_TIMEOUT_MS);
   });
-  const [mapJobs, featureJobs] = await Promise.all([
+  const [mapJobs, featureJobs, refitJobs] = await Promise.all([
     maps ? Promise.race([maps.status(), late]).catch((e: Error) => ({ error: `map queue: ${e.message}` })) : 'computed on this node (cluster.mapsOnWorkers false, or maps off)',
     features ? Promise.race([features.status(), late]).then((s) => ({ ...s, partsComputedHere: features.localParts })).catch((e: Error) => ({ error: `feature queue: ${e.message}` })) : 'computed on this node (cluster.featuresOnWorkers false, or features off)',
+    refits ? Promise.race([refits.status(), late]).then((s) => ({ ...s, refitsComputedHere: refits.localFits, cacheHits: refits.cacheHits, lastBy: refits.lastBy })).catch((e: Error) => ({ error: `refit queue: ${e.message}` })) : 'computed on this node (cluster.refitsOnWorkers false, or features off)',
   ]);
   clearTimeout(timer);
-  return { nodeId: node.nodeId, nodes: node.nodes(), lastHeartbeatAgeMs: node.lastHeartbeatAt ? Date.now() - node.lastHeartbeatAt : null, mapJobs, featureJobs };
+  return { nodeId: node.nodeId, nodes: node.nodes(), lastHeartbeatAgeMs: node.lastHeartbeatAt ? Date.now() - node.lastHeartbeatAt : null, mapJobs, featureJobs, refitJobs };
 }

@@ -1,6 +1,6 @@
 /**
- * The worker's side of the compute jobs (map-jobs.ts, feature-jobs.ts): one BullMQ worker per queue, whose
- * processors fetch the images by hash (once; kept in the worker's folder up to a bound: image-cache.ts),
+ * The worker's side of the compute jobs (map-jobs.ts, feature-jobs.ts, refit-jobs.ts): one BullMQ worker per
+ * queue, whose processors fetch the images by hash (once; kept in the worker's folder up to a bound: image-cache.ts),
  * compute with the ComputeClient (tfjs-node-gpu where it loads, wasm otherwise: compute/backend.ts) and return
  * the result. BullMQ renews a
  * job's lock while it runs; a killed worker stops renewing, and after `lockMs` another worker's stalled-job
@@ -17,6 +17,8 @@ import { FEATURE_QUEUE, encodeFeatureResult, type FeatureJobData, type FeatureJo
 import { blobKey, bullPrefix, redisOptions } from './job-queue.ts';
 import { ImageCache } from './image-cache.ts';
 import { MAP_QUEUE, decodeMapJob, encodeMapResult, type MapJobData, type MapJobResult } from './map-jobs.ts';
+import { EIGEN_CACHE_ENTRIES, REFIT_BLOB_TTL_S, REFIT_QUEUE, RecentMap, blobByHash, encodeEigen, sha256, type RefitJobData, type RefitJobResult } from './refit-jobs.ts';
+import { RidgeWorker } from '../workers/ridge-client.ts';
 
 /** Where a worker gets an image it does not have: the node named in the job over HTTP, else Redis. */
 export interface ImageFetch {
@@ -69,7 +71,7 @@ export interface JobWorkerOptions {
 /** How long a map job refused for its feature model waits before a worker takes it again (another worker, with luck). */
 export const REFUSED_DELAY_MS = 1000;
 
-/** Starts taking map and feature jobs; close() waits for the running ones. refused(): map jobs put back for their model. */
+/** Starts taking map, feature and refit jobs; close() waits for the running ones. refused(): map jobs put back for their model. */
 export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; refused: () => number; close: () => Promise<void> } {
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, {}));
@@ -105,8 +107,30 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
     opts.log('info', 'feature job done', { jobId: job.id, images: job.data.images.length, ms: Date.now() - started, backend: r.backend, attempt: job.attemptsMade + 1 });
     return encodeFeatureResult(r, opts.name);
   };
+  // refit jobs: the basis kernel's eigendecomposition in a thread (the event loop keeps renewing the job's lock),
+  // kept by the features' hash for the same features asked for again (a new job after the finished one was dropped)
+  const fitter = new RidgeWorker((message) => opts.log('warn', message, {}));
+  const eigens = new RecentMap<{ hash: string; bytes: Buffer }>(EIGEN_CACHE_ENTRIES);
+  const refits = async (job: Job<RefitJobData>): Promise<RefitJobResult> => {
+    const { n, D } = job.data;
+    const started = Date.now();
+    const key = `${job.data.features}:${D}`;
+    let out = eigens.get(key);
+    if (!out) {
+      const bytes = await blobByHash(redis, opts.prefix, job.data.features, 'refit features');
+      if (!Number.isInteger(n) || !Number.isInteger(D) || n < 1 || D < 1 || bytes.length !== 4 * n * D) throw new UnrecoverableError(`refit features of ${bytes.length} bytes are not ${n} x ${D} float32`);
+      const eigen = await fitter.eigen(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)), D, n);
+      const enc = encodeEigen(eigen);
+      out = { hash: sha256(enc), bytes: enc };
+      eigens.set(key, out);
+    } else opts.log('info', 'refit job answered from this worker\'s cache', { jobId: job.id, n });
+    await redis.set(blobKey(opts.prefix, out.hash), out.bytes, 'EX', REFIT_BLOB_TTL_S);
+    done++;
+    opts.log('info', 'refit job done', { jobId: job.id, n, D, ms: Date.now() - started, attempt: job.attemptsMade + 1 });
+    return { eigen: out.hash, n, worker: opts.name };
+  };
   const common = { connection: redisOptions(opts.redisUrl), prefix: bullPrefix(opts.prefix), name: opts.name, lockDuration: opts.lockMs, stalledInterval: Math.max(1000, Math.round(opts.lockMs / 2)), maxStalledCount: 3 };
-  const workers = [new Worker<MapJobData, MapJobResult>(MAP_QUEUE, maps, { ...common, concurrency: opts.concurrency }), new Worker<FeatureJobData, FeatureJobResult>(FEATURE_QUEUE, features, { ...common, concurrency: 1 })];
+  const workers = [new Worker<MapJobData, MapJobResult>(MAP_QUEUE, maps, { ...common, concurrency: opts.concurrency }), new Worker<FeatureJobData, FeatureJobResult>(FEATURE_QUEUE, features, { ...common, concurrency: 1 }), new Worker<RefitJobData, RefitJobResult>(REFIT_QUEUE, refits, { ...common, concurrency: 1 })];
   for (const w of workers) {
     w.on('failed', (job, e) => opts.log('warn', `${w.name} job failed: ${e.message}`, { jobId: job?.id, attempt: job?.attemptsMade }));
     w.on('stalled', (jobId) => opts.log('warn', `a ${w.name} job of a worker that stopped answering goes back to the queue`, { jobId }));
@@ -118,6 +142,7 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
     refused: () => refused,
     close: async () => {
       await Promise.all(workers.map((w) => w.close()));
+      await fitter.close();
       redis.disconnect();
     },
   };

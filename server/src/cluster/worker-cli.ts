@@ -1,6 +1,6 @@
 /**
- * `npm run worker`: takes shared-feature map jobs and stimulus-feature jobs from the cluster's Redis (BullMQ)
- * on any machine, e.g. a lab's GPU workstation, and computes them with @tensorflow/tfjs-node-gpu where it installs (wasm otherwise).
+ * `npm run worker`: takes shared-feature map jobs, stimulus-feature jobs and exact refits' eigendecompositions
+ * from the cluster's Redis (BullMQ) on any machine, e.g. a lab's GPU workstation, and computes them with @tensorflow/tfjs-node-gpu where it installs (wasm otherwise).
  * Stops cleanly on Ctrl-C or SIGTERM (the running job finishes); a killed worker's job goes to another.
  */
 import os from 'node:os';
@@ -29,8 +29,8 @@ try {
 const usage = `
 npm run worker -- [--redis URL] [--name NAME] [--concurrency N] [--lock-ms MS]
 
-Takes shared-feature map jobs and stimulus-feature jobs from the cluster's Redis and computes them
-(docs/deploy.md). The images come
+Takes shared-feature map jobs, stimulus-feature jobs and exact refits' eigendecompositions from the
+cluster's Redis and computes them (docs/deploy.md). The images come
 by content hash from the node that queued the job (or Redis), once, and are kept in
 ${path.join(config.compute.cacheDir, 'cluster-images')}, up to ${config.cluster.workerCacheMB} MB (cluster.workerCacheMB; the least recently used go first).
 Compute backend: ${config.compute.backend} (COMPUTE_BACKEND; @tensorflow/tfjs-node-gpu ${gpuPackageStatus()}).
@@ -39,7 +39,7 @@ Options:
   --redis URL        the cluster's Redis (default cluster.redisUrl or REDIS_URL: ${config.cluster.redisUrl ? redactUrl(config.cluster.redisUrl) : 'none set'})
   --name NAME        this worker's name in /api/health (default ${os.hostname()}-${process.pid})
   --concurrency N    map jobs at once (default 1; each uses ${config.compute.workers} compute threads, compute.workers);
-                     feature jobs run one at a time
+                     feature and refit jobs run one at a time
   --lock-ms MS       a worker silent this long loses its job to another (default 30000)
   -h, --help         this text
 `;
@@ -79,7 +79,7 @@ const client = computeClientFor(config.compute, config.dataDir);
 const modelId = featureModelIdOf(config.compute.model);
 const w = startJobWorker({ redisUrl, prefix: CLUSTER_PREFIX, cacheDir: config.compute.cacheDir, cacheBytes: config.cluster.workerCacheMB * 2 ** 20, client, modelId, name, concurrency, lockMs, log: (level, msg, fields) => logger[level]({ worker: name, ...fields }, msg) });
 await Promise.all(w.workers.map((x) => x.waitUntilReady()));
-logger.info({ worker: name, redis: redactUrl(redisUrl), concurrency, lockMs, featureModel: modelId }, 'worker ready: taking shared-feature map and stimulus-feature jobs');
+logger.info({ worker: name, redis: redactUrl(redisUrl), concurrency, lockMs, featureModel: modelId }, 'worker ready: taking shared-feature map, stimulus-feature and refit jobs');
 console.log(`  sharedlens worker ${name}: taking map and feature jobs from ${redactUrl(redisUrl)}; Ctrl-C stops it`);
 
 let stopping = false;

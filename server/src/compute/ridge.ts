@@ -66,18 +66,35 @@ export interface RidgeState {
 }
 
 /**
- * Ridge basis on the feature rows `rows` of `features` (S x D row-major), with room for `cap` rows
- * (default: just these). O(n^2 D + n^3 + alphas x n^3 / 2).
+ * The eigendecomposition of a basis's kernel K = Xc Xc^T + 1 1^T (buildBasis): eigenvalues `lambda` (n) and
+ * eigenvectors as the columns of `q` (n x n row-major). It depends on the rows' features only (not on the
+ * responses or the alphas), and is most of a basis's cost (O(n^2 D + n^3)): clustered, a worker computes it
+ * (cluster/refit-jobs.ts) and buildBasis takes it as given.
  */
-export function buildBasis(features: Float64Array | Float32Array, D: number, rows: number[], alphas: number[], cap = rows.length): RidgeBasis {
+export interface KernelEigen {
+  lambda: Float64Array;
+  q: Float64Array;
+}
+
+/** The features of `rows` minus their means, in cap x D rows (the first n filled), and the means. */
+function centredRows(features: Float64Array | Float32Array, D: number, rows: number[], cap: number): { xc: Float64Array; xMean: Float64Array } {
   const n = rows.length;
-  cap = Math.max(cap, n);
   const xMean = new Float64Array(D);
   for (const r of rows) for (let d = 0; d < D; d++) xMean[d] += features[r * D + d] / n;
   const xc = new Float64Array(cap * D);
   rows.forEach((r, i) => {
     for (let d = 0; d < D; d++) xc[i * D + d] = features[r * D + d] - xMean[d];
   });
+  return { xc, xMean };
+}
+
+/** KernelEigen of the basis on the feature rows `rows` of `features` (S x D row-major): what buildBasis computes first. */
+export function basisEigen(features: Float64Array | Float32Array, D: number, rows: number[]): KernelEigen {
+  return kernelEigen(centredRows(features, D, rows, rows.length).xc, D, rows.length);
+}
+
+/** KernelEigen of K = Xc Xc^T + 1 1^T for the first n rows of xc (n x D). */
+function kernelEigen(xc: Float64Array, D: number, n: number): KernelEigen {
   const km = new Matrix(n, n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {
@@ -90,14 +107,29 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
     }
   }
   const eig = new EigenvalueDecomposition(km, { assumeSymmetric: true });
-  const lambda = eig.realEigenvalues;
   const qm = eig.eigenvectorMatrix;
+  const q = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) q.set(qm.getRow(i), i * n);
+  return { lambda: Float64Array.from(eig.realEigenvalues), q };
+}
+
+/**
+ * Ridge basis on the feature rows `rows` of `features` (S x D row-major), with room for `cap` rows
+ * (default: just these). O(n^2 D + n^3 + alphas x n^3 / 2); `eigen` given (basisEigen of the same rows,
+ * e.g. from a cluster worker), O(n D + alphas x n^3 / 2).
+ */
+export function buildBasis(features: Float64Array | Float32Array, D: number, rows: number[], alphas: number[], cap = rows.length, eigen?: KernelEigen): RidgeBasis {
+  const n = rows.length;
+  cap = Math.max(cap, n);
+  const { xc, xMean } = centredRows(features, D, rows, cap);
+  if (eigen && (eigen.lambda.length !== n || eigen.q.length !== n * n)) throw new Error(`kernel eigendecomposition of ${eigen.lambda.length} rows given for a basis of ${n}`);
+  const { lambda, q } = eigen ?? kernelEigen(xc, D, n);
   // the intercept direction: the eigenvector closest to the normalised ones vector (as scikit-learn does)
   let interceptDim = 0;
   let best = -1;
   for (let j = 0; j < n; j++) {
     let s = 0;
-    for (let i = 0; i < n; i++) s += qm.get(i, j);
+    for (let i = 0; i < n; i++) s += q[i * n + j];
     if (Math.abs(s) > best) {
       best = Math.abs(s);
       interceptDim = j;
@@ -111,7 +143,7 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
   for (const a of alphas) {
     // H = (Q sqrt(W)) (Q sqrt(W))^T
     for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) qs[i * n + j] = j === interceptDim ? 0 : qm.get(i, j) / Math.sqrt(lambda[j] + a);
+      for (let j = 0; j < n; j++) qs[i * n + j] = j === interceptDim ? 0 : q[i * n + j] / Math.sqrt(lambda[j] + a);
     }
     const ha = rowGram(qs, n);
     // Kinv = (Xc Xc^T + a I)^-1 = H + 1 1^T / (n a): the intercept direction is Xc Xc^T's null direction

@@ -4,12 +4,16 @@
  * never wait on them. After the fit it asks for the responses as they are now and applies the trials that
  * arrived during the fit here too, and absorbs the stimuli first seen meanwhile (compute/ridge.ts addRow),
  * so the main thread only catches up with the last few.
- * In: `{ id, job }`, then `{ id, catchUp }` on request. Out: `{ id, type: 'need-y', rows }` (one or more),
- * then `{ id, type: 'fitted', state }` (buffers transferred) or `{ id, type: 'error', message }`.
+ * In: `{ id, job, eigen? }` (eigen: the basis kernel's eigendecomposition, from a cluster worker), then
+ * `{ id, catchUp }` on request. Out: `{ id, type: 'need-y', rows }` (one or more), then
+ * `{ id, type: 'fitted', state }` (buffers transferred) or `{ id, type: 'error', message }`.
+ * Also (a cluster worker's refit job, cluster/refit-jobs.ts): in `{ id, eigenOf: { features, D, n } }`, out
+ * `{ id, type: 'eigen', eigen }` (ridge.ts basisEigen of the n x D features; buffers transferred).
  */
 import { parentPort } from 'node:worker_threads';
 import { applyCatchUp, fitJob, type CatchUp, type RefitJob } from '../compute/encoding.ts';
-import type { RidgeState } from '../compute/ridge.ts';
+import { basisEigen, type KernelEigen, type RidgeState } from '../compute/ridge.ts';
+import { fitJobWithEigen } from './ridge-client.ts';
 
 /** Every buffer of a fitted state, for a zero-copy transfer. */
 function stateBuffers(s: RidgeState): ArrayBuffer[] {
@@ -19,10 +23,20 @@ function stateBuffers(s: RidgeState): ArrayBuffer[] {
 
 const waiting = new Map<number, (c: CatchUp) => void>();
 
-parentPort?.on('message', async (msg: { id: number; job?: RefitJob; catchUp?: CatchUp }) => {
+parentPort?.on('message', async (msg: { id: number; job?: RefitJob; eigen?: KernelEigen; catchUp?: CatchUp; eigenOf?: { features: Float32Array; D: number; n: number } }) => {
   if (msg.catchUp) return waiting.get(msg.id)?.(msg.catchUp);
+  if (msg.eigenOf) {
+    try {
+      const { features, D, n } = msg.eigenOf;
+      const eigen = basisEigen(features, D, Array.from({ length: n }, (_, i) => i));
+      parentPort!.postMessage({ id: msg.id, type: 'eigen', eigen }, [eigen.lambda.buffer as ArrayBuffer, eigen.q.buffer as ArrayBuffer]);
+    } catch (e) {
+      parentPort!.postMessage({ id: msg.id, type: 'error', message: (e as Error).message });
+    }
+    return;
+  }
   try {
-    const state = fitJob(msg.job!);
+    const state = msg.eigen ? fitJobWithEigen(msg.job!, msg.eigen) : fitJob(msg.job!);
     // catch up with the trials and the new stimuli of the fit's duration; again for those of the catch-up
     // (each round is shorter), so the main thread is left with at most a few
     for (let round = 0; round < 4; round++) {

@@ -108,6 +108,8 @@ export const dashboardEvents = {
   explainReady: 'explain:ready',
   /** A pair's maps could not be made (a map job timed out or failed); they are tried again. */
   explainFailed: 'explain:failed',
+  /** Clustered: an exact refit's job timed out or failed; the node refits itself (`{ message, atMs }`). */
+  refitJobFailed: 'refit-job:failed',
   /** Follow-up suggestions given for a session (also pushed to its rig as `followup:suggested`). */
   followupSuggested: 'followup:suggested',
   /** Command: compute follow-up suggestions for a session and send them to its rig. */
