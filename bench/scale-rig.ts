@@ -76,14 +76,21 @@ if (!login.ok) throw new Error(`sign-in failed: ${login.status}`);
 const headers = { cookie: login.headers.get('set-cookie')!.split(';')[0]! };
 const polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }> = { models: { ms: [], status: {} }, health: { ms: [], status: {} } };
 let modelsFirstS: number | null = null;
+/** The first GET /models with a channel's scores (a 200 before the first fit lists channels without scores). */
+let modelsScoredFirstS: number | null = null;
 const wall0 = now();
 const poll = async (kind: 'models' | 'health') => {
   const t0 = now();
   let status: number | string;
   try {
     const res = await fetch(kind === 'models' ? `${args.url}/api/sessions/${sessionId}/models` : `${args.url}/api/health`, { headers });
-    await res.arrayBuffer();
+    const body = await res.arrayBuffer();
     status = res.status;
+    // read until the first scores are seen (a report at 1,536 channels is megabytes of JSON)
+    if (kind === 'models' && status === 200 && modelsScoredFirstS === null) {
+      const r = JSON.parse(Buffer.from(body).toString('utf8')) as { channels: { scores: unknown }[] };
+      if (r.channels.some((c) => c.scores)) modelsScoredFirstS = (now() - wall0) / 1000;
+    }
   } catch (e) {
     // counted, not fatal (a keep-alive connection closed by the server between polls)
     status = `error: ${(e as Error).cause ?? (e as Error).message}`;
@@ -163,6 +170,7 @@ fs.writeFileSync(
     errorCodes,
     polls,
     modelsFirstS,
+    modelsScoredFirstS,
     driversTotal: report ? report.channels.reduce((a, c) => a + c.drivers.length, 0) : null,
     channelsWithScores: report ? report.channels.filter((c) => c.scores?.looR != null).length : null,
   }),

@@ -35,6 +35,12 @@ const RUNS = QUICK ? [{ channels: 384, images: 200, suffix: '' }] : [{ channels:
 /** BENCH_SCALE_RUNS=384 (or 1536): only the runs with those channel counts. */
 const ONLY = process.env.BENCH_SCALE_RUNS?.split(',').map(Number);
 const secondsFor = (_images: number) => SECONDS ?? (QUICK ? 60 : 300);
+/** BENCH_SCALE_LIVE_FEATURES=1: the live session's server computes the set's features itself (empty cache). */
+const LIVE_FEATURES = process.env.BENCH_SCALE_LIVE_FEATURES === '1';
+
+/** The cold-start comparison, or that it was not measured (BENCH_SCALE_COLD unset). */
+export const coldLine = (coldS: number, plainColdS: number): string =>
+  Number.isFinite(coldS) ? `from a cold start ${coldS.toFixed(1)} s vs ${plainColdS.toFixed(1)} s -> ${(plainColdS / coldS).toFixed(2)}x` : 'cold start not measured (BENCH_SCALE_COLD=1 measures it)';
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -89,14 +95,16 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   // ours: all images, WARM of them cached by the warm-up; the script: the other images
   const oursRate = (images - WARM) / oursS;
   const plainRate = (images - WARM) / plainS;
-  console.log(`  features (warm): ${oursRate.toFixed(1)} images/s (${oursS.toFixed(1)} s) vs plain batched TF.js wasm script ${plainRate.toFixed(1)} images/s (${plainS.toFixed(1)} s) -> ${(oursRate / plainRate).toFixed(2)}x; from a cold start ${coldS.toFixed(1)} s vs ${plainColdS.toFixed(1)} s -> ${(plainColdS / coldS).toFixed(2)}x`);
+  console.log(`  features (warm): ${oursRate.toFixed(1)} images/s (${oursS.toFixed(1)} s) vs plain batched TF.js wasm script ${plainRate.toFixed(1)} images/s (${plainS.toFixed(1)} s) -> ${(oursRate / plainRate).toFixed(2)}x; ${coldLine(coldS, plainColdS)}`);
   const featuresFile = path.join(dir, 'features.f32');
   fs.writeFileSync(featuresFile, Buffer.from(f.features.buffer, f.features.byteOffset, f.features.byteLength));
 
   // the live session: the server here, the rig and the HTTP pollers in a child process
   let warnings = 0;
   const logger = pino({ level: 'warn' }, { write: () => void warnings++ });
-  const app = createApp({ config, logger });
+  // BENCH_SCALE_LIVE_FEATURES=1: the live server starts with an empty feature cache, so the session's models
+  // wait for (or, since issue 13's partial features, start on part of) the features it computes meanwhile
+  const app = createApp({ config: LIVE_FEATURES ? { ...config, compute: { ...config.compute, cacheDir: path.join(dir, 'features-live') } } : config, logger });
   const port = await app.listen(0, '127.0.0.1');
   let lastTick = performance.now();
   let stallMs = 0;
@@ -113,20 +121,20 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   clearInterval(ticker);
   await app.close();
   if (code !== 0) throw new Error(`scale rig exited with ${code}`);
-  const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; errorCodes: Record<string, number>; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
+  const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; errorCodes: Record<string, number>; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; modelsScoredFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
   const absorb = measureAbsorb(f.features, f.dim, stimuli, channels);
   fs.rmSync(dir, { recursive: true, force: true });
   const out: Record<string, unknown> = {
     channels, images, seconds: rig.elapsedS, trials: rig.trials, trialsPerSec: rig.trials / rig.elapsedS, rigErrors: rig.errors, rigErrorCodes: rig.errorCodes, serverWarnings: warnings,
     ackP50Ms: pct(rig.ackMs, 50), ackP99Ms: pct(rig.ackMs, 99), ackMaxMs: Math.max(...rig.ackMs),
     eventLoopMaxStallMs: stallMs,
-    modelsGetP50Ms: pct(rig.polls.models.ms, 50), modelsGetP99Ms: pct(rig.polls.models.ms, 99), modelsGetStatus: rig.polls.models.status, modelsFirstS: rig.modelsFirstS,
+    modelsGetP50Ms: pct(rig.polls.models.ms, 50), modelsGetP99Ms: pct(rig.polls.models.ms, 99), modelsGetStatus: rig.polls.models.status, modelsFirstS: rig.modelsFirstS, modelsScoredFirstS: rig.modelsScoredFirstS, featuresLive: LIVE_FEATURES,
     healthGetP50Ms: pct(rig.polls.health.ms, 50), healthGetP99Ms: pct(rig.polls.health.ms, 99),
     featuresSeconds: oursS, featuresImagesPerSec: oursRate, plainScriptSeconds: plainS, plainScriptImagesPerSec: plainRate, featuresVsPlainScript: oursRate / plainRate, featuresColdSeconds: coldS, plainScriptColdSeconds: plainColdS, featuresColdVsPlainScript: plainColdS / coldS, featuresBackend: f.backend,
     ...absorb,
     driversTotal: rig.driversTotal, channelsWithScores: rig.channelsWithScores,
   };
-  console.log(`  ${channels} channels, ${images} images, ${rig.trials} trials in ${rig.elapsedS.toFixed(0)} s (${(rig.trials / rig.elapsedS).toFixed(1)}/s): ack p50 ${(out.ackP50Ms as number).toFixed(1)} ms, p99 ${(out.ackP99Ms as number).toFixed(1)} ms, max ${(out.ackMaxMs as number).toFixed(1)} ms; longest event-loop stall ${stallMs.toFixed(0)} ms; GET /models p99 ${(out.modelsGetP99Ms as number).toFixed(1)} ms ${JSON.stringify(rig.polls.models.status)}, first models after ${rig.modelsFirstS?.toFixed(0)} s; /api/health p99 ${(out.healthGetP99Ms as number).toFixed(1)} ms; drivers ${rig.driversTotal}; new stimulus absorbed in ${(absorb.newStimulusAbsorbMs as number).toFixed(1)} ms vs exact refit ${(absorb.fullRefitMs as number).toFixed(0)} ms`);
+  console.log(`  ${channels} channels, ${images} images, ${rig.trials} trials in ${rig.elapsedS.toFixed(0)} s (${(rig.trials / rig.elapsedS).toFixed(1)}/s): ack p50 ${(out.ackP50Ms as number).toFixed(1)} ms, p99 ${(out.ackP99Ms as number).toFixed(1)} ms, max ${(out.ackMaxMs as number).toFixed(1)} ms; longest event-loop stall ${stallMs.toFixed(0)} ms; GET /models p99 ${(out.modelsGetP99Ms as number).toFixed(1)} ms ${JSON.stringify(rig.polls.models.status)}, first models after ${rig.modelsFirstS?.toFixed(1)} s (with scores ${rig.modelsScoredFirstS?.toFixed(1)} s${LIVE_FEATURES ? ', features computed during the session' : ''}); /api/health p99 ${(out.healthGetP99Ms as number).toFixed(1)} ms; drivers ${rig.driversTotal}; new stimulus absorbed in ${(absorb.newStimulusAbsorbMs as number).toFixed(1)} ms vs exact refit ${(absorb.fullRefitMs as number).toFixed(0)} ms`);
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [`${k}${suffix}`, v]));
 }
 

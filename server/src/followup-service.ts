@@ -5,7 +5,7 @@
  */
 import type { Observable } from 'rxjs';
 import type { AckError, Suggestion } from '@sharedlens/shared';
-import type { FeatureSet } from './compute/encoding.ts';
+import { featuresComplete, knownFeatures, type FeatureSet } from './compute/encoding.ts';
 import { suggestWithNotes, type Candidate, type FollowupContext, type Strategy } from './compute/followup.ts';
 import { channelStats } from './compute/neuron-stats.ts';
 import type { Runtime } from './sinks/session-store.ts';
@@ -42,6 +42,9 @@ export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupA
   const mix = ask.mix ?? { [ask.strategy ?? 'probe']: 1 };
   if (!stats || !enc) return fail('invalid', 'no encoding models yet for this session: they need the stimulus features, which are being computed');
   // improve needs features only (its design is chosen before any response); probe needs fitted models
+  // the candidates and the observed stimuli need their features: wait for the whole set's
+  const [known, total] = knownFeatures(enc);
+  if (known < total) return fail('invalid', `the stimulus features are still being computed (${known} of ${total}); follow-ups need them all, ask again in a moment`);
   if (!enc.ridge && (mix.probe ?? 0) > 0) return fail('invalid', 'no encoding models yet for this session: probe needs a few stimuli with trials first (improve works from the first trial)');
   const ids = stats.start.channels.map((c) => c.id);
   const unknown = (ask.neurons ?? []).filter((n) => !ids.includes(n));
@@ -54,7 +57,7 @@ export function suggestFollowups(deps: FollowupDeps, rt: Runtime, ask: FollowupA
     const set = deps.sets.get(setId);
     if (!set) return fail('unknown-stimulus', `unknown stimulus set "${setId}"`);
     const fs = current(deps.featuresFor(setId));
-    if (!fs) return fail('invalid', `the features of stimulus set "${setId}" are being computed; ask again in a moment`);
+    if (!fs || !featuresComplete(fs)) return fail('invalid', `the features of stimulus set "${setId}" are being computed; ask again in a moment`);
     if (fs.dim !== dim || fs.modelId !== enc.featureSet.modelId) return fail('invalid', `stimulus set "${setId}" has features of another model`);
     set.manifest.stimuli.forEach((s, i) => pool.push({ id: s.id, setId, category: s.category, features: fs.features.subarray(i * dim, (i + 1) * dim) }));
   }

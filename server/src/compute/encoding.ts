@@ -3,7 +3,9 @@
  * of the stimuli to their mean responses (compute/ridge.ts), refreshed after every trial of a stimulus
  * already in the model; a new stimulus is absorbed at its first trial (ridge.ts addRow, milliseconds), and
  * the exact refit of all observed stimuli runs only once the models doubled in size since the last one
- * and at the session's end (a consistency check; the first fit is one too).
+ * and at the session's end (a consistency check; the first fit is one too). While a set's features are
+ * still being computed the models hold the observed stimuli whose features are ready, and each stimulus
+ * joins them (absorbed like a new one) when its features arrive (addFeatures).
  */
 import type { NeuronStatsState } from './neuron-stats.ts';
 import { addRow, buildBasis, createRidgeState, updateRow, type RidgeState } from './ridge.ts';
@@ -33,14 +35,32 @@ export const ABSORB_INLINE_UNITS = 2.5e6;
 export const absorbInline = (ridge: RidgeState, units = ABSORB_INLINE_UNITS): boolean => ridge.basis.alphas.length * (ridge.basis.n ** 2 + 3 * ridge.N * ridge.basis.n) <= units;
 
 export interface FeatureSet {
-  /** Stimuli x D, row-major, in the session's stimulus order. */
+  /** Stimuli x D, row-major, in the session's stimulus order (rows not yet ready are zeros). */
   features: Float32Array;
   dim: number;
+  /**
+   * While the set's features are being computed: 1 for each stimulus whose row is ready (filled in as the
+   * compute threads send them; sources/stimulus-features.ts), and how many are. Absent: every row is ready.
+   */
+  ready?: Uint8Array;
+  readyCount?: number;
   modelId: string;
   backend: string;
   /** Why that backend runs, e.g. "wasm: @tensorflow/tfjs-node-gpu not installed". */
   backendReason?: string;
 }
+
+/** Stimuli of a feature set, and how many have their features (all, once complete). */
+export function featureCoverage(f: FeatureSet): { ready: number; total: number } {
+  const total = f.dim ? f.features.length / f.dim : 0;
+  return { ready: f.ready ? (f.readyCount ?? f.ready.reduce((a, v) => a + v, 0)) : total, total };
+}
+
+/** Whether every stimulus of a feature set has its features. */
+export const featuresComplete = (f: FeatureSet): boolean => {
+  const { ready, total } = featureCoverage(f);
+  return ready === total;
+};
 
 /**
  * Where the models live in a thread of their own (workers/refresh-client.ts): the trial's refresh and a new
@@ -52,6 +72,8 @@ export interface ModelThread {
   observe(enc: EncodingState, stats: NeuronStatsState, s: number): void;
   /** A fitted state replaces the models; the thread catches it up with the trials since its job. */
   install(enc: EncodingState, stats: NeuronStatsState, state: RidgeState): void;
+  /** Stimuli `rows` got their features (enc.featureSet): observed ones are absorbed in the thread. */
+  features(enc: EncodingState, rows: number[]): void;
 }
 
 export interface EncodingState {
@@ -63,6 +85,11 @@ export interface EncodingState {
   shape?: { n: number; exactN: number };
   /** Basis row of each stimulus, -1 when not in the model. */
   rowOf: Int32Array;
+  /**
+   * Stimuli whose features these models know (1), while the set's are being computed; null: all. Only
+   * these are fitted, absorbed or pending; the others join when their features arrive (addFeatures).
+   */
+  withFeatures: Uint8Array | null;
   /** Observed stimuli not yet in the model. */
   pending: number;
   trialsSinceRefit: number;
@@ -72,7 +99,45 @@ export interface EncodingState {
 }
 
 export function createEncoding(featureSet: FeatureSet, nStimuli: number): EncodingState {
-  return { featureSet, ridge: null, rowOf: new Int32Array(nStimuli).fill(-1), pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
+  const withFeatures = featureSet.ready && !featuresComplete(featureSet) ? featureSet.ready.slice() : null;
+  return { featureSet, ridge: null, rowOf: new Int32Array(nStimuli).fill(-1), withFeatures, pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
+}
+
+/** Whether the models know stimulus `s`'s features. */
+export const hasFeatures = (enc: EncodingState, s: number): boolean => !enc.withFeatures || enc.withFeatures[s] === 1;
+
+/** Stimuli whose features the models know: [known, total]. */
+export function knownFeatures(enc: EncodingState): [number, number] {
+  const total = enc.rowOf.length;
+  return [enc.withFeatures ? enc.withFeatures.reduce((a, v) => a + v, 0) : total, total];
+}
+
+/**
+ * The set's features that arrived since the models last looked (`enc.featureSet.ready` against
+ * `enc.withFeatures`): each observed stimulus among them joins the models like a new stimulus (absorbed in
+ * the model thread, or here while cheap, else pending for the next fit). Returns the newly known stimuli.
+ */
+export function addFeatures(enc: EncodingState, stats: NeuronStatsState, absorbUnits = ABSORB_INLINE_UNITS): number[] {
+  const known = enc.withFeatures;
+  if (!known) return [];
+  const ready = enc.featureSet.ready;
+  const rows: number[] = [];
+  for (let s = 0; s < known.length; s++) if (!known[s] && (!ready || ready[s])) rows.push(s);
+  if (!rows.length) return rows;
+  for (const s of rows) known[s] = 1;
+  if (!known.includes(0)) enc.withFeatures = null;
+  if (enc.thread) {
+    enc.thread.features(enc, rows);
+    // before the first fit the pending stimuli decide when it runs; after it the thread absorbs them
+    if (!enc.shape) enc.pending = countPending(enc, stats);
+    return rows;
+  }
+  for (const s of rows) {
+    if (stats.nStim[s] === 0 || enc.rowOf[s] >= 0) continue;
+    if (enc.ridge && absorbInline(enc.ridge, absorbUnits)) absorbStimulus(enc, stats, s);
+    else enc.pending++;
+  }
+  return rows;
 }
 
 /**
@@ -108,7 +173,7 @@ export interface CatchUp {
 export function catchUpData(enc: EncodingState, stats: NeuronStatsState, rows: number[]): CatchUp {
   const inRows = new Set(rows);
   const extra: number[] = [];
-  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && !inRows.has(s)) extra.push(s);
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && !inRows.has(s) && hasFeatures(enc, s)) extra.push(s);
   const { features, dim } = enc.featureSet;
   const C = stats.C;
   const x = new Float32Array(extra.length * dim);
@@ -131,7 +196,7 @@ export function applyCatchUp(state: RidgeState, c: CatchUp): number {
 
 export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: EncodingConfig): RefitJob | null {
   const rows: number[] = [];
-  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0) rows.push(s);
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && hasFeatures(enc, s)) rows.push(s);
   if (rows.length < cfg.minStimuli) return null;
   const { features, dim } = enc.featureSet;
   const x = new Float32Array(rows.length * dim);
@@ -177,10 +242,10 @@ export function catchUp(state: RidgeState, yNow: Float64Array): number {
   return changed;
 }
 
-/** Observed stimuli (at least one trial) that are not rows of the models. */
+/** Observed stimuli (at least one trial) with features that are not rows of the models. */
 export function countPending(enc: EncodingState, stats: NeuronStatsState): number {
   let pending = 0;
-  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0) pending++;
+  for (let s = 0; s < stats.stimuli.length; s++) if (stats.nStim[s] > 0 && enc.rowOf[s] < 0 && hasFeatures(enc, s)) pending++;
   return pending;
 }
 
@@ -208,7 +273,7 @@ export function installRefit(enc: EncodingState, stats: NeuronStatsState, state:
   // stimuli observed while the fit ran and not absorbed by it (a worker fit absorbs all but the last few):
   // absorbed here while cheap, else pending for the next fit
   for (let s = 0; s < stats.stimuli.length; s++) {
-    if (stats.nStim[s] === 0 || enc.rowOf[s] >= 0) continue;
+    if (stats.nStim[s] === 0 || enc.rowOf[s] >= 0 || !hasFeatures(enc, s)) continue;
     if (absorbInline(state, absorbUnits)) absorbStimulus(enc, stats, s);
     else enc.pending++;
   }
@@ -245,6 +310,8 @@ export function observeTrial(enc: EncodingState, stats: NeuronStatsState, s: num
   if (enc.ridge && row >= 0) {
     updateRow(enc.ridge, row, stats.mean.subarray(s * stats.C, (s + 1) * stats.C));
     enc.version++;
+  } else if (!hasFeatures(enc, s)) {
+    // joins the models when its features arrive (addFeatures)
   } else if (enc.ridge && absorbInline(enc.ridge, absorbUnits)) {
     if (stats.nStim[s] > 1) enc.pending = Math.max(0, enc.pending - 1); // it was pending (seen while absorbing was too costly)
     absorbStimulus(enc, stats, s);

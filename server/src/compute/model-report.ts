@@ -5,7 +5,7 @@
  */
 import type { ChannelModel, ChannelStats, ModelSnapshot } from '@sharedlens/shared';
 import { findDrivers, referenceImage, type DriverRule } from './drivers.ts';
-import type { EncodingConfig, EncodingState } from './encoding.ts';
+import { hasFeatures, knownFeatures, type EncodingConfig, type EncodingState } from './encoding.ts';
 import { normalisedScores, pearson, type NeuronStatsState } from './neuron-stats.ts';
 import { buildBasis, chosenAlphas, createRidgeState, neuronModels, type NeuronModel, type RidgeBasis } from './ridge.ts';
 import { referenceImages, type ReferenceCache } from './reference-cache.ts';
@@ -40,7 +40,10 @@ function outKernel(basis: RidgeBasis, features: Float32Array, dim: number, out: 
   });
   return kernel;
 }
-const categoryBases = new WeakMap<EncodingState, { refits: number; bases: Map<number, CategoryBasis> }>();
+const categoryBases = new WeakMap<EncodingState, { key: string; bases: Map<number, CategoryBasis> }>();
+
+/** Category bases built (all reports): a report whose models' rows did not change builds none. */
+export const categoryBasisCounts = { built: 0 };
 
 /** Optional parts of a report: the reference images from a cache (workers/report-worker.ts), each channel's model as computed. */
 export interface ReportExtras {
@@ -50,23 +53,28 @@ export interface ReportExtras {
 
 /** Report of every channel; `channels` are the derived statistics of the same state. */
 export function modelReport(sessionId: string, stats: NeuronStatsState, enc: EncodingState, channels: ChannelStats[], cfg: EncodingConfig, rule: ReportRule, extras: ReportExtras = {}): ModelSnapshot {
-  const base = { sessionId, version: enc.version, featureModel: enc.featureSet.modelId, backend: enc.featureSet.backend, refits: enc.refits };
   const ridge = enc.ridge;
+  const [withFeatures, total] = knownFeatures(enc);
+  const coverage = { inModels: ridge?.basis.n ?? 0, withFeatures, total };
+  const base = { sessionId, version: enc.version, featureModel: enc.featureSet.modelId, backend: enc.featureSet.backend, refits: enc.refits, coverage };
   if (!ridge) return { ...base, channels: channels.map((c) => ({ id: c.id, scores: null, drivers: [], selectivity: null, driverCandidates: 0, driversReason: 'no encoding models yet' })) };
   const { C } = stats;
   const { features, dim } = enc.featureSet;
   const rows = ridge.basis.rows;
   const alphaIdx = chosenAlphas(ridge);
-  // the per-category bases depend only on the stimuli in the model, so they live until the next refit
-  // (every snapshot and every map job asks for a report; rebuilding them each time repeats eigendecompositions)
+  // the per-category bases depend only on the stimuli in the model, so they live until its rows change (an
+  // absorb appends one, a refit replaces them): every snapshot and every map job asks for a report, and
+  // rebuilding them each time repeats eigendecompositions
+  const key = `${enc.refits}|${rows.length}|${ridge.basis.exactN}`;
   let cached = categoryBases.get(enc);
-  if (!cached || cached.refits !== enc.refits) categoryBases.set(enc, (cached = { refits: enc.refits, bases: new Map() }));
+  if (!cached || cached.key !== key) categoryBases.set(enc, (cached = { key, bases: new Map() }));
   const catBases = cached.bases;
   const categoryBasis = (k: number) => {
     if (!catBases.has(k)) {
       const inCat = rows.filter((s) => stats.catOfStim[s] === k);
       const out = rows.filter((s) => stats.catOfStim[s] !== k);
       const basis = inCat.length >= cfg.minStimuli && out.length >= 3 ? buildBasis(features, dim, inCat, cfg.alphas) : null;
+      if (basis) categoryBasisCounts.built++;
       catBases.set(k, basis ? { basis, out, kernel: outKernel(basis, features, dim, out) } : null);
     }
     return catBases.get(k)!;
@@ -105,7 +113,10 @@ export function modelReport(sessionId: string, stats: NeuronStatsState, enc: Enc
       generalisationStimuli = cb.out.length;
     }
     const prefStimuli = k >= 0 ? rows.filter((s) => stats.catOfStim[s] === k) : [];
-    const tests = findDrivers(stats, c, k, rule);
+    const found = findDrivers(stats, c, k, rule);
+    // drivers (and so their maps) only among stimuli with features: a reference image needs them
+    const withF = enc.withFeatures ? found.drivers.filter((d) => hasFeatures(enc, d.stimulus)) : found.drivers;
+    const tests = withF.length === found.drivers.length ? found : { ...found, drivers: withF, reason: withF.length ? found.reason : `${found.drivers.length} drivers found, their stimuli's features still being computed` };
     // all of the channel's drivers against its preferred stimuli at once, recomputed only when its readout changed
     const refs = extras.references ? referenceImages(extras.references, c, model.weights, features, dim, tests.drivers.map((d) => d.stimulus), prefStimuli) : null;
     const drivers = tests.drivers.map((d, i) => {

@@ -1,5 +1,5 @@
-import { Subject, connect, endWith, filter, finalize, ignoreElements, map, merge, mergeMap, scan, take, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
-import { catchUpData, countPending, createEncoding, fitJob, installRefit, observeTrial, refitDue, refitJob, type CatchUp, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
+import { Subject, connect, endWith, filter, finalize, ignoreElements, map, merge, mergeMap, scan, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
+import { addFeatures, catchUpData, countPending, createEncoding, fitJob, installRefit, observeTrial, refitDue, refitJob, type CatchUp, type EncodingConfig, type EncodingState, type FeatureSet, type RefitJob } from '../compute/encoding.ts';
 import type { RidgeState } from '../compute/ridge.ts';
 import type { NeuronStatsState } from '../compute/neuron-stats.ts';
 import type { StatsUpdate } from './neuron-statistics.ts';
@@ -11,7 +11,10 @@ export interface ModelUpdate {
 }
 
 export interface EncodingModelsOptions {
-  /** The session's stimulus features when ready (null: they could not be computed). */
+  /**
+   * The session's stimulus features, emitted again as more of their rows are ready (sources/stimulus-features.ts:
+   * the same object filled in place; null: they could not be computed).
+   */
   features$: Observable<FeatureSet | null>;
   config: EncodingConfig;
   /**
@@ -44,9 +47,11 @@ interface Acc {
 
 /**
  * Per-channel encoding models that learn live (compute/encoding.ts): refreshed after every completed
- * trial, refitted exactly when new stimuli appeared and at the session's end. Until the features arrive
- * the statistics pass through with `encoding: null`; on arrival the models are fitted on all data so far
- * and an update is emitted even when no trial follows (an ended session). Large refits run off the event
+ * trial, refitted exactly when new stimuli appeared and at the session's end. Until the first features
+ * arrive the statistics pass through with `encoding: null`; on arrival the models are fitted on all data so
+ * far and an update is emitted even when no trial follows (an ended session). While the set's features are
+ * still being computed the models cover the observed stimuli whose features are ready, and each later part
+ * brings its observed stimuli into them (absorbed, or pending for the next fit) with an update of its own. Large refits run off the event
  * loop (`offload`): the models in use keep being refreshed meanwhile, the fitted state catches up with
  * the trials that arrived during the fit when it is installed, and its installation is an update of its
  * own. The stream completes after the last refit.
@@ -98,7 +103,6 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
           ),
           opts.features$.pipe(
             filter((f): f is FeatureSet => f !== null),
-            take(1),
             map((f): Input => ({ kind: 'features', f })),
             takeUntil(shared.pipe(ignoreElements(), endWith(0))),
           ),
@@ -110,7 +114,10 @@ export function encodingModels(opts: EncodingModelsOptions): OperatorFunction<St
               if (ev.kind === 'features') {
                 const last = acc.out?.stats;
                 if (!last) return { ...acc, out: null, features: ev.f };
-                const enc = fresh(ev.f, last.state);
+                let enc = acc.out?.encoding ?? null;
+                // more rows of the features the models already use: their observed stimuli join the models
+                if (enc?.featureSet === ev.f) addFeatures(enc, last.state, cfg.absorbInlineUnits);
+                else if (!enc) enc = fresh(ev.f, last.state);
                 refitIfDue(enc, last.state, acc.ended);
                 return { ...acc, out: { stats: last, encoding: enc }, features: ev.f };
               }

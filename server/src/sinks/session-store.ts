@@ -5,7 +5,7 @@
 import { BehaviorSubject, Subject, concat, defer, filter, from, ignoreElements, map, of, startWith, switchMap, take, tap, type Observable, type OperatorFunction, type SchedulerLike, type Subscription, asyncScheduler } from 'rxjs';
 import type { ChannelDetail, Frame, ModelSnapshot, SessionSnapshot, SessionStart, SessionState, SessionSummary } from '@sharedlens/shared';
 import { categoryPsth, channelStats, type NeuronStatsState } from '../compute/neuron-stats.ts';
-import type { EncodingConfig, EncodingState, FeatureSet } from '../compute/encoding.ts';
+import { featuresComplete, type EncodingConfig, type EncodingState, type FeatureSet } from '../compute/encoding.ts';
 import { modelReport, type ReportRule } from '../compute/model-report.ts';
 import { neuronModel } from '../compute/ridge.ts';
 import { reportJob, type ModelReports } from '../workers/report-client.ts';
@@ -164,8 +164,8 @@ export class SessionStore {
           // records before the target run at full speed, read from the log as they go
           const before = from(replayedRange(source, 0, target));
           const rest = replayRecords(source, controls, target, scheduler);
-          // wait for the stimulus features, so a replay fits its models like the live session did
-          const ready = this.opts.models ? this.opts.models.featuresFor(first.start.stimulusSetId).pipe(take(1), ignoreElements()) : of();
+          // wait for all the stimulus features (or their failure), so a replay fits its models like the live session did
+          const ready = this.opts.models ? this.opts.models.featuresFor(first.start.stimulusSetId).pipe(filter((f) => !f || featuresComplete(f)), take(1), ignoreElements()) : of();
           return concat(ready, before, rest).pipe(
             tap((r) => {
               replay.position = r.index + 1;

@@ -14,6 +14,8 @@ import { threadNice } from './thread-nice.ts';
 
 export type FeatureEvent =
   | ({ type: 'progress' } & FeatureProgress)
+  /** Rows as they are ready: `rows[k]` (an index into the request's files) is `features[k dim .. (k+1) dim)`. */
+  | { type: 'rows'; rows: number[]; features: Float32Array; dim: number; backend: string; modelId: string; backendReason?: string }
   | { type: 'features'; features: Float32Array; dim: number; backend: string; modelId: string; /** Why that backend, e.g. "wasm: @tensorflow/tfjs-node-gpu not installed". */ backendReason?: string };
 
 export interface ExplainResult {
@@ -76,8 +78,9 @@ export class ComputeClient {
   }
 
   /**
-   * Features of image files (cached on disk), with progress; errors end the stream with the reason. The
-   * files are split in contiguous parts over the workers (both cores), progress summed over the parts.
+   * Features of image files (cached on disk), with progress and the rows as they are ready; errors end the
+   * stream with the reason. The files are split in contiguous parts over the workers (both cores), progress
+   * summed over the parts, rows numbered over all the files.
    */
   features$(files: string[]): Observable<FeatureEvent> {
     const parts = this.slots.length > 1 && files.length >= 16 ? this.slots.length : 1;
@@ -89,6 +92,7 @@ export class ComputeClient {
       const results: Extract<FeatureEvent, { type: 'features' }>[] = [];
       return merge(...chunks.map((c, k) => this.request$<FeatureEvent>(this.slots[k], { type: 'features', files: c }, 'features').pipe(map((e) => ({ e, k }))))).pipe(
         mergeMap(({ e, k }): FeatureEvent[] => {
+          if (e.type === 'rows') return [{ ...e, rows: e.rows.map((i) => i + k * per) }];
           if (e.type === 'features') {
             results[k] = e;
             if (results.filter(Boolean).length < chunks.length) return [];
@@ -124,7 +128,7 @@ export class ComputeClient {
     return new Observable<T>((sub) => {
       const id = this.nextId++;
       slot.handlers.set(id, (msg) => {
-        if (msg.type === 'progress') sub.next(msg);
+        if (msg.type === 'progress' || msg.type === 'rows') sub.next(msg);
         else if (msg.type === finalType) {
           slot.handlers.delete(id);
           sub.next(msg);

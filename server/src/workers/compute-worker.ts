@@ -1,8 +1,9 @@
 /**
  * The compute worker thread: TensorFlow.js (one wasm thread) off the event loop of the server, so ingest
  * never waits on a CNN pass. Messages in: `{ id, type: 'features', files, cacheDir, dataDir, backend }`.
- * Messages out: `{ id, type: 'progress', ... }`, `{ id, type: 'features', features, dim, backend }`,
- * `{ id, type: 'error', message }`.
+ * Messages out: `{ id, type: 'progress', ... }`, `{ id, type: 'rows', rows, features, dim, backend, modelId }`
+ * (rows of the request's files as they are ready: the cached ones, then each batch), `{ id, type: 'features',
+ * features, dim, backend }` (all of them), `{ id, type: 'error', message }`.
  */
 import { parentPort } from 'node:worker_threads';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
@@ -69,7 +70,14 @@ parentPort!.on('message', async (req: FeaturesRequest | ExplainRequest) => {
       parentPort!.postMessage({ id: req.id, type: 'side', ...side, top, size, ms: performance.now() - t0, backend }, [side.map.buffer as ArrayBuffer, top.buffer as ArrayBuffer]);
       return;
     }
-    const { features, dim } = await computeFeatures(model, spec, req.files, req.cacheDir, (p) => parentPort!.postMessage({ id: req.id, type: 'progress', ...p }));
+    const { features, dim } = await computeFeatures(
+      model,
+      spec,
+      req.files,
+      req.cacheDir,
+      (p) => parentPort!.postMessage({ id: req.id, type: 'progress', ...p }),
+      (rows, f, d) => parentPort!.postMessage({ id: req.id, type: 'rows', rows, features: f, dim: d, backend, backendReason, modelId: spec.id }),
+    );
     parentPort!.postMessage({ id: req.id, type: 'features', features, dim, backend, backendReason, modelId: spec.id }, [features.buffer as ArrayBuffer]);
   } catch (e) {
     parentPort!.postMessage({ id: req.id, type: 'error', message: (e as Error).message });

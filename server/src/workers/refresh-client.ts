@@ -6,8 +6,10 @@
  * is never dropped; the refresh is linear in the means, so this equals refreshing after every trial). A fitted
  * state is handed over (transferred, no copy) with the means of every observed stimulus. The thread sends
  * back a read-only snapshot of the models at most every `snapshotMs` and after the last batch; that is
- * `enc.ridge`, which reports, readouts and follow-ups read. When the thread fails the session falls back to
- * models on the main thread, refitted from its statistics, and the failure is reported.
+ * `enc.ridge`, which reports, readouts and follow-ups read. While the set's features are being computed, the
+ * rows that arrive are sent too (a batch of their own): the thread absorbs the observed stimuli among them.
+ * When the thread fails the session falls back to models on the main thread, refitted from its statistics,
+ * and the failure is reported.
  */
 import { Worker } from 'node:worker_threads';
 import type { EncodingState, ModelThread } from '../compute/encoding.ts';
@@ -17,7 +19,8 @@ import { threadNice } from './thread-nice.ts';
 
 /** Messages to the thread. */
 export type ThreadIn =
-  | { type: 'open'; key: number; features: Float32Array; D: number; N: number; S: number }
+  | { type: 'open'; key: number; features: Float32Array; D: number; N: number; S: number; /** Stimuli with features (1), null: all. */ ready: Uint8Array | null }
+  | { type: 'features'; key: number; batch: number; rows: number[]; features: Float32Array; snapshot: boolean }
   | { type: 'batch'; key: number; batch: number; stimuli: number[]; y: Float64Array; snapshot: boolean }
   | { type: 'install'; key: number; batch: number; state: RidgeState; stimuli: number[]; y: Float64Array; snapshot: boolean }
   | { type: 'snapshot'; key: number; batch: number }
@@ -99,7 +102,7 @@ export class ModelRefresher implements ModelThread {
     this.byEnc.set(enc, e);
     enc.thread = this;
     const { features, dim } = enc.featureSet;
-    this.post({ type: 'open', key: e.key, features, D: dim, N: stats.C, S: features.length / dim });
+    this.post({ type: 'open', key: e.key, features, D: dim, N: stats.C, S: features.length / dim, ready: enc.withFeatures });
   }
 
   /** Drops a session's models from the thread (its last snapshot stays in `enc.ridge`). */
@@ -155,6 +158,29 @@ export class ModelRefresher implements ModelThread {
     this.post({ type: 'install', key: e.key, batch: e.sent, state, stimuli, y, snapshot: true }, ridgeBuffers(state));
   }
 
+  /** Stimuli `rows` got their features: sent to the thread (after the batches before), which absorbs the observed ones. */
+  features(enc: EncodingState, rows: number[]): void {
+    const e = this.byEnc.get(enc);
+    if (!e || !rows.length) return;
+    const { features, dim } = enc.featureSet;
+    const packed = new Float32Array(rows.length * dim);
+    rows.forEach((s, k) => packed.set(features.subarray(s * dim, (s + 1) * dim), k * dim));
+    e.sent++;
+    this.counts.batches++;
+    this.post({ type: 'features', key: e.key, batch: e.sent, rows, features: packed, snapshot: this.snapshotDue(e) }, [packed.buffer]);
+  }
+
+  /** Whether the batch being sent asks for a snapshot (at most every `snapshotMs`; else a trailing one is scheduled). */
+  private snapshotDue(e: Entry): boolean {
+    const now = Date.now();
+    const snapshot = now - e.lastSnapMs >= this.opts.snapshotMs;
+    if (snapshot) {
+      e.snapAsked = e.sent;
+      e.lastSnapMs = now;
+    } else this.trailingSnapshot(e);
+    return snapshot;
+  }
+
   /** Sends a session's marked stimuli with their means now, unless a batch of it is still in the thread. */
   private flush(e: Entry): void {
     if (!e.dirty.size || e.applied < e.sent || !e.stats) return;
@@ -165,12 +191,7 @@ export class ModelRefresher implements ModelThread {
     const y = new Float64Array(stimuli.length * C);
     stimuli.forEach((s, i) => y.set(stats.mean.subarray(s * C, (s + 1) * C), i * C));
     e.sent++;
-    const now = Date.now();
-    const snapshot = now - e.lastSnapMs >= this.opts.snapshotMs;
-    if (snapshot) {
-      e.snapAsked = e.sent;
-      e.lastSnapMs = now;
-    } else this.trailingSnapshot(e);
+    const snapshot = this.snapshotDue(e);
     this.counts.batches++;
     this.counts.stimuli += stimuli.length;
     this.post({ type: 'batch', key: e.key, batch: e.sent, stimuli, y, snapshot });

@@ -4,9 +4,12 @@
  * stimuli^2) never run on the event loop that acknowledges rig events. It keeps per session the stimulus
  * features, the latest mean responses of every observed stimulus and the models; a fitted state handed to it
  * is caught up with those means (rows refreshed, stimuli it lacks absorbed) before it replaces the models.
+ * Only stimuli with features are absorbed: while the set's are being computed, `features` brings rows as they
+ * arrive and the observed stimuli among them join the models then.
  * In (workers/refresh-client.ts): `open`, `batch` (stimuli whose means changed, with their means now),
- * `install` (a fitted state, buffers transferred), `snapshot`, `close`. Out: `applied` (the models' shape
- * after a batch or install) and `snapshot` (what the main thread reads, buffers transferred).
+ * `install` (a fitted state, buffers transferred), `features` (rows of the features), `snapshot`, `close`.
+ * Out: `applied` (the models' shape after a batch, install or features) and `snapshot` (what the main thread
+ * reads, buffers transferred).
  */
 import { parentPort } from 'node:worker_threads';
 import { addRow, ridgeBuffers, ridgeSnapshot, updateRow, type RidgeState } from '../compute/ridge.ts';
@@ -19,6 +22,8 @@ interface Session {
   /** Latest mean responses per stimulus (S x N) and whether it was observed. */
   y: Float64Array;
   seen: Uint8Array;
+  /** Whether its features are here (1). */
+  ready: Uint8Array;
   state: RidgeState | null;
   rowOf: Int32Array;
   /** Bumped when the rows change (an absorb, an install); the version whose centred features the main thread holds. */
@@ -34,7 +39,7 @@ function apply(ses: Session, s: number): void {
   const y = ses.y.subarray(s * ses.N, (s + 1) * ses.N);
   const row = ses.rowOf[s];
   if (row >= 0) updateRow(st, row, y);
-  else {
+  else if (ses.ready[s]) {
     addRow(st, s, ses.features.subarray(s * ses.D, (s + 1) * ses.D), y);
     ses.rowOf[s] = st.basis.n - 1;
     ses.rowsVersion++;
@@ -48,7 +53,7 @@ function shape(ses: Session): { n: number; exactN: number } | null {
 parentPort?.on('message', (msg: ThreadIn) => {
   try {
     if (msg.type === 'open') {
-      sessions.set(msg.key, { features: msg.features, D: msg.D, N: msg.N, y: new Float64Array(msg.S * msg.N), seen: new Uint8Array(msg.S), state: null, rowOf: new Int32Array(msg.S).fill(-1), rowsVersion: 0, xcSent: -1 });
+      sessions.set(msg.key, { features: msg.features, D: msg.D, N: msg.N, y: new Float64Array(msg.S * msg.N), seen: new Uint8Array(msg.S), ready: msg.ready ?? new Uint8Array(msg.S).fill(1), state: null, rowOf: new Int32Array(msg.S).fill(-1), rowsVersion: 0, xcSent: -1 });
       return;
     }
     if (msg.type === 'close') return void sessions.delete(msg.key);
@@ -83,6 +88,13 @@ parentPort?.on('message', (msg: ThreadIn) => {
         }
       }
       for (let s = 0; s < ses.seen.length; s++) if (ses.seen[s] && ses.rowOf[s] < 0) apply(ses, s);
+      parentPort!.postMessage({ type: 'applied', key: msg.key, batch: msg.batch, shape: shape(ses) });
+    } else if (msg.type === 'features') {
+      msg.rows.forEach((s, k) => {
+        ses.features.set(msg.features.subarray(k * ses.D, (k + 1) * ses.D), s * ses.D);
+        ses.ready[s] = 1;
+        if (ses.state && ses.seen[s]) apply(ses, s);
+      });
       parentPort!.postMessage({ type: 'applied', key: msg.key, batch: msg.batch, shape: shape(ses) });
     }
     if ((msg.type === 'snapshot' || msg.snapshot) && ses.state) {

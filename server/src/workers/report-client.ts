@@ -24,8 +24,14 @@ export interface ReportJob {
    * `m2` and both `halfSum` hold just their rows, in this order (the thread keeps the rest).
    */
   statsRows?: number[] | null;
-  /** The features (S x dim) the first time a session's job is sent, then null (the worker keeps them). */
+  /**
+   * The features (S x dim) the first time a session's job is sent, then null (the worker keeps them), or
+   * with `featureRows` only the rows that arrived since (while the set's features are being computed).
+   */
   features: Float32Array | null;
+  featureRows?: number[] | null;
+  /** Stimuli whose features the models know (1), while the set's are being computed; null: all. */
+  ready: Uint8Array | null;
   dim: number;
   modelId: string;
   backend: string;
@@ -64,6 +70,8 @@ interface SessionSlot {
   lastMs: number;
   timer: NodeJS.Timeout | null;
   featuresSent: Float32Array | null;
+  /** The rows of those features the thread has (null: all of them, as sent). */
+  rowsSent: Uint8Array | null;
   /** The statistics the thread holds (their per-stimulus arrays, and the trial counts sent), or null. */
   statsSent: { mean: Float64Array; nStim: Int32Array } | null;
 }
@@ -82,7 +90,7 @@ export function reportJob(sessionId: string, stats: NeuronStatsState, enc: Encod
   // the PSTH sums (stimuli x channels x bins) are not part of a report; the stimuli x channels arrays are
   // the session's own here: the job is sent at once, with them whole or only their changed rows (pump)
   const slim: NeuronStatsState = { ...stats, psthSum: [], nStim: stats.nStim.slice(), nCat: stats.nCat.slice(), catMean: stats.catMean.slice(), catM2: stats.catM2.slice(), halfN: [stats.halfN[0].slice(), stats.halfN[1].slice()], recentOnsetsMs: stats.recentOnsetsMs.slice() };
-  return { type: 'report', sessionId, stats: slim, dim: enc.featureSet.dim, modelId: enc.featureSet.modelId, backend: enc.featureSet.backend, version: enc.version, config, rule, minWeightCosine, model };
+  return { type: 'report', sessionId, stats: slim, ready: enc.withFeatures?.slice() ?? null, dim: enc.featureSet.dim, modelId: enc.featureSet.modelId, backend: enc.featureSet.backend, version: enc.version, config, rule, minWeightCosine, model };
 }
 
 /**
@@ -114,10 +122,40 @@ function packStats(job: ReportJob, slot: SessionSlot): void {
   job.statsRows = rows;
 }
 
+/**
+ * The features of a job: whole the first time (and after a failure), then, while the set's are being
+ * computed, only the rows the models learnt since the last job (`job.ready` against what was sent).
+ */
+function packFeatures(job: ReportJob, slot: SessionSlot, features: Float32Array): void {
+  if (slot.featuresSent !== features) {
+    job.features = features;
+    job.featureRows = null;
+    slot.featuresSent = features;
+    slot.rowsSent = job.ready?.slice() ?? null;
+    return;
+  }
+  const sent = slot.rowsSent;
+  if (!sent) return;
+  const rows: number[] = [];
+  for (let s = 0; s < sent.length; s++) if (!sent[s] && (!job.ready || job.ready[s])) rows.push(s);
+  if (!rows.length) return;
+  const dim = job.dim;
+  const packed = new Float32Array(rows.length * dim);
+  rows.forEach((s, k) => {
+    packed.set(features.subarray(s * dim, (s + 1) * dim), k * dim);
+    sent[s] = 1;
+  });
+  job.features = packed;
+  job.featureRows = rows;
+  if (!job.ready) slot.rowsSent = null;
+}
+
 /** The job's own copies, moved to the thread without another copy (never the session's features). */
 function jobBuffers(job: ReportJob): ArrayBuffer[] {
   const st = job.stats;
-  const arrays = [st.nStim, st.mean, st.m2, st.nCat, st.catMean, st.catM2, ...st.halfSum, ...st.halfN];
+  const arrays: ArrayBufferView[] = [st.nStim, st.mean, st.m2, st.nCat, st.catMean, st.catM2, ...st.halfSum, ...st.halfN];
+  if (job.featureRows && job.features) arrays.push(job.features);
+  if (job.ready) arrays.push(job.ready);
   if (job.model) arrays.push(job.model.alphaIdx, job.model.rChosen, job.model.y, ...job.model.g, job.model.loss);
   return arrays.map((a) => a.buffer as ArrayBuffer);
 }
@@ -156,6 +194,7 @@ export class ModelReports {
         for (const h of [...this.handlers.values()]) h({ type: 'error', message: `report worker failed: ${e.message}` });
         for (const s of this.slots.values()) {
           s.featuresSent = null;
+          s.rowsSent = null;
           s.statsSent = null;
         }
       });
@@ -171,7 +210,7 @@ export class ModelReports {
    */
   request(sessionId: string, features: Float32Array, build: () => Omit<ReportJob, 'id' | 'features'> | null, final = false): void {
     let slot = this.slots.get(sessionId);
-    if (!slot) this.slots.set(sessionId, (slot = { latest: null, busy: false, next: null, lastStartMs: -Infinity, lastMs: 0, timer: null, featuresSent: null, statsSent: null }));
+    if (!slot) this.slots.set(sessionId, (slot = { latest: null, busy: false, next: null, lastStartMs: -Infinity, lastMs: 0, timer: null, featuresSent: null, rowsSent: null, statsSent: null }));
     slot.next = build;
     if (final && slot.timer) {
       clearTimeout(slot.timer);
@@ -196,8 +235,8 @@ export class ModelReports {
     slot.next = null;
     if (!body) return;
     const id = this.nextId++;
-    const sendFeatures = slot.featuresSent !== features;
-    const job: ReportJob = { ...body, id, features: sendFeatures ? features : null };
+    const job: ReportJob = { ...body, id, features: null };
+    packFeatures(job, slot, features);
     packStats(job, slot);
     if (job.statsRows) this.counts.statsRows += job.statsRows.length;
     else this.counts.statsWhole++;
@@ -214,6 +253,7 @@ export class ModelReports {
         if (this.slots.get(sessionId) === slot) this.opts.onReport?.(sessionId, msg.report);
       } else {
         slot.featuresSent = null;
+        slot.rowsSent = null;
         slot.statsSent = null;
         this.opts.onError(`model report failed: ${msg.message}`);
       }
@@ -223,7 +263,6 @@ export class ModelReports {
     const w = this.start();
     w.ref();
     w.postMessage(job, jobBuffers(job));
-    if (sendFeatures) slot.featuresSent = features;
   }
 
   /** The latest finished report of a session, or null before the first. */

@@ -46,8 +46,10 @@ parentPort!.on('message', (job: ReportJob | { type: 'forget'; sessionId: string 
   try {
     let s = sessions.get(job.sessionId);
     if (!s) sessions.set(job.sessionId, (s = { features: null, stats: null, refs: createReferenceCache(job.minWeightCosine), enc: null, rowsKey: '', xc: new Float64Array(0), xMean: new Float64Array(0) }));
-    if (job.features) s.features = job.features;
+    if (job.features && !job.featureRows) s.features = job.features;
     if (!s.features) throw new Error('report job without the stimulus features');
+    // rows that arrived since (the set's features still being computed)
+    if (job.features && job.featureRows) job.featureRows.forEach((row, k) => s.features!.set(job.features!.subarray(k * job.dim, (k + 1) * job.dim), row * job.dim));
     if (!job.statsRows) s.stats = { mean: job.stats.mean, m2: job.stats.m2, halfSum: job.stats.halfSum };
     else {
       if (!s.stats) throw new Error('report job with changed statistics rows but no statistics before them');
@@ -83,8 +85,8 @@ parentPort!.on('message', (job: ReportJob | { type: 'forget'; sessionId: string 
       // neuronModel needs the rows' features, g and the residuals; no operators (nothing is refreshed here)
       ridge = { basis: { rows: m.rows, n, D: job.dim, alphas: m.alphas, cap: n, exactN: n, xc: s.xc, xCenter: s.xMean, xMean: s.xMean, kinv: [], z: [], gamma: [], g: m.g }, N, y: m.y, r, loss: m.loss };
     }
-    const enc: EncodingState = s.enc ?? { featureSet, ridge, rowOf: new Int32Array(0), pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
-    Object.assign(enc, { featureSet, ridge, version: job.version, refits: m?.refits ?? 0 });
+    const enc: EncodingState = s.enc ?? { featureSet, ridge, rowOf: new Int32Array(job.stats.stimuli.length), withFeatures: null, pending: 0, trialsSinceRefit: 0, version: 0, refits: 0 };
+    Object.assign(enc, { featureSet, ridge, withFeatures: job.ready, version: job.version, refits: m?.refits ?? 0 });
     s.enc = enc;
     const D = job.dim;
     const weights = new Float32Array(job.stats.C * D);

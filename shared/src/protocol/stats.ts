@@ -158,6 +158,11 @@ export interface ModelSnapshot {
   featureModel: string;
   backend: string;
   refits: number;
+  /**
+   * Stimuli of the set: in the models, with features (fewer than `total` while the set's features are
+   * still being computed: the models start on those), and all. E.g. "models on 240 of 1,000 images".
+   */
+  coverage?: { inModels: number; withFeatures: number; total: number };
   channels: ChannelModel[];
 }
 
