@@ -83,7 +83,8 @@ test('stimulus features as jobs: a set in parts over the workers, a killed worke
   const configFile = clusterConfigFile({ compute: { cacheDir: tmpDir('sharedlens-worker-cache-') } });
   const local = new ComputeClient({ cacheDir: path.join(os.tmpdir(), 'sharedlens-test-features'), dataDir: path.join(root, 'data'), backend: 'auto', workers: 1 });
   const logs: string[] = [];
-  const q = new FeatureQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, chunk: 4, modelId: featureModelIdOf(null), local, log: (_l, msg) => logs.push(msg) });
+  // this node's own cache of workers' features: empty (the parts go to the workers; cluster-feature-cache tests keeping them)
+  const q = new FeatureQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, chunk: 4, modelId: featureModelIdOf(null), local, cacheFolder: tmpDir('sharedlens-node-cache-'), log: (_l, msg) => logs.push(msg) });
   const workers: { stop(): Promise<void> }[] = [];
   const files = demoStimuli.slice(0, 12).map((s) => path.join(root, 'stimuli/demo', s.file));
   type Features = Extract<FeatureEvent, { type: 'features' }>;

@@ -49,6 +49,8 @@ import { claimOrHandOver, clusterHealth, handOverAndRelease, forwardToRunningNod
 import { MapQueue } from './cluster/map-jobs.ts';
 import { FeatureQueue, featureModelIdOf } from './cluster/feature-jobs.ts';
 import { RefitQueue } from './cluster/refit-jobs.ts';
+import { cacheFolder } from './compute/feature-cache.ts';
+import { ensureDefaultModel } from './compute/feature-model.ts';
 import { ImageIndex } from './cluster/job-queue.ts';
 import { clusterImagesRouter } from './http/cluster-images.ts';
 
@@ -94,7 +96,7 @@ export function createApp(deps: AppDeps): App {
   // clustered: the images named in compute jobs, served to the workers by hash (GET /api/cluster/images/:hash)
   const jobImages = cluster ? { index: new ImageIndex(), url: () => cluster.url } : undefined;
   // clustered: stimulus features are BullMQ jobs for `npm run worker` processes while one is connected (cluster/feature-jobs.ts)
-  const featureQueue = cluster && compute && config.cluster.featuresOnWorkers ? new FeatureQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, images: jobImages, timeoutMs: config.cluster.featureJobTimeoutS * 1000, chunk: config.cluster.featureJobImages, modelId: featureModelIdOf(config.compute.model), local: compute, log: (level, msg, fields) => logger[level](fields, msg) }) : null;
+  const featureQueue = cluster && compute && config.cluster.featuresOnWorkers ? new FeatureQueue({ redisUrl: cluster.redisUrl, prefix: cluster.prefix, images: jobImages, timeoutMs: config.cluster.featureJobTimeoutS * 1000, chunk: config.cluster.featureJobImages, modelId: featureModelIdOf(config.compute.model), local: compute, cacheFolder: cacheFolder(config.compute.cacheDir, config.compute.model ?? ensureDefaultModel(config.dataDir)), log: (level, msg, fields) => logger[level](fields, msg) }) : null;
   // which backend runs and why: until the first features are computed, what the GPU package's presence predicts
   const computeStatus: { backend: string | null; backendReason: string; features: Record<string, string> } = {
     backend: null,

@@ -4,11 +4,15 @@
  * content across nodes, timeouts) that `npm run worker` processes take (job-worker.ts), so several workers
  * share a set and a killed worker loses one part, which another worker redoes (stalled-job check).
  * The node never goes without features: with no worker connected it computes them itself as before, and a
- * part that times out or fails is computed by the node (a log line says why).
+ * part that times out or fails is computed by the node (a log line says why). A worker's features go into
+ * the node's own disk cache (compute/feature-cache.ts, same keys: model, layer, image content), so a restarted
+ * node reads them there instead of asking the workers again.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { Observable, filter, lastValueFrom, type Subscription } from 'rxjs';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
-import { NSFWJS_MOBILENET_ID } from '../compute/feature-model.ts';
+import { NSFWJS_MOBILENET_ID, writeFileAtomic } from '../compute/feature-model.ts';
 import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
 import { JobQueue, type JobQueueOptions } from './job-queue.ts';
 import { b64, f32 } from './map-jobs.ts';
@@ -44,30 +48,72 @@ export interface FeatureQueueOptions extends JobQueueOptions {
   chunk: number;
   /** The feature model the node's own compute uses; workers with another refuse the job. */
   modelId: string;
-  /** The node's own compute threads: used with no worker connected, and for a part that timed out or failed. */
+  /** The node's own compute threads: used with no worker connected, for a part that timed out or failed, and for images in the cache. */
   local: Pick<ComputeClient, 'features$'>;
+  /** The node's feature cache folder of its model (feature-cache.ts cacheFolder): workers' features are kept there. */
+  cacheFolder: string;
 }
 
 /** The node's side: `features$` with the ComputeClient's signature, parts computed by whichever workers take them. */
 export class FeatureQueue extends JobQueue<FeatureJobData, FeatureJobResult> {
   /** Parts (and whole sets, with no worker) this node computed itself. */
   localParts = 0;
+  /** Parts (and whole sets) read from this node's feature cache, and images a worker computed that were put there. */
+  cachedParts = 0;
+  storedImages = 0;
 
   constructor(private readonly fopts: FeatureQueueOptions) {
     super(FEATURE_QUEUE, fopts);
   }
 
-  /** One part: a worker's features, or this node's when the job times out or fails. */
+  /** Where the node's cache keeps the features of an image with content hash `hash`. */
+  private cacheFile(hash: string): string {
+    return path.join(this.fopts.cacheFolder, `${hash}.f32`);
+  }
+
+  /** Whether the node's cache has the features of every image (content hashes). */
+  private allCached(hashes: string[]): boolean {
+    return hashes.every((h) => fs.existsSync(this.cacheFile(h)));
+  }
+
+  /** A worker's features (images x dim, in `hashes`' order) into the node's cache; a failed write is a log line, not a failed part. */
+  private store(hashes: string[], features: Float32Array, dim: number): void {
+    try {
+      fs.mkdirSync(this.fopts.cacheFolder, { recursive: true });
+      hashes.forEach((h, i) => {
+        const file = this.cacheFile(h);
+        if (fs.existsSync(file)) return;
+        writeFileAtomic(file, features.subarray(i * dim, (i + 1) * dim));
+        this.storedImages++;
+      });
+    } catch (e) {
+      this.opts.log('warn', `a worker's features could not be kept in this node's feature cache (${this.fopts.cacheFolder}): ${(e as Error).message}`, {});
+    }
+  }
+
+  /** This node's own threads (reading its cache where the images are in it). */
+  private async localPart(files: string[]): Promise<Features> {
+    return (await lastValueFrom(this.fopts.local.features$(files).pipe(filter((x) => x.type === 'features')))) as Features;
+  }
+
+  /** One part: from the node's cache, a worker's features (then kept in the cache), or this node's when the job times out or fails. */
   private async part(files: string[]): Promise<Features & { by: string }> {
     try {
-      const r = await this.submit({ images: await Promise.all(files.map((f) => this.imageHash(f))), modelId: this.fopts.modelId }, 'features');
+      const images = await Promise.all(files.map((f) => this.imageHash(f)));
+      if (this.allCached(images)) {
+        this.cachedParts++;
+        return { ...(await this.localPart(files)), by: "this node's cache" };
+      }
+      const r = await this.submit({ images, modelId: this.fopts.modelId }, 'features');
       if (r.modelId !== this.fopts.modelId || r.features.length === 0) throw new Error(`worker ${r.worker} answered with model ${r.modelId}, not ${this.fopts.modelId}`);
-      return { type: 'features', features: f32(r.features), dim: r.dim, backend: r.backend, modelId: r.modelId, ...(r.backendReason ? { backendReason: r.backendReason } : {}), by: r.worker };
+      const features = f32(r.features);
+      if (features.length !== images.length * r.dim) throw new Error(`worker ${r.worker} answered ${features.length} values for ${images.length} images of ${r.dim}`);
+      this.store(images, features, r.dim);
+      return { type: 'features', features, dim: r.dim, backend: r.backend, modelId: r.modelId, ...(r.backendReason ? { backendReason: r.backendReason } : {}), by: r.worker };
     } catch (e) {
       this.opts.log('warn', `${(e as Error).message}; this node computes these ${files.length} images itself`, {});
       this.localParts++;
-      const r = (await lastValueFrom(this.fopts.local.features$(files).pipe(filter((x) => x.type === 'features')))) as Features;
-      return { ...r, by: 'this node' };
+      return { ...(await this.localPart(files)), by: 'this node' };
     }
   }
 
@@ -80,6 +126,13 @@ export class FeatureQueue extends JobQueue<FeatureJobData, FeatureJobResult> {
         if (files.length === 0 || (await this.workers()).length === 0) {
           this.opts.log('info', 'no worker takes feature jobs: this node computes the stimulus features itself', { images: files.length });
           this.localParts++;
+          if (!stopped) local = this.fopts.local.features$(files).subscribe(sub);
+          return;
+        }
+        // all in this node's cache (a restarted node, a set seen before): read there, as without a cluster
+        if (this.allCached(await Promise.all(files.map((f) => this.imageHash(f))))) {
+          this.opts.log('info', "the stimulus features are in this node's feature cache: no feature jobs", { images: files.length });
+          this.cachedParts++;
           if (!stopped) local = this.fopts.local.features$(files).subscribe(sub);
           return;
         }
