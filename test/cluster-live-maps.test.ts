@@ -54,7 +54,7 @@ test('a live session on node A: no worker yet, its map jobs time out on B\'s das
     // no worker: A's first map jobs time out, and B's dashboard gets the error with why and what to do
     const timedOut = await until(() => failed.find((x) => x.sessionId === sim.sessionId), 'a timed-out map job on B', 1200);
     assert.equal(timedOut.reason, 'timeout');
-    assert.match(timedOut.message, /^map job [0-9a-f]{12} did not finish within 3 s \(\d+ jobs waiting; is a worker running\? npm run worker\)$/);
+    assert.match(timedOut.message, /^map job [0-9a-f]{12} did not finish within 3 s \(\d+ jobs waiting; is a worker running\? npm run worker; only workers with feature model nsfwjs-\S+ \(compute\.model\) take these jobs\)$/);
     assert.ok(timedOut.channelId && timedOut.driverId && timedOut.referenceId, JSON.stringify(timedOut));
     assert.equal(explained.filter((x) => x.sessionId === sim.sessionId).length, 0, 'no maps without a worker');
     const worker = await startWorker({ redisUrl: redis.url, name: 'w-live', configFile, lockMs: 5000 });

@@ -63,7 +63,7 @@ test('a killed worker\'s map job is done by a second worker, with the maps one p
     assert.equal(status.counts.completed, 1);
     assert.deepEqual(status.workers.map((w) => w.name), ['w2']);
     // a queue no worker takes from: the job fails after its timeout, saying why
-    await assert.rejects(lastValueFrom(lonely.explain$(driver, reference, weights, gradientMapOptions)), /did not finish within 1 s \(1 jobs waiting; is a worker running\? npm run worker\)/);
+    await assert.rejects(lastValueFrom(lonely.explain$(driver, reference, weights, gradientMapOptions)), /did not finish within 1 s \(1 jobs waiting; is a worker running\? npm run worker; only workers with feature model nsfwjs-\S+ \(compute\.model\) take these jobs\)/);
     const lonelyStatus = (await lonely.status()) as { counts: Record<string, number>; oldestWaitingAgeMs: number | null; thisNode: { timedOut: number; lastError: { message: string } } };
     // the job no worker took left the queue (a worker that starts later does not compute what nobody waits for)
     assert.equal(lonelyStatus.counts.waiting, 0);

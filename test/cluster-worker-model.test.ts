@@ -1,23 +1,25 @@
 /**
- * Map jobs carry the node's feature model (compute.model) like feature jobs do: a worker configured with
- * another model refuses them (a counted log line naming both models) and puts the job back, so a worker with
- * the node's model computes it, and with none the node's timeout names the refusal. The worker's image
- * cache, bounded below one image, deletes a job's images once it is done (cluster/image-cache.ts).
+ * Map and feature jobs go to the queues of the node's feature model (compute.model): a worker configured with
+ * another model never takes them (before: it took a map job, refused it and took it again about once a
+ * second), a worker with the node's model computes them, and with none the node's timeout names the model
+ * (feature jobs: the node computes itself at once). The worker's image cache, bounded below one image,
+ * deletes a job's images once it is done (cluster/image-cache.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { lastValueFrom } from 'rxjs';
+import { filter, lastValueFrom } from 'rxjs';
 import { gradientMapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { ensureDefaultModel } from '../server/src/compute/feature-model.ts';
 import { MapQueue } from '../server/src/cluster/map-jobs.ts';
-import { featureModelIdOf } from '../server/src/cluster/feature-jobs.ts';
+import { FeatureQueue, featureModelIdOf } from '../server/src/cluster/feature-jobs.ts';
+import { ComputeClient } from '../server/src/workers/compute-client.ts';
 import { demoStimuli, root, tmpDir, until } from './helpers.ts';
 import { clusterConfigFile, startRedis, startWorker } from './cluster-support.ts';
 
-test('a worker with another feature model refuses map jobs (counted log line): with no other worker the job times out naming the refusal; a worker with the node\'s model then computes it', async () => {
+test('a worker with another feature model never takes the node\'s map or feature jobs: with no other worker a map job times out naming the model, features are computed by the node; a worker with the node\'s model computes the maps', async () => {
   const redis = await startRedis();
   const cacheDir = path.join(os.tmpdir(), 'sharedlens-test-features');
   // the same network files under another id: what matters is the id the worker's config names
@@ -29,6 +31,8 @@ test('a worker with another feature model refuses map jobs (counted log line): w
   const modelId = featureModelIdOf(null);
   const quick = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 8000, modelId, log: () => {} });
   const patient = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, modelId, log: () => {} });
+  const local = new ComputeClient({ cacheDir, dataDir: path.join(root, 'data'), backend: 'auto', workers: 1 });
+  const features = new FeatureQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, chunk: 4, modelId, local, cacheFolder: tmpDir('sharedlens-node-cache-'), log: () => {} });
   const workers: { stop(): Promise<void> }[] = [];
   try {
     const wx = await startWorker({ redisUrl: redis.url, name: 'wx', configFile: otherConfig });
@@ -37,13 +41,17 @@ test('a worker with another feature model refuses map jobs (counted log line): w
     const reference = path.join(root, 'stimuli/demo', demoStimuli[44]!.file);
     const weights = Float32Array.from({ length: 1792 }, (_, i) => Math.sin(i * 0.37));
     await assert.rejects(lastValueFrom(quick.explain$(driver, reference, weights, gradientMapOptions)), (e: Error) => {
-      assert.match(e.message, /did not finish within 8 s/);
-      assert.match(e.message, /refused by worker wx: it computes with feature model other-model, the node asks for nsfwjs-/);
+      assert.match(e.message, /did not finish within 8 s \(1 jobs waiting; is a worker running\? npm run worker; only workers with feature model nsfwjs-\S+ \(compute\.model\) take these jobs\)/);
       return true;
     });
-    assert.match(wx.output(), /"refused":1,/, 'the refusal is a counted log line');
-    assert.match(wx.output(), /map job refused/);
-    assert.doesNotMatch(wx.output(), /map job done/);
+    // wx never took the job (before: refused and put back, again each second: 7 or so refusals in 8 s)
+    assert.doesNotMatch(wx.output(), /refused|map job|failed/);
+    // feature jobs: no worker of the node's model, so the node computes at once (no job, no wait for a timeout)
+    const f = await lastValueFrom(features.features$([driver, reference]).pipe(filter((e) => e.type === 'features')));
+    assert.equal(f.type === 'features' && f.features.length, 2 * 1792);
+    assert.equal(features.counts.submitted, 0);
+    assert.equal(features.localParts, 1);
+    assert.deepEqual((await quick.workers()).map((w) => w.name), [], 'wx is not a worker of the node\'s map queue');
     // a worker with the node's model: the job comes back from wx's refusals to it
     const w1 = await startWorker({ redisUrl: redis.url, name: 'w1', configFile: sameConfig });
     workers.push(w1);
@@ -53,10 +61,11 @@ test('a worker with another feature model refuses map jobs (counted log line): w
     await until(() => /least recently used images deleted/.test(w1.output()), 'w1 trims its image cache', 100);
     assert.match(w1.output(), /"evicted":2,/);
     assert.deepEqual(fs.readdirSync(path.join(w1Cache, 'cluster-images')), []);
-    assert.doesNotMatch(wx.output(), /map job done/);
+    assert.doesNotMatch(wx.output(), /map job/);
+    assert.deepEqual((await patient.workers()).map((w) => w.name), ['w1']);
   } finally {
     for (const w of workers) await w.stop();
-    await Promise.all([quick.close(), patient.close()]);
+    await Promise.all([quick.close(), patient.close(), features.close(), local.close()]);
     await redis.stop();
   }
 });

@@ -14,10 +14,10 @@ import { Observable, filter, lastValueFrom, type Subscription } from 'rxjs';
 import type { FeatureModelSpec } from '../compute/feature-model.ts';
 import { NSFWJS_MOBILENET_ID, writeFileAtomic } from '../compute/feature-model.ts';
 import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
-import { JobQueue, type JobQueueOptions } from './job-queue.ts';
+import { JobQueue, modelQueueName, type JobQueueOptions } from './job-queue.ts';
 import { b64, f32 } from './map-jobs.ts';
 
-/** Queue name of the feature jobs. */
+/** Queue name of the feature jobs (one queue per feature model: job-queue.ts modelQueueName). */
 export const FEATURE_QUEUE = 'features';
 
 /** The feature model id a compute configuration uses (the default MobileNetV2 unless compute.model names another). */
@@ -46,7 +46,7 @@ export const encodeFeatureResult = (r: Features, worker: string): FeatureJobResu
 export interface FeatureQueueOptions extends JobQueueOptions {
   /** Images per job. */
   chunk: number;
-  /** The feature model the node's own compute uses; workers with another refuse the job. */
+  /** The feature model the node's own compute uses: only workers with it take the jobs (its own queue). */
   modelId: string;
   /** The node's own compute threads: used with no worker connected, for a part that timed out or failed, and for images in the cache. */
   local: Pick<ComputeClient, 'features$'>;
@@ -63,7 +63,8 @@ export class FeatureQueue extends JobQueue<FeatureJobData, FeatureJobResult> {
   storedImages = 0;
 
   constructor(private readonly fopts: FeatureQueueOptions) {
-    super(FEATURE_QUEUE, fopts);
+    super(modelQueueName(FEATURE_QUEUE, fopts.modelId), fopts);
+    this.takenBy = `only workers with feature model ${fopts.modelId} (compute.model) take these jobs`;
   }
 
   /** Where the node's cache keeps the features of an image with content hash `hash`. */

@@ -53,6 +53,13 @@ export const blobKey = (prefix: string, hash: string) => `${prefix}blob:${hash}`
 /** BullMQ's key prefix for the cluster's queues (under the cluster's own prefix). */
 export const bullPrefix = (prefix: string) => `${prefix}bull`;
 
+/**
+ * The queue of `base` jobs for feature model `modelId` (maps and features: a worker takes only its own
+ * compute.model's jobs, so one with another model never takes and puts back a job it cannot do). BullMQ
+ * names cannot hold ':'; an id with other characters than A-Z a-z 0-9 . _ - is named by its hash.
+ */
+export const modelQueueName = (base: string, modelId: string) => `${base}.${/^[A-Za-z0-9._-]{1,100}$/.test(modelId) ? modelId : createHash('sha256').update(modelId).digest('hex').slice(0, 16)}`;
+
 /** Job id: sha-256 of the job's data (same inputs, same job). */
 export const jobId = (d: unknown) => createHash('sha256').update(JSON.stringify(d)).digest('hex').slice(0, 40);
 
@@ -97,6 +104,8 @@ export class JobQueue<Data, Result> {
   lastError: { atMs: number; message: string } | null = null;
   /** Jobs of this node in flight, by id: the same job asked for again joins the running request. */
   private readonly inFlight = new Map<string, Promise<Result>>();
+  /** Which workers take this queue's jobs, for the timeout message (a queue of one feature model: its model). */
+  protected takenBy = '';
 
   constructor(
     readonly name: string,
@@ -163,12 +172,10 @@ export class JobQueue<Data, Result> {
       if (/timed out/i.test(message)) {
         this.counts.timedOut++;
         const waiting = await this.queue.getWaitingCount().catch(() => -1);
-        // the last thing a worker logged on the job (a refusal for another feature model: job-worker.ts)
-        const refusal = (await this.queue.getJobLogs(id, -1, -1).catch(() => ({ logs: [] as string[] }))).logs[0];
         // a job no worker took is taken out: nobody waits for it now, and a worker that starts later should not
         // spend its time on a backlog of jobs asked for long ago (the caller asks again when it still wants it)
         if (['waiting', 'delayed', 'prioritized'].includes(await job.getState().catch(() => 'unknown'))) await job.remove().catch(() => {});
-        throw this.failure(`${short} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker)${refusal ? `; ${refusal}` : ''}`, 'timeout');
+        throw this.failure(`${short} did not finish within ${Math.round(this.opts.timeoutMs / 1000)} s (${waiting} jobs waiting; is a worker running? npm run worker${this.takenBy ? `; ${this.takenBy}` : ''})`, 'timeout');
       }
       this.counts.failed++;
       throw this.failure(`${short} failed on the worker: ${message}`, 'failed');

@@ -8,13 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { filter, lastValueFrom } from 'rxjs';
 import type { ComputeClient, FeatureEvent } from '../workers/compute-client.ts';
 import { CLUSTER_KEY_HEADER } from './cluster-node.ts';
 import { FEATURE_QUEUE, encodeFeatureResult, type FeatureJobData, type FeatureJobResult } from './feature-jobs.ts';
-import { blobKey, bullPrefix, redisOptions } from './job-queue.ts';
+import { blobKey, bullPrefix, modelQueueName, redisOptions } from './job-queue.ts';
 import { ImageCache } from './image-cache.ts';
 import { MAP_QUEUE, decodeMapJob, encodeMapResult, type MapJobData, type MapJobResult } from './map-jobs.ts';
 import { EIGEN_CACHE_ENTRIES, REFIT_BLOB_TTL_S, REFIT_QUEUE, RecentMap, blobByHash, encodeEigen, sha256, type RefitJobData, type RefitJobResult } from './refit-jobs.ts';
@@ -58,7 +58,7 @@ export interface JobWorkerOptions {
   /** Bound of the images kept there (cluster.workerCacheMB): the least recently used go first. */
   cacheBytes: number;
   client: ComputeClient;
-  /** The feature model id of `client` (compute.model): a map or feature job for another model is refused. */
+  /** The feature model id of `client` (compute.model): the worker takes map and feature jobs from that model's queues only. */
   modelId: string;
   name: string;
   /** Map jobs at once (each runs the pair's two sides on the client's threads); feature jobs run one at a time. */
@@ -68,29 +68,28 @@ export interface JobWorkerOptions {
   log: (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
 }
 
-/** How long a map job refused for its feature model waits before a worker takes it again (another worker, with luck). */
-export const REFUSED_DELAY_MS = 1000;
+/**
+ * A job of another feature model than the worker's (only a queue name shared by two model ids could bring one:
+ * job-queue.ts modelQueueName): its maps or features would be silently wrong for the node's encoding models.
+ */
+function otherModel(job: Job<{ modelId?: string }>, opts: JobWorkerOptions): UnrecoverableError | null {
+  return job.data.modelId === opts.modelId ? null : new UnrecoverableError(`worker ${opts.name} computes with feature model ${opts.modelId}, the job asks for ${job.data.modelId ?? 'none'} (compute.model)`);
+}
 
-/** Starts taking map, feature and refit jobs; close() waits for the running ones. refused(): map jobs put back for their model. */
-export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; refused: () => number; close: () => Promise<void> } {
+/**
+ * Starts taking map, feature and refit jobs (map and feature jobs from the queues of its own feature model, so
+ * a worker never takes a job it must refuse); close() waits for the running ones.
+ */
+export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; done: () => number; close: () => Promise<void> } {
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (e: Error) => opts.log('warn', `redis: ${e.message}`, {}));
   let key: Promise<string> | null = null;
   const src: ImageFetch = { redis, prefix: opts.prefix, key: () => (key ??= redis.get(`${opts.prefix}cluster-key`).then((k) => k ?? '')) };
   const images = new ImageCache(path.join(opts.cacheDir, 'cluster-images'), opts.cacheBytes, (hash, from) => fetchImageBytes(src, hash, from), (msg, fields) => opts.log('info', msg, fields));
   let done = 0;
-  let refused = 0;
-  const maps = async (job: Job<MapJobData & { from?: string }>, token?: string): Promise<MapJobResult> => {
-    // maps of another network would not be the node's encoding model's: the job goes back (delayed, no attempt
-    // spent) for a worker with the node's model, and the refusal is in the job's log for the node's timeout message
-    if (job.data.modelId !== opts.modelId) {
-      const why = `refused by worker ${opts.name}: it computes with feature model ${opts.modelId}, the node asks for ${job.data.modelId ?? 'none'} (compute.model)`;
-      refused++;
-      opts.log('warn', `map job refused: ${why}`, { jobId: job.id, refused });
-      await job.log(why).catch(() => 0);
-      await job.moveToDelayed(Date.now() + REFUSED_DELAY_MS, token);
-      throw new DelayedError(why);
-    }
+  const maps = async (job: Job<MapJobData & { from?: string }>): Promise<MapJobResult> => {
+    const wrong = otherModel(job, opts);
+    if (wrong) throw wrong;
     const started = Date.now();
     const { weights, options, known } = decodeMapJob(job.data);
     const r = await images.use([job.data.driver, job.data.reference], job.data.from, ([driverFile, referenceFile]) => lastValueFrom(opts.client.explain$(driverFile!, referenceFile!, weights, options, known)));
@@ -99,8 +98,8 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
     return encodeMapResult(r, opts.name);
   };
   const features = async (job: Job<FeatureJobData & { from?: string }>): Promise<FeatureJobResult> => {
-    // another model's features would be silently wrong for the node's encoding models: refused, not retried
-    if (job.data.modelId !== opts.modelId) throw new UnrecoverableError(`worker ${opts.name} computes features with ${opts.modelId}, the node asks for ${job.data.modelId} (compute.model)`);
+    const wrong = otherModel(job, opts);
+    if (wrong) throw wrong;
     const started = Date.now();
     const r = await images.use(job.data.images, job.data.from, async (files) => (await lastValueFrom(opts.client.features$(files).pipe(filter((e) => e.type === 'features')))) as Extract<FeatureEvent, { type: 'features' }>);
     done++;
@@ -130,7 +129,7 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
     return { eigen: out.hash, n, worker: opts.name };
   };
   const common = { connection: redisOptions(opts.redisUrl), prefix: bullPrefix(opts.prefix), name: opts.name, lockDuration: opts.lockMs, stalledInterval: Math.max(1000, Math.round(opts.lockMs / 2)), maxStalledCount: 3 };
-  const workers = [new Worker<MapJobData, MapJobResult>(MAP_QUEUE, maps, { ...common, concurrency: opts.concurrency }), new Worker<FeatureJobData, FeatureJobResult>(FEATURE_QUEUE, features, { ...common, concurrency: 1 }), new Worker<RefitJobData, RefitJobResult>(REFIT_QUEUE, refits, { ...common, concurrency: 1 })];
+  const workers = [new Worker<MapJobData, MapJobResult>(modelQueueName(MAP_QUEUE, opts.modelId), maps, { ...common, concurrency: opts.concurrency }), new Worker<FeatureJobData, FeatureJobResult>(modelQueueName(FEATURE_QUEUE, opts.modelId), features, { ...common, concurrency: 1 }), new Worker<RefitJobData, RefitJobResult>(REFIT_QUEUE, refits, { ...common, concurrency: 1 })];
   for (const w of workers) {
     w.on('failed', (job, e) => opts.log('warn', `${w.name} job failed: ${e.message}`, { jobId: job?.id, attempt: job?.attemptsMade }));
     w.on('stalled', (jobId) => opts.log('warn', `a ${w.name} job of a worker that stopped answering goes back to the queue`, { jobId }));
@@ -139,7 +138,6 @@ export function startJobWorker(opts: JobWorkerOptions): { workers: Worker[]; don
   return {
     workers,
     done: () => done,
-    refused: () => refused,
     close: async () => {
       await Promise.all(workers.map((w) => w.close()));
       await fitter.close();

@@ -7,9 +7,9 @@
 import { Observable } from 'rxjs';
 import type { MapOptions } from '../compute/shared-feature-maps.ts';
 import type { ExplainResult } from '../workers/compute-client.ts';
-import { JobQueue, type JobQueueOptions } from './job-queue.ts';
+import { JobQueue, modelQueueName, type JobQueueOptions } from './job-queue.ts';
 
-/** Queue name of the map jobs. */
+/** Queue name of the map jobs (one queue per feature model: job-queue.ts modelQueueName). */
 export const MAP_QUEUE = 'maps';
 
 /** Float32 arrays as base64 in jobs and results, and back. */
@@ -24,7 +24,7 @@ const u8 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 export interface MapJobData {
   driver: string;
   reference: string;
-  /** The feature model of the node's encoding models (compute.model): a worker with another refuses the job. */
+  /** The feature model of the node's encoding models (compute.model): only its queue's workers take the job. */
   modelId: string;
   weights: string;
   options: Omit<MapOptions, 'featureMean' | 'featureSd'> & { featureMean?: string; featureSd?: string };
@@ -66,12 +66,13 @@ export interface MapQueueOptions extends JobQueueOptions {
 }
 
 /**
- * The node's side: `explain$` with the ComputeClient's signature, run by whichever worker takes the job (one
- * with the node's feature model: the others put the job back for another worker, job-worker.ts).
+ * The node's side: `explain$` with the ComputeClient's signature, run by whichever worker takes the job from
+ * the queue of the node's feature model (workers with another model listen on their own: job-worker.ts).
  */
 export class MapQueue extends JobQueue<MapJobData, MapJobResult> {
   constructor(private readonly mopts: MapQueueOptions) {
-    super(MAP_QUEUE, mopts);
+    super(modelQueueName(MAP_QUEUE, mopts.modelId), mopts);
+    this.takenBy = `only workers with feature model ${mopts.modelId} (compute.model) take these jobs`;
   }
 
   /** Both maps of a pair, computed by a worker; errors (JobError) name the job and why (timeout, failure). */
