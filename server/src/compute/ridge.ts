@@ -98,10 +98,7 @@ function kernelEigen(xc: Float64Array, D: number, n: number): KernelEigen {
   const km = new Matrix(n, n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {
-      let s = 1; // the 1 1^T term: the intercept direction
-      const oi = i * D;
-      const oj = j * D;
-      for (let d = 0; d < D; d++) s += xc[oi + d] * xc[oj + d];
+      const s = 1 + dot(xc, i * D, xc, j * D, D); // 1 + : the 1 1^T term, the intercept direction
       km.set(i, j, s);
       km.set(j, i, s);
     }
@@ -177,8 +174,7 @@ function rowGram(a: Float64Array, n: number): Float64Array {
     const oi = i * n;
     for (let j = 0; j <= i; j++) {
       const oj = j * n;
-      let s = 0;
-      for (let l = 0; l < n; l++) s += a[oi + l] * a[oj + l];
+      const s = dot(a, oi, a, oj, n);
       out[oi + j] = s;
       out[oj + i] = s;
     }
@@ -214,10 +210,7 @@ export function recomputeResiduals(state: RidgeState): void {
       const r = state.r[a];
       let loss = 0;
       for (let i = 0; i < n; i++) {
-        let s = 0;
-        const o = i * cap;
-        for (let j = 0; j < n; j++) s += ka[o + j] * yc[j];
-        const ri = (s - za[i] * zy) / g[a][i];
+        const ri = (dot(ka, i * cap, yc, 0, n) - za[i] * zy) / g[a][i];
         r[t * n + i] = ri;
         loss += ri * ri;
       }
@@ -258,13 +251,7 @@ export function updateRow(state: RidgeState, row: number, yNew: ArrayLike<number
     for (let t = 0; t < N; t++) {
       const d = delta[t];
       if (d === 0) continue;
-      const ot = t * n;
-      let dot = 0;
-      for (let i = 0; i < n; i++) {
-        dot += r[ot + i] * kp[i];
-        r[ot + i] += d * kp[i];
-      }
-      loss[a * N + t] += 2 * d * dot + d * d * kkp;
+      loss[a * N + t] += 2 * d * dotAxpy(r, t * n, kp, n, d) + d * d * kkp;
     }
   }
   return state;
@@ -354,20 +341,12 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
   const N = state.N;
   const m = n + 1;
   // the new row of X0 and its products with the others
-  const x0 = b.xc.subarray(n * D, m * D);
-  let kappa = 0;
-  for (let d = 0; d < D; d++) {
-    x0[d] = x[d] - b.xCenter[d];
-    kappa += x0[d] * x0[d];
-  }
-  const kv = new Float64Array(n);
   const xc = b.xc; // read once: a property read in the inner loop made this n x D product as slow as an n^2 one
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    const o = i * D;
-    for (let d = 0; d < D; d++) s += xc[o + d] * x0[d];
-    kv[i] = s;
-  }
+  const o0 = n * D;
+  for (let d = 0; d < D; d++) xc[o0 + d] = x[d] - b.xCenter[d];
+  const kappa = dot(xc, o0, xc, o0, D);
+  const kv = new Float64Array(n);
+  for (let i = 0; i < n; i++) kv[i] = dot(xc, i * D, xc, o0, D);
   for (let d = 0; d < D; d++) b.xMean[d] += (x[d] - b.xMean[d]) / m;
   const A = b.alphas.length;
   const yOld = state.y;
@@ -386,18 +365,8 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     const pv = pb ? pb.v[ai] : v;
     const ps = pb ? pb.sch[ai] : 1;
     for (let i = 0; i < n; i++) {
-      let s = 0;
       const o = i * cap;
-      let j = 0;
-      if (i < pn) {
-        const c = pv[i] / ps;
-        for (; j < pn; j++) {
-          const kij = K[o + j] + c * pv[j];
-          K[o + j] = kij;
-          s += kij * kv[j];
-        }
-      }
-      for (; j < n; j++) s += K[o + j] * kv[j];
+      const s = i < pn ? axpyDot(K, o, pv[i] / ps, pv, kv, pn) + dot(K, o + pn, kv, pn, n - pn) : dot(K, o, kv, 0, n);
       v[i] = s;
       kvv += kv[i] * s;
       v1 += s;
@@ -412,18 +381,17 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     const gNew = new Float64Array(m);
     for (let i = 0; i < n; i++) gNew[i] = K[i * cap + i] + (v[i] * v[i]) / sch - (zNew[i] * zNew[i]) / gammaNew;
     gNew[n] = 1 / sch - (zNew[n] * zNew[n]) / gammaNew;
-    // r'_i = (c_i + z_i (z.y) / gamma + v_i beta - z'_i mu) / g'_i with c = r g: four products per element
+    // r'_i = (c_i + z_i (z.y) / gamma + v_i beta - z'_i mu) / g'_i with c = r g and z'_i = z_i + v_i d:
+    // r'_i = r_i fr_i + (z.y / gamma - mu) fz_i + (beta - mu d) fv_i, three products per element
     const fr = new Float64Array(n);
     const fz = new Float64Array(n);
     const fv = new Float64Array(n);
-    const fzn = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       fr[i] = gOld[i] / gNew[i];
       fz[i] = z[i] / gNew[i];
       fv[i] = v[i] / gNew[i];
-      fzn[i] = zNew[i] / gNew[i];
     }
-    return { v, sch, dd, gamma, gammaNew, zNew, gNew, fr, fz, fv, fzn, z, r: widen(state.r[ai], N, n, m) };
+    return { v, sch, dd, gamma, gammaNew, zNew, gNew, fr, fz, fv, z, r: widen(state.r[ai], N, n, m) };
   });
   // neuron by neuron (its responses read once for every alpha), the rows rewritten in place in the wider
   // layout: neuron t moves from t n to t m, last neuron first, last element first, nothing overwritten unread
@@ -433,26 +401,14 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     const yn = yNew[t];
     for (let ai = 0; ai < A; ai++) {
       const q = per[ai];
-      const { z, v, r, fr, fz, fv, fzn } = q;
-      let zy = 0;
-      let vy = 0;
-      for (let i = 0; i < n; i++) {
-        const yi = yOld[ot + i];
-        zy += z[i] * yi;
-        vy += v[i] * yi;
-      }
+      const zy = dot(q.z, 0, yOld, ot, n);
+      const vy = dot(q.v, 0, yOld, ot, n);
       const beta = (vy - yn) / q.sch;
       const mu = (zy + q.dd * beta * q.sch) / q.gammaNew;
-      const zg = zy / q.gamma;
       const rn = (-beta - q.zNew[n] * mu) / q.gNew[n];
-      let loss = rn * rn;
-      for (let i = n - 1; i >= 0; i--) {
-        const ri = r[ot + i] * fr[i] + zg * fz[i] + beta * fv[i] - mu * fzn[i];
-        r[on + i] = ri;
-        loss += ri * ri;
-      }
+      const r = q.r;
       r[on + n] = rn;
-      state.loss[ai * N + t] = loss;
+      state.loss[ai * N + t] = rn * rn + moveResiduals(r, ot, on, n, q.fr, q.fz, zy / q.gamma - mu, q.fv, beta - mu * q.dd);
     }
   }
   per.forEach((q, ai) => {
@@ -618,4 +574,127 @@ export function predict(model: NeuronModel, x: ArrayLike<number>): number {
   let s = model.intercept;
   for (let d = 0; d < x.length; d++) s += model.weights[d] * x[d];
   return s;
+}
+
+/*
+ * Kernels of the sweeps above. Each keeps four partial sums: with one, every addition waits for the previous
+ * one (about 4 cycles), which bound these loops rather than their multiply-adds or memory. The sums are
+ * taken in a different order than a single running sum: equal up to rounding.
+ */
+
+/** x[xo, xo + n) . y[yo, yo + n). */
+export function dot(x: Float64Array, xo: number, y: Float64Array, yo: number, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    s0 += x[xo + i] * y[yo + i];
+    s1 += x[xo + i + 1] * y[yo + i + 1];
+    s2 += x[xo + i + 2] * y[yo + i + 2];
+    s3 += x[xo + i + 3] * y[yo + i + 3];
+  }
+  for (; i < n; i++) s0 += x[xo + i] * y[yo + i];
+  return s0 + s1 + (s2 + s3);
+}
+
+/** x[xo, xo + n) . y[0, n), then x[xo, xo + n) += d y[0, n) (one pass); returns the dot product of the old x. */
+export function dotAxpy(x: Float64Array, xo: number, y: Float64Array, n: number, d: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const o = xo + i;
+    const x0 = x[o];
+    const x1 = x[o + 1];
+    const x2 = x[o + 2];
+    const x3 = x[o + 3];
+    const y0 = y[i];
+    const y1 = y[i + 1];
+    const y2 = y[i + 2];
+    const y3 = y[i + 3];
+    s0 += x0 * y0;
+    s1 += x1 * y1;
+    s2 += x2 * y2;
+    s3 += x3 * y3;
+    x[o] = x0 + d * y0;
+    x[o + 1] = x1 + d * y1;
+    x[o + 2] = x2 + d * y2;
+    x[o + 3] = x3 + d * y3;
+  }
+  for (; i < n; i++) {
+    s0 += x[xo + i] * y[i];
+    x[xo + i] += d * y[i];
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/** k[ko, ko + n) += c p[0, n), then returns the new k[ko, ko + n) . w[0, n) (one pass). */
+export function axpyDot(k: Float64Array, ko: number, c: number, p: Float64Array, w: Float64Array, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let j = 0;
+  for (; j + 3 < n; j += 4) {
+    const o = ko + j;
+    const k0 = k[o] + c * p[j];
+    const k1 = k[o + 1] + c * p[j + 1];
+    const k2 = k[o + 2] + c * p[j + 2];
+    const k3 = k[o + 3] + c * p[j + 3];
+    k[o] = k0;
+    k[o + 1] = k1;
+    k[o + 2] = k2;
+    k[o + 3] = k3;
+    s0 += k0 * w[j];
+    s1 += k1 * w[j + 1];
+    s2 += k2 * w[j + 2];
+    s3 += k3 * w[j + 3];
+  }
+  for (; j < n; j++) {
+    const kj = k[ko + j] + c * p[j];
+    k[ko + j] = kj;
+    s0 += kj * w[j];
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/**
+ * addRow's residual rewrite of one neuron at one alpha: r'_i = r[ro + i] fr_i + a fa_i + b fb_i written to
+ * r[wo + i] (wo >= ro: the same buffer's wider layout; last element first, each block read before it is
+ * written, so nothing is overwritten unread); returns the sum of r'_i^2.
+ */
+export function moveResiduals(r: Float64Array, ro: number, wo: number, n: number, fr: Float64Array, fa: Float64Array, a: number, fb: Float64Array, b: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = n - 1;
+  for (; i >= 3; i -= 4) {
+    const x0 = r[ro + i];
+    const x1 = r[ro + i - 1];
+    const x2 = r[ro + i - 2];
+    const x3 = r[ro + i - 3];
+    const y0 = x0 * fr[i] + a * fa[i] + b * fb[i];
+    const y1 = x1 * fr[i - 1] + a * fa[i - 1] + b * fb[i - 1];
+    const y2 = x2 * fr[i - 2] + a * fa[i - 2] + b * fb[i - 2];
+    const y3 = x3 * fr[i - 3] + a * fa[i - 3] + b * fb[i - 3];
+    r[wo + i] = y0;
+    r[wo + i - 1] = y1;
+    r[wo + i - 2] = y2;
+    r[wo + i - 3] = y3;
+    s0 += y0 * y0;
+    s1 += y1 * y1;
+    s2 += y2 * y2;
+    s3 += y3 * y3;
+  }
+  for (; i >= 0; i--) {
+    const y0 = r[ro + i] * fr[i] + a * fa[i] + b * fb[i];
+    r[wo + i] = y0;
+    s0 += y0 * y0;
+  }
+  return s0 + s1 + (s2 + s3);
 }
