@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
@@ -23,8 +24,8 @@ child.once('message', (childTid) => { parentPort.postMessage({ tid, nice: nice(t
 
 type Probe = { tid: number; nice: number; childTid: number; childNice: number };
 
-async function runProbe(nice: number): Promise<Probe> {
-  const w = new Worker(new URL('../server/src/workers/worker-entry.mjs', import.meta.url), { workerData: { module: probe, nice } });
+async function runProbe(nice: number, niceThreadId?: number): Promise<Probe> {
+  const w = new Worker(new URL('../server/src/workers/worker-entry.mjs', import.meta.url), { workerData: { module: probe, nice, ...(niceThreadId ? { niceThreadId } : {}) } });
   try {
     return await new Promise<Probe>((resolve, reject) => {
       w.once('message', resolve);
@@ -62,6 +63,28 @@ test('compute.workerNice 0 leaves analysis threads at the main thread\'s priorit
   const p = await runProbe(threadNice());
   assert.equal(p.nice, threadNiceOf(currentThreadId()));
   configureThreadNice(10, () => {});
+});
+
+test('a thread that cannot renice itself is reported to the main thread\'s log once, with the reason; every failure counted', async () => {
+  const warnings: string[] = [];
+  configureThreadNice(10, (m) => warnings.push(m));
+  const before = { ...threadNiceCounts };
+  // a thread id above the kernel's pid_max exists nowhere: setpriority fails with ESRCH
+  const missing = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8')) + 1;
+  const waitFor = async (n: number) => {
+    for (let i = 0; i < 200 && threadNiceCounts.reniceFailures < n; i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  const p = await runProbe(10, missing);
+  await waitFor(before.reniceFailures + 1);
+  assert.equal(p.nice, threadNiceOf(currentThreadId()), 'the thread runs at the process\'s priority');
+  assert.equal(threadNiceCounts.reniceFailures, before.reniceFailures + 1);
+  assert.equal(warnings.length, before.reniceFailures === 0 ? 1 : 0);
+  if (warnings.length) assert.match(warnings[0]!, /could not lower its priority by 10 \(ESRCH: /);
+  await runProbe(10, missing);
+  await waitFor(before.reniceFailures + 2);
+  assert.equal(threadNiceCounts.reniceFailures, before.reniceFailures + 2, 'the second failure counted');
+  assert.ok(warnings.length <= 1, 'and not logged again');
+  assert.equal(threadNiceCounts.warnings, before.warnings + warnings.length);
 });
 
 test('threadNiceOf reads the nice value ps reports for a thread', () => {

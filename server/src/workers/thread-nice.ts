@@ -11,8 +11,24 @@ import os from 'node:os';
 
 let base = 10;
 let warned = false;
-/** Log lines written about the option (at most one: not supported here). */
-export const threadNiceCounts = { warnings: 0 };
+/**
+ * Log lines written about the option (at most one: not supported here; at most one more: a thread could not
+ * renice itself), and the threads that could not (each counted, the first one logged with its reason).
+ */
+export const threadNiceCounts = { warnings: 0, reniceFailures: 0 };
+
+/** The channel on which worker-entry.mjs says that a thread could not renice itself. */
+export const THREAD_NICE_CHANNEL = 'sharedlens:thread-nice';
+let listener: BroadcastChannel | null = null;
+let warnFailure: (message: string) => void = () => {};
+
+/** A thread's report that it could not renice itself: counted; the first one logged with the reason (e.g. EACCES). */
+function reniceFailed(m: { module: string; nice: number; code: string | null; message: string }): void {
+  threadNiceCounts.reniceFailures++;
+  if (threadNiceCounts.reniceFailures > 1) return;
+  threadNiceCounts.warnings++;
+  warnFailure(`compute.workerNice: an analysis thread (${m.module}) could not lower its priority by ${m.nice} (${m.code ?? 'error'}: ${m.message}); it runs at the event loop's priority (further failures are counted, not logged)`);
+}
 
 /** Whether this system gives threads a nice value of their own (Linux with /proc/thread-self). */
 export function perThreadNiceSupported(): boolean {
@@ -21,10 +37,17 @@ export function perThreadNiceSupported(): boolean {
 
 /**
  * Sets the nice value analysis threads started from now on ask for (compute.workerNice; 0: off); `warn`
- * hears once that it cannot apply here.
+ * hears once that it cannot apply here, and once that a thread could not renice itself (with the reason).
  */
 export function configureThreadNice(nice: number, warn: (message: string) => void): void {
   base = nice;
+  warnFailure = warn;
+  if (!listener) {
+    listener = new BroadcastChannel(THREAD_NICE_CHANNEL);
+    listener.onmessage = (ev) => reniceFailed((ev as MessageEvent).data);
+    // never keeps the process alive
+    (listener as BroadcastChannel & { unref(): void }).unref();
+  }
   if (nice > 0 && !perThreadNiceSupported() && !warned) {
     warned = true;
     threadNiceCounts.warnings++;

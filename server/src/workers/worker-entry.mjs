@@ -15,10 +15,16 @@ import { register } from 'tsx/esm/api';
 const nice = workerData.nice ?? 10;
 if (nice > 0) {
   try {
-    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+    // workerData.niceThreadId: the thread to renice, for a test that needs it to fail (one that does not exist)
+    const tid = workerData.niceThreadId ?? Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
     os.setPriority(tid, Math.min(19, os.getPriority(tid) + nice));
-  } catch {
-    // not Linux or not permitted: the thread runs at the process's priority (thread-nice.ts logs the former once)
+  } catch (e) {
+    // not permitted (or not Linux): the thread runs at the process's priority; the main thread's log hears
+    // why (thread-nice.ts listens on this channel: one counted warning)
+    const channel = new BroadcastChannel('sharedlens:thread-nice');
+    // a SystemError's errno name (EACCES, ESRCH) is in e.info.code; its own code is ERR_SYSTEM_ERROR
+    channel.postMessage({ module: String(workerData.module).slice(0, 60), nice, code: e?.info?.code ?? e?.code ?? null, message: String(e?.message ?? e) });
+    channel.close();
   }
 }
 register();
