@@ -1,17 +1,18 @@
 /**
- * The ridge sweeps' kernels (compute/ridge.ts dot, dotAxpy, axpyDot, moveResiduals: four partial sums,
- * unrolled by four) against plain loops, at every length around the unrolling (0 to 13) and at offsets.
+ * The ridge sweeps' kernels (compute/ridge.ts dot, dotAxpy, moveResiduals, and symMulVec, pendingKinvTimes
+ * (symRow, axpySymRow) on Kinv's packed lower triangle: four partial sums, unrolled by four) against plain loops on full
+ * matrices, at every length around the unrolling (0 to 13) and at offsets.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axpyDot, dot, dotAxpy, moveResiduals } from '../server/src/compute/ridge.ts';
+import { dot, dotAxpy, moveResiduals, pendingKinvTimes, symMulVec } from '../server/src/compute/ridge.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 
 const r = mulberry32(17);
 const vec = (n: number) => Float64Array.from({ length: n }, () => 2 * r() - 1);
 const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-13 * (1 + Math.abs(b)), `${what}: ${a} vs ${b}`);
 
-test('dot, dotAxpy and axpyDot equal plain loops at every length and offset', () => {
+test('dot and dotAxpy equal plain loops at every length and offset', () => {
   for (let n = 0; n <= 13; n++) {
     for (const off of [0, 1, 3, 6]) {
       const x = vec(off + n + 2);
@@ -27,15 +28,6 @@ test('dot, dotAxpy and axpyDot equal plain loops at every length and offset', ()
       for (let i = 0; i < n; i++) p2 += x[off + i] * yy[i];
       close(dotAxpy(x2, off, yy, n, d), p2, `dotAxpy n=${n}`);
       x2.forEach((v, k) => close(v, k >= off && k < off + n ? x[k] + d * yy[k - off] : x[k], `dotAxpy x[${k}]`));
-      // axpyDot: k += c p, then the new k's product with w
-      const k0 = x.slice();
-      const p = vec(n);
-      const w = vec(n);
-      const c = -1.9;
-      let p3 = 0;
-      for (let i = 0; i < n; i++) p3 += (x[off + i] + c * p[i]) * w[i];
-      close(axpyDot(k0, off, c, p, w, n), p3, `axpyDot n=${n}`);
-      k0.forEach((v, k) => close(v, k >= off && k < off + n ? x[k] + c * p[k - off] : x[k], `axpyDot k[${k}]`));
     }
   }
 });
@@ -62,5 +54,45 @@ test('moveResiduals: every neuron moved to the wider layout in place, last first
       }
       close(sums[t], ss, `sum of squares n=${n} t=${t}`);
     }
+  }
+});
+
+/** A random symmetric n x n matrix, full (row-major) and as its lower triangle packed by rows. */
+function symmetric(n: number): { full: Float64Array; packed: Float64Array } {
+  const full = new Float64Array(n * n);
+  const packed = new Float64Array((n * (n + 1)) / 2);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      const v = 2 * r() - 1;
+      full[i * n + j] = v;
+      full[j * n + i] = v;
+      packed[(i * (i + 1)) / 2 + j] = v;
+    }
+  }
+  return { full, packed };
+}
+
+test('packed symmetric kernels: symMulVec, and pendingKinvTimes with its rank-one term written, equal K w on the full matrix', () => {
+  for (let n = 0; n <= 13; n++) {
+    const { full, packed } = symmetric(n);
+    const w = vec(n);
+    const want = new Float64Array(n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want[i] += full[i * n + j] * w[j];
+    const out = vec(n); // not zero: symMulVec clears it
+    symMulVec(packed, w, n, out);
+    out.forEach((v, i) => close(v, want[i], `symMulVec n=${n} i=${i}`));
+    // addRow's sweep: rows and columns below pn get the rank-one term p_i p_j / sc written in the same pass
+    const pn = Math.floor(n / 2) + (n % 3 === 0 ? 0 : 1);
+    const p = vec(n);
+    const sc = 0.7;
+    const updated = full.slice();
+    for (let i = 0; i < pn; i++) for (let j = 0; j < pn; j++) updated[i * n + j] += (p[i] / sc) * p[j];
+    const want2 = new Float64Array(n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want2[i] += updated[i * n + j] * w[j];
+    const k = packed.slice();
+    const s = vec(n); // not zero: cleared
+    pendingKinvTimes(k, p, sc, pn, w, n, s);
+    s.forEach((v, i) => close(v, want2[i], `sweep n=${n} i=${i}`));
+    for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) close(k[(i * (i + 1)) / 2 + j], updated[i * n + j], `written term n=${n} (${i}, ${j})`);
   }
 });

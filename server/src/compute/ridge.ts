@@ -39,7 +39,11 @@ export interface RidgeBasis {
   /** The fixed centring of xc (the feature means at the exact fit), and the feature means of the current rows. */
   xCenter: Float64Array;
   xMean: Float64Array;
-  /** Per alpha: (X0 X0^T + a I)^-1 (cap x cap, row stride cap), z = Kinv 1 (cap), gamma = 1^T z; H = Kinv - z z^T / gamma. */
+  /**
+   * Per alpha: (X0 X0^T + a I)^-1, symmetric, its lower triangle packed by rows (entry i, j <= i at
+   * tri(i) + j = i (i + 1) / 2 + j; tri(cap) long: a sweep reads half the numbers), z = Kinv 1 (cap),
+   * gamma = 1^T z; H = Kinv - z z^T / gamma.
+   */
   kinv: Float64Array[];
   z: Float64Array[];
   gamma: number[];
@@ -144,7 +148,7 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
     }
     const ha = rowGram(qs, n);
     // Kinv = (Xc Xc^T + a I)^-1 = H + 1 1^T / (n a): the intercept direction is Xc Xc^T's null direction
-    const ka = new Float64Array(cap * cap);
+    const ka = new Float64Array(tri(cap));
     const za = new Float64Array(cap);
     const ga = new Float64Array(cap);
     let gm = 0;
@@ -152,7 +156,7 @@ export function buildBasis(features: Float64Array | Float32Array, D: number, row
       let zi = 0;
       for (let j = 0; j < n; j++) {
         const v = ha[i * n + j] + 1 / (n * a);
-        ka[i * cap + j] = v;
+        if (j <= i) ka[tri(i) + j] = v;
         zi += v;
       }
       za[i] = zi;
@@ -196,8 +200,9 @@ export function createRidgeState(basis: RidgeBasis, N: number, y: Float64Array):
 /** Rebuilds every residual and loss exactly from the responses (clears accumulated rounding). */
 export function recomputeResiduals(state: RidgeState): void {
   settleBorder(state.basis);
-  const { n, cap, kinv, z, gamma, g } = state.basis;
+  const { n, kinv, z, gamma, g } = state.basis;
   const yc = new Float64Array(n);
+  const kyc = new Float64Array(n);
   for (let t = 0; t < state.N; t++) {
     let mean = 0;
     for (let i = 0; i < n; i++) mean += state.y[t * n + i] / n;
@@ -208,9 +213,10 @@ export function recomputeResiduals(state: RidgeState): void {
       for (let i = 0; i < n; i++) zy += za[i] * yc[i];
       zy /= gamma[a];
       const r = state.r[a];
+      symMulVec(ka, yc, n, kyc);
       let loss = 0;
       for (let i = 0; i < n; i++) {
-        const ri = (dot(ka, i * cap, yc, 0, n) - za[i] * zy) / g[a][i];
+        const ri = (kyc[i] - za[i] * zy) / g[a][i];
         r[t * n + i] = ri;
         loss += ri * ri;
       }
@@ -259,13 +265,15 @@ export function updateRow(state: RidgeState, row: number, yNew: ArrayLike<number
 
 /** k_ap = H_a[p, :] / g_a into `kp` (H_a's row p from Kinv's, with the last absorb's pending rank-one term); returns |k_ap|^2. */
 function leaveOneOutRow(b: RidgeBasis, a: number, row: number, kp: Float64Array): number {
-  const { n, cap } = b;
+  const { n } = b;
   const ka = b.kinv[a];
   const za = b.z[a];
   const ga = b.g[a];
   const zp = za[row] / b.gamma[a];
-  const o = row * cap;
-  for (let i = 0; i < n; i++) kp[i] = ka[o + i] - zp * za[i];
+  // Kinv's row p: the packed row up to the diagonal, then down column p
+  const o = tri(row);
+  for (let i = 0; i <= row; i++) kp[i] = ka[o + i] - zp * za[i];
+  for (let i = row + 1; i < n; i++) kp[i] = ka[tri(i) + row] - zp * za[i];
   const pb = b.pendingBorder;
   if (pb && row < pb.n) {
     const v = pb.v[a];
@@ -287,8 +295,8 @@ function grow(b: RidgeBasis, cap: number): void {
   xc.set(b.xc.subarray(0, b.n * b.D));
   b.xc = xc;
   b.kinv = b.kinv.map((k) => {
-    const out = new Float64Array(cap * cap);
-    for (let i = 0; i < b.n; i++) out.set(k.subarray(i * b.cap, i * b.cap + b.n), i * cap);
+    const out = new Float64Array(tri(cap));
+    out.set(k.subarray(0, tri(b.n)));
     return out;
   });
   const widen = (x: Float64Array) => {
@@ -309,8 +317,8 @@ export function settleBorder(b: RidgeBasis): void {
     const v = pb.v[a];
     for (let i = 0; i < pb.n; i++) {
       const c = v[i] / pb.sch[a];
-      const o = i * b.cap;
-      for (let j = 0; j < pb.n; j++) K[o + j] += c * v[j];
+      const o = tri(i);
+      for (let j = 0; j <= i; j++) K[o + j] += c * v[j];
     }
   });
   b.pendingBorder = undefined;
@@ -337,7 +345,7 @@ function widen(a: Float64Array, N: number, n: number, m: number): Float64Array {
 export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>, yNew: ArrayLike<number>): RidgeState {
   const b = state.basis;
   if (b.n + 1 > b.cap) grow(b, Math.max(8, 2 * b.cap));
-  const { n, D, cap } = b;
+  const { n, D } = b;
   const N = state.N;
   const m = n + 1;
   // the new row of X0 and its products with the others
@@ -348,7 +356,6 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
   const kv = new Float64Array(n);
   for (let i = 0; i < n; i++) kv[i] = dot(xc, i * D, xc, o0, D);
   for (let d = 0; d < D; d++) b.xMean[d] += (x[d] - b.xMean[d]) / m;
-  const A = b.alphas.length;
   const yOld = state.y;
   const pb = b.pendingBorder;
   // per alpha: v = Kinv k, s = kappa + a - k.v (the Schur complement), d = (v.1 - 1) / s, the new z, gamma,
@@ -358,18 +365,13 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     const z = b.z[ai];
     const gOld = b.g[ai];
     const v = new Float64Array(n);
+    if (pb) pendingKinvTimes(K, pb.v[ai], pb.sch[ai], pb.n, kv, n, v);
+    else symMulVec(K, kv, n, v);
     let kvv = 0;
     let v1 = 0;
-    // one sweep: the previous row's pending term written (rows and columns < pn) while Kinv k is read
-    const pn = pb ? pb.n : 0;
-    const pv = pb ? pb.v[ai] : v;
-    const ps = pb ? pb.sch[ai] : 1;
     for (let i = 0; i < n; i++) {
-      const o = i * cap;
-      const s = i < pn ? axpyDot(K, o, pv[i] / ps, pv, kv, pn) + dot(K, o + pn, kv, pn, n - pn) : dot(K, o, kv, 0, n);
-      v[i] = s;
-      kvv += kv[i] * s;
-      v1 += s;
+      kvv += kv[i] * v[i];
+      v1 += v[i];
     }
     const sch = kappa + a - kvv;
     const dd = (v1 - 1) / sch;
@@ -379,7 +381,7 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     for (let i = 0; i < n; i++) zNew[i] = z[i] + v[i] * dd;
     zNew[n] = -dd;
     const gNew = new Float64Array(m);
-    for (let i = 0; i < n; i++) gNew[i] = K[i * cap + i] + (v[i] * v[i]) / sch - (zNew[i] * zNew[i]) / gammaNew;
+    for (let i = 0; i < n; i++) gNew[i] = K[tri(i) + i] + (v[i] * v[i]) / sch - (zNew[i] * zNew[i]) / gammaNew;
     gNew[n] = 1 / sch - (zNew[n] * zNew[n]) / gammaNew;
     // r'_i = (c_i + z_i (z.y) / gamma + v_i beta - z'_i mu) / g'_i with c = r g and z'_i = z_i + v_i d:
     // r'_i = r_i fr_i + (z.y / gamma - mu) fz_i + (beta - mu d) fv_i, three products per element
@@ -393,35 +395,17 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
     }
     return { v, sch, dd, gamma, gammaNew, zNew, gNew, fr, fz, fv, z, r: widen(state.r[ai], N, n, m) };
   });
-  // neuron by neuron (its responses read once for every alpha), the rows rewritten in place in the wider
-  // layout: neuron t moves from t n to t m, last neuron first, last element first, nothing overwritten unread
-  for (let t = N - 1; t >= 0; t--) {
-    const ot = t * n;
-    const on = t * m;
-    const yn = yNew[t];
-    for (let ai = 0; ai < A; ai++) {
-      const q = per[ai];
-      const zy = dot(q.z, 0, yOld, ot, n);
-      const vy = dot(q.v, 0, yOld, ot, n);
-      const beta = (vy - yn) / q.sch;
-      const mu = (zy + q.dd * beta * q.sch) / q.gammaNew;
-      const rn = (-beta - q.zNew[n] * mu) / q.gNew[n];
-      const r = q.r;
-      r[on + n] = rn;
-      state.loss[ai * N + t] = rn * rn + moveResiduals(r, ot, on, n, q.fr, q.fz, zy / q.gamma - mu, q.fv, beta - mu * q.dd);
-    }
-  }
+  const sc = Float64Array.from(per.flatMap((q) => [q.sch, q.dd, q.gamma, q.gammaNew, q.zNew[n], q.gNew[n]]));
+  const terms = (k: 'z' | 'v' | 'r' | 'fr' | 'fz' | 'fv') => per.map((q) => q[k]);
+  absorbResiduals(terms('z'), terms('v'), terms('r'), terms('fr'), terms('fz'), terms('fv'), sc, yOld, Float64Array.from({ length: N }, (_, t) => yNew[t]), N, n, state.loss);
   per.forEach((q, ai) => {
     state.r[ai] = q.r;
-    // Kinv bordered: -v / s, 1 / s now; Kinv + v v^T / s left pending (the next addRow's sweep writes it)
+    // Kinv bordered: row n (-v / s, 1 / s) now; Kinv + v v^T / s left pending (the next addRow's sweep writes it)
     const K = b.kinv[ai];
     const { v, sch } = q;
-    for (let i = 0; i < n; i++) {
-      const vi = v[i] / sch;
-      K[i * cap + n] = -vi;
-      K[n * cap + i] = -vi;
-    }
-    K[n * cap + n] = 1 / sch;
+    const o = tri(n);
+    for (let i = 0; i < n; i++) K[o + i] = -v[i] / sch;
+    K[o + n] = 1 / sch;
     b.z[ai].set(q.zNew);
     b.g[ai].set(q.gNew);
     b.gamma[ai] = q.gammaNew;
@@ -436,6 +420,36 @@ export function addRow(state: RidgeState, stimulus: number, x: ArrayLike<number>
   b.rows = [...b.rows, stimulus];
   b.n = m;
   return state;
+}
+
+/**
+ * addRow's residuals and losses, neuron by neuron (its responses read once for every alpha), the rows
+ * rewritten in place in the wider layout: neuron t moves from t n to t (n + 1), last neuron first, last
+ * element first, nothing overwritten unread. Per alpha a: z, v, the residuals' N x (n + 1) view r, the
+ * factors fr, fz, fv, and sc[6a ..]: the Schur complement s, d, gamma, the new gamma, z'_n, g'_n. Arrays
+ * and numbers only: compiled once, whatever objects the state came in (a structured clone's differ).
+ */
+function absorbResiduals(z: Float64Array[], v: Float64Array[], r: Float64Array[], fr: Float64Array[], fz: Float64Array[], fv: Float64Array[], sc: Float64Array, yOld: Float64Array, yNew: Float64Array, N: number, n: number, loss: Float64Array): void {
+  const A = z.length;
+  const m = n + 1;
+  const zv = new Float64Array(2);
+  for (let t = N - 1; t >= 0; t--) {
+    const ot = t * n;
+    const on = t * m;
+    const yn = yNew[t];
+    for (let ai = 0; ai < A; ai++) {
+      const sch = sc[6 * ai];
+      const dd = sc[6 * ai + 1];
+      dot2(z[ai], v[ai], yOld, ot, n, zv);
+      const zy = zv[0];
+      const beta = (zv[1] - yn) / sch;
+      const mu = (zy + dd * beta * sch) / sc[6 * ai + 3];
+      const rn = (-beta - sc[6 * ai + 4] * mu) / sc[6 * ai + 5];
+      const ra = r[ai];
+      ra[on + n] = rn;
+      loss[ai * N + t] = rn * rn + moveResiduals(ra, ot, on, n, fr[ai], fz[ai], zy / sc[6 * ai + 2] - mu, fv[ai], beta - mu * dd);
+    }
+  }
 }
 
 /**
@@ -576,6 +590,37 @@ export function predict(model: NeuronModel, x: ArrayLike<number>): number {
   return s;
 }
 
+/** Start of row i of a lower triangle packed by rows (RidgeBasis.kinv). */
+function tri(i: number): number {
+  return (i * (i + 1)) / 2;
+}
+
+/** out = K w for a symmetric n x n K given by its packed lower triangle (one pass over it). */
+export function symMulVec(k: Float64Array, w: Float64Array, n: number, out: Float64Array): void {
+  out.fill(0, 0, n);
+  for (let i = 0; i < n; i++) {
+    const o = tri(i);
+    out[i] += symRow(k, o, w, out, i) + k[o + i] * w[i];
+  }
+}
+
+/**
+ * out = Kinv w while the pending rank-one term (v v^T / s on rows and columns < pn) is written into the
+ * packed Kinv, in one pass over it: each number is used for its row's product and for its column's.
+ */
+export function pendingKinvTimes(k: Float64Array, pv: Float64Array, ps: number, pn: number, w: Float64Array, n: number, out: Float64Array): void {
+  out.fill(0, 0, n);
+  for (let i = 0; i < n; i++) {
+    const o = tri(i);
+    if (i < pn) {
+      const c = pv[i] / ps;
+      const kii = k[o + i] + c * pv[i];
+      k[o + i] = kii;
+      out[i] += axpySymRow(k, o, c, pv, w, out, i) + kii * w[i];
+    } else out[i] += symRow(k, o, w, out, i) + k[o + i] * w[i];
+  }
+}
+
 /*
  * Kernels of the sweeps above. Each keeps four partial sums: with one, every addition waits for the previous
  * one (about 4 cycles), which bound these loops rather than their multiply-adds or memory. The sums are
@@ -597,6 +642,29 @@ export function dot(x: Float64Array, xo: number, y: Float64Array, yo: number, n:
   }
   for (; i < n; i++) s0 += x[xo + i] * y[yo + i];
   return s0 + s1 + (s2 + s3);
+}
+
+/** a[0, n) . y[yo, yo + n) and b[0, n) . y[yo, yo + n) into out[0] and out[1] (one pass over y). */
+export function dot2(a: Float64Array, b: Float64Array, y: Float64Array, yo: number, n: number, out: Float64Array): void {
+  let s0 = 0;
+  let s1 = 0;
+  let t0 = 0;
+  let t1 = 0;
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const y0 = y[yo + i];
+    const y1 = y[yo + i + 1];
+    s0 += a[i] * y0;
+    s1 += a[i + 1] * y1;
+    t0 += b[i] * y0;
+    t1 += b[i + 1] * y1;
+  }
+  if (i < n) {
+    s0 += a[i] * y[yo + i];
+    t0 += b[i] * y[yo + i];
+  }
+  out[0] = s0 + s1;
+  out[1] = t0 + t1;
 }
 
 /** x[xo, xo + n) . y[0, n), then x[xo, xo + n) += d y[0, n) (one pass); returns the dot product of the old x. */
@@ -628,36 +696,6 @@ export function dotAxpy(x: Float64Array, xo: number, y: Float64Array, n: number,
   for (; i < n; i++) {
     s0 += x[xo + i] * y[i];
     x[xo + i] += d * y[i];
-  }
-  return s0 + s1 + (s2 + s3);
-}
-
-/** k[ko, ko + n) += c p[0, n), then returns the new k[ko, ko + n) . w[0, n) (one pass). */
-export function axpyDot(k: Float64Array, ko: number, c: number, p: Float64Array, w: Float64Array, n: number): number {
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let j = 0;
-  for (; j + 3 < n; j += 4) {
-    const o = ko + j;
-    const k0 = k[o] + c * p[j];
-    const k1 = k[o + 1] + c * p[j + 1];
-    const k2 = k[o + 2] + c * p[j + 2];
-    const k3 = k[o + 3] + c * p[j + 3];
-    k[o] = k0;
-    k[o + 1] = k1;
-    k[o + 2] = k2;
-    k[o + 3] = k3;
-    s0 += k0 * w[j];
-    s1 += k1 * w[j + 1];
-    s2 += k2 * w[j + 2];
-    s3 += k3 * w[j + 3];
-  }
-  for (; j < n; j++) {
-    const kj = k[ko + j] + c * p[j];
-    k[ko + j] = kj;
-    s0 += kj * w[j];
   }
   return s0 + s1 + (s2 + s3);
 }
@@ -695,6 +733,76 @@ export function moveResiduals(r: Float64Array, ro: number, wo: number, n: number
     const y0 = r[ro + i] * fr[i] + a * fa[i] + b * fb[i];
     r[wo + i] = y0;
     s0 += y0 * y0;
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/**
+ * Row i of a packed symmetric matrix below its diagonal, k[ko, ko + i): returns its product with w[0, i)
+ * (the row's part of (K w)_i) and adds w_i times it to s[0, i) (the columns' parts of (K w)_j, j < i).
+ */
+function symRow(k: Float64Array, ko: number, w: Float64Array, s: Float64Array, i: number): number {
+  const wi = w[i];
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let j = 0;
+  for (; j + 3 < i; j += 4) {
+    const o = ko + j;
+    const k0 = k[o];
+    const k1 = k[o + 1];
+    const k2 = k[o + 2];
+    const k3 = k[o + 3];
+    s0 += k0 * w[j];
+    s1 += k1 * w[j + 1];
+    s2 += k2 * w[j + 2];
+    s3 += k3 * w[j + 3];
+    s[j] += wi * k0;
+    s[j + 1] += wi * k1;
+    s[j + 2] += wi * k2;
+    s[j + 3] += wi * k3;
+  }
+  for (; j < i; j++) {
+    const kj = k[ko + j];
+    s0 += kj * w[j];
+    s[j] += wi * kj;
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/** symRow after k[ko, ko + i) += c p[0, i) (the row's pending rank-one term written in the same pass). */
+function axpySymRow(k: Float64Array, ko: number, c: number, p: Float64Array, w: Float64Array, s: Float64Array, i: number): number {
+  const wi = w[i];
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let j = 0;
+  for (; j + 3 < i; j += 4) {
+    const o = ko + j;
+    const k0 = k[o] + c * p[j];
+    const k1 = k[o + 1] + c * p[j + 1];
+    const k2 = k[o + 2] + c * p[j + 2];
+    const k3 = k[o + 3] + c * p[j + 3];
+    k[o] = k0;
+    k[o + 1] = k1;
+    k[o + 2] = k2;
+    k[o + 3] = k3;
+    s0 += k0 * w[j];
+    s1 += k1 * w[j + 1];
+    s2 += k2 * w[j + 2];
+    s3 += k3 * w[j + 3];
+    s[j] += wi * k0;
+    s[j + 1] += wi * k1;
+    s[j + 2] += wi * k2;
+    s[j + 3] += wi * k3;
+  }
+  for (; j < i; j++) {
+    const kj = k[ko + j] + c * p[j];
+    k[ko + j] = kj;
+    s0 += kj * w[j];
+    s[j] += wi * kj;
   }
   return s0 + s1 + (s2 + s3);
 }
