@@ -9,6 +9,7 @@ import { root } from './support.ts';
 const benchmarks: Record<string, () => Promise<{ run: () => Promise<Record<string, unknown>> }>> = {
   ingest: () => import('./ingest.ts'),
   ridge: () => import('./ridge.ts'),
+  absorb: () => import('./absorb.ts'),
   maps: () => import('./maps.ts'),
   deletion: () => import('./deletion.ts'),
   'maps-quality': () => import('./maps-quality.ts'),
