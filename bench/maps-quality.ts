@@ -99,7 +99,8 @@ export function candidates(): Record<string, MapOptions> {
  * (factorised-readout.ts; `map` 'shared' or 'contribution'), and the pooled ridge readout fitted by the
  * server's ridge (ridge.ts: RidgeCV with leave-one-out alphas) on features z-scored inside the fit
  * (StandardScaler + RidgeCV; its map takes v = w_z (.) z_o (.) z_ref, i.e. features 'standardised' with
- * w_z / sd) or on centred features (the server's own fit), mapped like the default.
+ * w_z / sd) or on centred features (the server's own fit), mapped by occlusion at expanded_conv_12 per cell (the
+ * default of the 03:52 run; the centres' rendering since).
  */
 export type FittedCandidate =
   | { kind: 'factorised'; layer: string; map: 'shared' | 'contribution'; smoothness: number }
@@ -126,7 +127,7 @@ const HELD_OUT = 40;
 const FACTORISED_ALPHAS = [1];
 /**
  * The mask's smoothness penalty relative to lambda. a = 1 and smoothness 3 are the best held-out R^2 on scene 0's two
- * neurons (a over 0.001-10, smoothness 0, 3, 10; 40 training composites); smoothness 100 (a smoother mask) fits a
+ * neurons (a over 0.01-10, smoothness 0, 3, 10; 40 training composites); smoothness 100 (a smoother mask) fits a
  * little worse (R^2 0.50 against 0.55 on 4 scenes) and gives better maps (pointing 0.38 / 0.50 against 0.00 / 0.38,
  * shared / contribution): both are rows.
  */
