@@ -17,6 +17,7 @@ import { exposureProblems } from '../server/src/auth/exposure.ts';
 import { hostName } from '../server/src/auth/hosts.ts';
 import { hashPassword, matchSecret, digest, verifyPassword } from '../server/src/auth/secrets.ts';
 import { createApp } from '../server/src/app.ts';
+import { knownFeatures } from '../server/src/compute/encoding.ts';
 import { loadConfig } from '../server/src/config.ts';
 import { dashboardSocket, demoStimuli, rawRig, root, send, sessionStart, SIGN_IN_TOKEN, signIn, startApp, testConfig, tmpDir, TOKEN, until, type TestApp } from './helpers.ts';
 
@@ -323,11 +324,18 @@ test('a stimulus file that is a symlink out of its set is not served (404); one 
 test('a follow-up pushed from the dashboard is recorded with who asked for it', async () => {
   const base = testConfig();
   const t2 = await startApp({ compute: { ...base.compute, features: true, maps: { ...base.compute.maps, enabled: false } } });
+  // closed in finally: a rig left connecting to a closed server keeps the test file's process alive
+  const rig = new RigClient({ url: t2.url, token: TOKEN });
   try {
-    const rig = new RigClient({ url: t2.url, token: TOKEN });
     await rig.connect();
     const sessionId = await rig.startSession(sessionStart(4));
-    await until(() => t2.app.store.get(sessionId)?.encoding, 'features', 2400);
+    // follow-ups need the whole set's features (models start on a part of them)
+    await until(() => {
+      const enc = t2.app.store.get(sessionId)?.encoding;
+      if (!enc) return false;
+      const [known, total] = knownFeatures(enc);
+      return known === total;
+    }, 'features', 2400);
     const pushed = new Promise<unknown[]>((resolve) => rig.onFollowups(resolve));
     const dash = dashboardSocket(t2);
     sockets.push(dash);
@@ -337,8 +345,8 @@ test('a follow-up pushed from the dashboard is recorded with who asked for it', 
     const given = t2.app.recorder.load(sessionId).records.filter((r) => r.frame.type === 'followup:suggested');
     assert.deepEqual(given.map((r) => (r.frame as { by?: string }).by), ['token']);
     assert.ok(t2.logs.some((l) => l.msg === 'steering action' && l.event === 'followup:request' && l.by === 'token'));
-    rig.close();
   } finally {
+    rig.close();
     await t2.close();
   }
 });
