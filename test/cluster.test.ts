@@ -63,10 +63,13 @@ test('live handover: a rig that left node A resumes its session on node B at onc
   const rigB = new RigClient({ url: b.url, token: TOKEN, ackTimeoutMs: 10_000, socket: { reconnection: false } });
   try {
     await rigA.connect();
+    await rigB.connect();
     const sessionId = await rigA.startSession(sessionStart(C));
+    // at once, before A's next heartbeat: A took the session's hold before acknowledging its start (before,
+    // B could take a session its rig had just started on A)
+    await assert.rejects(rigB.resume(sessionId), /is live on node "node-a"/);
     let lastSeq = 0;
     for (let t = 0; t < 10; t++) for (const ack of await Promise.all(trial(rigA, t))) lastSeq = Math.max(lastSeq, ack.seq);
-    await rigB.connect();
     await until(async () => (await api(b.url, '/api/sessions')).body.some((s: { sessionId: string }) => s.sessionId === sessionId), "A's session known to B");
     await assert.rejects(rigB.resume(sessionId), /is live on node "node-a".*that node did not hand it over: .*still connected to its rig/);
     // the rig leaves A (A stays up): B takes the session over without waiting for A's idle close (10 min)

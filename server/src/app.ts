@@ -201,7 +201,7 @@ export function createApp(deps: AppDeps): App {
     stimulusSets,
     limits: config.limits,
     ...(deps.now ? { now: deps.now } : {}),
-    ...(cluster ? { claim: (id: string, rig: string) => claimOrHandOver(cluster, () => commandDeps.cluster?.remote, id, rig, () => recorder.forgetMeta(id)) } : {}),
+    ...(cluster ? { claim: (id: string, rig: string) => claimOrHandOver(cluster, () => commandDeps.cluster?.remote, id, rig, () => recorder.forgetMeta(id)), hold: (id: string) => cluster.claim(id) } : {}),
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
   const rigTokens = new RigTokens({ tokens: config.rigTokens, maxFailedAttempts: config.auth.maxFailedAttempts, failedWindowS: config.auth.failedWindowS, ...(deps.now ? { now: deps.now } : {}) });

@@ -49,6 +49,11 @@ export interface RigGatewayDeps {
    * `rig`; resolves to null when taken, or to why not (another live node writes its log).
    */
   claim?: (sessionId: string, rig: string) => Promise<string | null>;
+  /**
+   * Clustered: takes the hold on a session just started here, before its start is acknowledged (until the
+   * next heartbeat took it, another node could take a session its rig had just started here).
+   */
+  hold?: (sessionId: string) => Promise<string | null>;
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -208,7 +213,18 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     deps.store.startLive(frame, createGuard(sessionId, start, stimuli), [], rig);
     owned.get(socket.id)?.add(sessionId);
     deps.log('info', 'session started', { sessionId, rigId: start.rigId, channels: start.channels.length });
-    ack({ data: { sessionId, lastSeq: 0 } });
+    if (!deps.hold) return ack({ data: { sessionId, lastSeq: 0 } });
+    // the session is recorded whatever Redis answers; its hold is otherwise taken at the next heartbeat
+    deps.hold(sessionId).then(
+      (refused) => {
+        if (refused) deps.log('error', `a new session's hold was refused: ${refused}`, { sessionId });
+        ack({ data: { sessionId, lastSeq: 0 } });
+      },
+      (e: Error) => {
+        deps.log('warn', `the cluster's Redis did not take a new session's hold (the next heartbeat takes it): ${e.message}`, { sessionId });
+        ack({ data: { sessionId, lastSeq: 0 } });
+      },
+    );
   }
 
   /** Clustered: a session another node may hold is taken (or refused with its owner) before it is resumed here. */
