@@ -8,7 +8,7 @@
  * joins them (absorbed like a new one) when its features arrive (addFeatures).
  */
 import type { NeuronStatsState } from './neuron-stats.ts';
-import { addRow, buildBasis, createRidgeState, updateRow, type RidgeState } from './ridge.ts';
+import { addRow, buildBasis, createRidgeState, updateRow, type KernelEigen, type RidgeState } from './ridge.ts';
 
 export interface EncodingConfig {
   alphas: number[];
@@ -204,9 +204,13 @@ export function refitJob(enc: EncodingState, stats: NeuronStatsState, cfg: Encod
   return { rows, features: x, D: dim, alphas: cfg.alphas, N: stats.C, y: currentY(stats, rows), cap: stats.stimuli.length };
 }
 
-/** The work of a refit job: O(n^2 D + alphas x n^3 + alphas x N x n^2). Pure; runs anywhere. */
-export function fitJob(job: RefitJob): RidgeState {
-  const basis = buildBasis(job.features, job.D, job.rows.map((_, i) => i), job.alphas, job.cap);
+/**
+ * The work of a refit job: O(n^2 D + alphas x n^3 + alphas x N x n^2). Pure; runs anywhere. With the basis
+ * kernel's eigendecomposition given (a cluster worker's, cluster/refit-jobs.ts) buildBasis takes it instead
+ * of computing it: the same state.
+ */
+export function fitJob(job: RefitJob, eigen?: KernelEigen): RidgeState {
+  const basis = buildBasis(job.features, job.D, job.rows.map((_, i) => i), job.alphas, job.cap, eigen);
   basis.rows = job.rows;
   return createRidgeState(basis, job.N, job.y);
 }

@@ -7,18 +7,11 @@
 import { Worker } from 'node:worker_threads';
 import { Observable } from 'rxjs';
 import { fitJob, type CatchUp, type RefitJob } from '../compute/encoding.ts';
-import { buildBasis, createRidgeState, type KernelEigen, type RidgeState } from '../compute/ridge.ts';
+import type { KernelEigen, RidgeState } from '../compute/ridge.ts';
 import { threadNice } from './thread-nice.ts';
 
 /** What the thread sends back for a job (workers/ridge-worker.ts). */
 type WorkerMessage = { type: 'need-y' | 'fitted' | 'eigen' | 'error'; rows?: number[]; state?: RidgeState; eigen?: KernelEigen; message?: string };
-
-/** encoding.ts fitJob with the kernel's eigendecomposition given (the same state: buildBasis takes it instead of computing it). */
-export function fitJobWithEigen(job: RefitJob, eigen: KernelEigen): RidgeState {
-  const basis = buildBasis(job.features, job.D, job.rows.map((_, i) => i), job.alphas, job.cap, eigen);
-  basis.rows = job.rows;
-  return createRidgeState(basis, job.N, job.y);
-}
 
 export class RidgeWorker {
   private worker: Worker | null = null;
@@ -61,7 +54,7 @@ export class RidgeWorker {
           return;
         }
         this.onError(`${msg.message}; refitting on the main thread`);
-        sub.next(eigen ? fitJobWithEigen(job, eigen) : fitJob(job));
+        sub.next(fitJob(job, eigen));
         sub.complete();
       });
       const w = this.start();

@@ -13,7 +13,6 @@
 import { parentPort } from 'node:worker_threads';
 import { applyCatchUp, fitJob, type CatchUp, type RefitJob } from '../compute/encoding.ts';
 import { basisEigen, type KernelEigen, type RidgeState } from '../compute/ridge.ts';
-import { fitJobWithEigen } from './ridge-client.ts';
 
 /** Every buffer of a fitted state, for a zero-copy transfer. */
 function stateBuffers(s: RidgeState): ArrayBuffer[] {
@@ -36,7 +35,7 @@ parentPort?.on('message', async (msg: { id: number; job?: RefitJob; eigen?: Kern
     return;
   }
   try {
-    const state = msg.eigen ? fitJobWithEigen(msg.job!, msg.eigen) : fitJob(msg.job!);
+    const state = fitJob(msg.job!, msg.eigen);
     // catch up with the trials and the new stimuli of the fit's duration; again for those of the catch-up
     // (each round is shorter), so the main thread is left with at most a few
     for (let round = 0; round < 4; round++) {
