@@ -213,18 +213,15 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     deps.store.startLive(frame, createGuard(sessionId, start, stimuli), [], rig);
     owned.get(socket.id)?.add(sessionId);
     deps.log('info', 'session started', { sessionId, rigId: start.rigId, channels: start.channels.length });
-    if (!deps.hold) return ack({ data: { sessionId, lastSeq: 0 } });
+    const started = () => ack({ data: { sessionId, lastSeq: 0 } });
+    if (!deps.hold) return started();
     // the session is recorded whatever Redis answers; its hold is otherwise taken at the next heartbeat
-    deps.hold(sessionId).then(
-      (refused) => {
-        if (refused) deps.log('error', `a new session's hold was refused: ${refused}`, { sessionId });
-        ack({ data: { sessionId, lastSeq: 0 } });
-      },
-      (e: Error) => {
-        deps.log('warn', `the cluster's Redis did not take a new session's hold (the next heartbeat takes it): ${e.message}`, { sessionId });
-        ack({ data: { sessionId, lastSeq: 0 } });
-      },
-    );
+    deps.hold(sessionId)
+      .then(
+        (refused) => refused && deps.log('error', `a new session's hold was refused: ${refused}`, { sessionId }),
+        (e: Error) => deps.log('warn', `the cluster's Redis did not take a new session's hold (the next heartbeat takes it): ${e.message}`, { sessionId }),
+      )
+      .finally(started);
   }
 
   /** Clustered: a session another node may hold is taken (or refused with its owner) before it is resumed here. */
