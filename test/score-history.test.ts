@@ -26,3 +26,29 @@ test('a new model version at the same trial count replaces the last point', () =
   assert.deepEqual(h.trials, [10, 11]);
   assert.deepEqual(h.looR.get('ch001'), [0.2, 0.3]);
 });
+
+test('a model report that arrives after the session\'s last trial is recorded (not only reports seen on a statistics update)', async () => {
+  const { Subject } = await import('rxjs');
+  const { recordScoreHistory } = await import('../server/src/http/score-history.ts');
+  type Store = Parameters<typeof recordScoreHistory>[0];
+  // the two streams and the one method the recorder reads, as the session store publishes them
+  const rt = { id: 's1', latest: { trialsCompleted: 0 } };
+  let report: { version: number; channels: ReturnType<typeof scores> } | null = null;
+  const store = { updates$: new Subject<{ runtime: typeof rt }>(), modelsReady$: new Subject<typeof rt>(), models: () => report };
+  const { histories, sub } = recordScoreHistory(store as unknown as Store, 0);
+  rt.latest.trialsCompleted = 100;
+  report = { version: 1, channels: scores(0.2) };
+  store.updates$.next({ runtime: rt });
+  // the session ends at trial 120; its last report comes later, with no statistics update after it
+  const tick = () => new Promise((r) => setTimeout(r, 10));
+  await tick();
+  rt.latest.trialsCompleted = 120;
+  store.updates$.next({ runtime: rt });
+  await tick();
+  report = { version: 2, channels: scores(0.5) };
+  store.modelsReady$.next(rt);
+  await tick();
+  sub.unsubscribe();
+  assert.deepEqual(histories.get('s1')!.trials, [100, 120]);
+  assert.deepEqual(histories.get('s1')!.looR.get('ch001'), [0.2, 0.5]);
+});

@@ -1,17 +1,19 @@
 /** `/api/sessions/:id/score-history/:channelId`: a channel's model scores over the whole session. */
 import { Router } from 'express';
-import { asyncScheduler, groupBy, map, mergeMap, throttleTime, type SchedulerLike, type Subscription } from 'rxjs';
+import { asyncScheduler, groupBy, map, merge, mergeMap, throttleTime, type SchedulerLike, type Subscription } from 'rxjs';
 import { addScores, createScoreHistory, type ScoreHistory } from '../compute/score-history.ts';
 import type { SessionStore } from '../sinks/session-store.ts';
 import { apiError } from './api-error.ts';
 
-/** Records every session's model scores (looked at every `intervalMs`; kept after the session ends). */
+/**
+ * Records every session's model scores (looked at every `intervalMs` on a statistics update or a new model
+ * report; kept after the session ends). A report finished after the session's last trial is recorded too.
+ */
 export function recordScoreHistory(store: SessionStore, intervalMs = 500, scheduler: SchedulerLike = asyncScheduler): { histories: Map<string, ScoreHistory>; sub: Subscription } {
   const histories = new Map<string, ScoreHistory>();
   const versions = new Map<string, number>();
-  const sub = store.updates$
+  const sub = merge(store.updates$.pipe(map((u) => u.runtime)), store.modelsReady$)
     .pipe(
-      map((u) => u.runtime),
       groupBy((rt) => rt.id),
       mergeMap((g) => g.pipe(throttleTime(intervalMs, scheduler, { leading: true, trailing: true }))),
     )
