@@ -231,7 +231,9 @@ test('one server per data folder: a live lock refuses naming the pid, a stale on
   first.stdout.on('data', (d) => (out += d));
   first.stderr.on('data', (d) => (out += d));
   try {
-    await until(() => /sharedlens dashboard/.test(out), 'first server up');
+    // up to 30 s: a server under tsx on a loaded 2-core machine can take longer than until's default 10 s to start
+    await until(() => /sharedlens dashboard/.test(out) || first.exitCode !== null, 'first server up', 1200);
+    assert.equal(first.exitCode, null, `the first server exited: ${out}`);
     const second = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/main.ts')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     second.stderr.on('data', (d) => (err += d));

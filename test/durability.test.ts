@@ -63,7 +63,9 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   // the banner prints the dashboard URL with its sign-in token
-  const url = await until(() => /(http:\/\/[\d.]+:\d+)\/\?token=/.exec(out)?.[1], 'server start');
+  // a server under tsx on a loaded 2-core machine can take longer than until's default 10 s to start (as the cluster tests' nodes)
+  const url = await until(() => /(http:\/\/[\d.]+:\d+)\/\?token=/.exec(out)?.[1] ?? (child.exitCode !== null ? 'exited' : null), 'server start', 1200);
+  if (url === 'exited') throw new Error(`the server exited: ${out}`);
   const rig = new RigClient({ url, token: TOKEN, ackTimeoutMs: 2000, socket: { reconnection: false } });
   await rig.connect();
   const sessionId = await rig.startSession(sessionStart(8));
