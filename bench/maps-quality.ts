@@ -28,7 +28,7 @@ import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, loadModel } from '../server/src/compute/feature-model.ts';
 import { factorisedSideMap, fitFactorisedReadout, layerActivation, predictFactorised, type FactorisedReadout } from '../server/src/compute/factorised-readout.ts';
 import { buildBasis, createRidgeState, neuronModel } from '../server/src/compute/ridge.ts';
-import { featureMoments, graphFeatureFn, imageSetMoments, normalizePair, sharedVector, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
+import { featureMoments, graphFeatureFn, imageSetMoments, mapVector, normalizePair, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { POINTING_TOLERANCE_PX, QUADRANTS, PART, SIZE, boxMassRatio, compose, cornerOverBackground, driverRegionFeatures, meanIn, plantedFair, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -44,10 +44,16 @@ const N_CASCADE = QUICK ? 1 : 6;
  * every candidate took too long to run in a working session).
  */
 const N_SUBSET = Number(process.env.BENCH_MAPS_SUBSET ?? (QUICK ? 2 : 6));
-const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2', 'occlusion12StandardisedSignedCentres', 'occlusion12CentredSigned', 'occlusion12CentredSignedCentres']);
+const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2', 'occlusion12StandardisedSignedCentres', 'occlusion12CentredSigned', 'occlusion12CentredSignedCentres', 'occlusion12PredictionCentres', 'occlusion12PredictionSharedCentres']);
 const STEPS = 4;
 /** The fitted candidates run on every scene (the factorised maps cost one pass to the layer per side; the others on the first scenes: BENCH_MAPS_SUBSET). */
-const FITTED_ALL_SCENES = new Set(['factorised12Shared', 'factorised12Contribution']);
+const FITTED_ALL_SCENES = new Set(['factorised12Shared', 'factorised12Contribution', 'occlusion12CentredSignedCentresFitted', 'occlusion12PredictionCentresFitted', 'occlusion12PredictionSharedCentresFitted']);
+/**
+ * Candidates also mapped with the readout the server's own ridge fits (RidgeCV on the training set's pooled
+ * features, as ridge.ts fits the rig's neurons) to the planted, random and all-ones readouts' responses: rows
+ * `<name>Fitted`, on every scene; the default's row gives the issue's keys suffixed `Fitted`.
+ */
+const WITH_FITTED = ['occlusion12CentredSignedCentres', 'occlusion12PredictionCentres', 'occlusion12PredictionSharedCentres'];
 
 /** Graph node prefix of the default backbone's layers. */
 const NET = 'StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/StatefulPartitionedCall/StatefulPartitionedCall/predict/MobilenetV2/';
@@ -86,6 +92,9 @@ export function candidates(): Record<string, MapOptions> {
     // a candidate for the default's rendering: with the server's 2 px display smoothing, as the default's row
     occlusion12CentredSignedCentres: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 2, occlusionCells: 3, occlusionStride: 3, positiveOnly: false, occlusionRender: 'centres' },
     occlusion12CentredSigned: { ...base, method: 'layerOcclusion', layer: mid, features: 'centred', smoothSigmaPx: 0, occlusionCells: 3, occlusionStride: 3, positiveOnly: false },
+    // the fall of the neuron's predicted response w . phi (no reference), and the same times the other image's centred prediction
+    occlusion12PredictionCentres: { ...base, method: 'layerOcclusion', layer: mid, features: 'prediction', smoothSigmaPx: 2, occlusionCells: 3, occlusionStride: 3, positiveOnly: false, occlusionRender: 'centres' },
+    occlusion12PredictionSharedCentres: { ...base, method: 'layerOcclusion', layer: mid, features: 'predictionShared', smoothSigmaPx: 2, occlusionCells: 3, occlusionStride: 3, positiveOnly: false, occlusionRender: 'centres' },
     layer13ExpandCentred: { ...base, method: 'layer', layer: `${NET}expanded_conv_13/expand/Relu6`, features: 'centred', smoothSigmaPx: 0 },
     layer9Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_9/add`, features: 'centred', smoothSigmaPx: 0 },
     layer5Centred: { ...base, method: 'layer', layer: `${NET}expanded_conv_5/add`, features: 'centred', smoothSigmaPx: 0 },
@@ -116,6 +125,7 @@ export function fittedCandidates(): Record<string, FittedCandidate> {
     factorised9Shared: { kind: 'factorised', layer: `${NET}expanded_conv_9/add`, map: 'shared', smoothness: FACTORISED_SMOOTHNESS },
     ridgeStandardisedOcclusion12: { kind: 'ridge', standardise: true, opts: { ...c.occlusion12CentredSigned, features: 'standardised' } },
     ridgeCentredOcclusion12: { kind: 'ridge', standardise: false, opts: c.occlusion12CentredSigned },
+    ...Object.fromEntries(WITH_FITTED.map((name) => [`${name}Fitted`, { kind: 'ridge' as const, standardise: false, opts: c[name] }])),
   };
 }
 
@@ -373,8 +383,7 @@ export async function run(): Promise<Record<string, unknown>> {
       a.randCorrNonZero.push(rankCorrelation(dP, mRand, true));
       a.onesCorrNonZero.push(rankCorrelation(dP, mOnes, true));
       // the same for the ground-truth maps of the method's own v: what a map right at the regions' resolution scores
-      const moments = opts.features === 'standardised' ? { mean, sd } : opts.features === 'centred' ? { mean } : undefined;
-      const truth = (w: Float32Array) => regionOcclusionMap(regions, s.driverBoxes, sharedVector(w, regions.full, phiRef, opts.positiveOnly, moments));
+      const truth = (w: Float32Array) => regionOcclusionMap(regions, s.driverBoxes, mapVector(w, regions.full, phiRef, { ...opts, featureMean: mean, featureSd: sd }, 'driver'));
       const tP = truth(n.nP);
       a.truthCorr.push(rankCorrelation(dP, tP));
       a.randCorrTruth.push(rankCorrelation(tP, truth(wRand)));
@@ -446,6 +455,11 @@ export async function run(): Promise<Record<string, unknown>> {
     );
   for (const [name, st] of Object.entries(fitStats))
     console.log(`  fitted readout of ${name}: held-out R^2 median ${median(st.heldOutR2).toFixed(3)} (${st.heldOutR2.length} fits), ${median(st.seconds).toFixed(2)} s per fit`);
+  // each method with the planted readout beside the same method with the readout the server's ridge fits
+  const fittedKeys = ['pointingHitRate', 'pointingHitRateShared', 'randomReadoutRankCorr', 'onesReadoutRankCorr', 'cornerArtefactRate'] as const;
+  for (const name of WITH_FITTED)
+    if (summary[name] && summary[`${name}Fitted`])
+      console.log(`  ${name}${name === chosen ? ' (default)' : ''}, planted vs fitted readout: ${fittedKeys.map((k) => `${k} ${summary[name][k].toFixed(2)} / ${summary[`${name}Fitted`][k].toFixed(2)}`).join(', ')} (targets >= 0.8, >= 0.8, <= 0.3, <= 0.5, 0)`);
   // the production path: the two sides of a pair on two worker threads (one per core), default and current
   if (process.env.BENCH_MAPS_WORKERS === '0') return { summary, note: 'BENCH_MAPS_WORKERS=0: development run, no worker timings' };
   const dataDir = tmpDir();
@@ -474,6 +488,9 @@ export async function run(): Promise<Record<string, unknown>> {
   await client.close();
   const d = summary[chosen];
   const c = summary.current;
+  /** The default's figures with readouts fitted by the server's ridge (absent when BENCH_MAPS_ONLY leaves its row out). */
+  const f = summary[`${chosen}Fitted`];
+  const fittedFigures = f ? Object.fromEntries(fittedKeys.map((k) => [`${k}Fitted`, f[k]])) : {};
   console.log(`  default '${chosen}' vs current, pair on two worker threads: ${pairSecondsDefault.toFixed(2)} s vs ${pairSecondsCurrent.toFixed(2)} s (target < 1 s)`);
   return {
     backend,
@@ -512,6 +529,8 @@ export async function run(): Promise<Record<string, unknown>> {
     sharedMassShareCurrent: c.sharedMassShare,
     cornerArtefactRate: d.cornerArtefactRate,
     cornerArtefactRateCurrent: c.cornerArtefactRate,
+    ...fittedFigures,
+    fittedReadout: "Fitted: the same maps with the readout the server's ridge (RidgeCV, compute.alphas) fits to the planted, random and all-ones readouts' responses on the training composites and demo images",
     pairSecondsDefault,
     pairSecondsCurrent,
     candidates: summary,

@@ -116,8 +116,8 @@ export const configSchema = z.object({
       driversPerChannel: z.number().int().min(1).max(100),
       /** How a map is computed from the shared vector (docs/compute.md, maps; bench/maps-quality.ts chose the default). */
       method: z.enum(['gradient', 'signed', 'gradientInput', 'integrated', 'smoothgrad', 'layer', 'layerOcclusion']),
-      /** Features in the shared vector: raw, centred on the stimulus set's mean, or standardised. */
-      features: z.enum(['raw', 'centred', 'standardised']),
+      /** Features in the shared vector: raw, centred on the stimulus set's mean, or standardised; or the readout's prediction (alone, or times the other image's centred prediction). */
+      features: z.enum(['raw', 'centred', 'standardised', 'prediction', 'predictionShared']),
       /** Graph node of the layer for method 'layer' (a 4-D layer of the feature model). */
       layer: z.string().min(1),
       /** Noisy copies for method 'smoothgrad'. */

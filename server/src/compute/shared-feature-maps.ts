@@ -24,7 +24,13 @@
  *   opposite directions, so content the two images do not share counts against a region).
  * Features (`MapOptions.features`): 'raw' as above; 'centred' v = w (.) (phi_o - mu) (.) (phi_ref - mu) with
  * mu the stimulus set's mean feature; 'standardised' the same over the set's SD per dimension (w in the
- * units of standardised features).
+ * units of standardised features); 'prediction' v = w: the map is how much the neuron's PREDICTED response
+ * w . phi falls when a region is removed (the reference enters nowhere; with a fitted readout the per-dimension
+ * products above weigh dimensions that the fit's correlated weights only cancel in the sum, so they are noisy
+ * where the prediction is not: bench/maps-quality.ts's `Fitted` rows); 'predictionShared' v = w times the
+ * OTHER image's predicted response above the set's mean, max(0, w . (phi_other - mu)): the fall of the product
+ * of the two images' centred predictions, i.e. the 'prediction' map scaled by what the other image shares of
+ * the neuron's response (all zero when the other image's prediction is at or below the set's mean).
  * Display: Gaussian-smoothed, both maps normalised by one robust maximum of the pair (99.5th percentile) so
  * they share one colour scale.
  */
@@ -35,7 +41,7 @@ import { GREY, loadImage } from './image-input.ts';
 import type { FeatureModelSpec } from './feature-model.ts';
 
 export type MapMethod = 'gradient' | 'signed' | 'gradientInput' | 'integrated' | 'smoothgrad' | 'layer' | 'layerOcclusion';
-export type MapFeatures = 'raw' | 'centred' | 'standardised';
+export type MapFeatures = 'raw' | 'centred' | 'standardised' | 'prediction' | 'predictionShared';
 
 export interface MapOptions {
   positiveOnly: boolean;
@@ -152,9 +158,27 @@ export function sharedVector(
 /** The feature moments `opts.features` asks for; an error when the set's moments are missing. */
 function momentsFor(opts: MapOptions): { mean: ArrayLike<number>; sd?: ArrayLike<number> } | undefined {
   const f = opts.features ?? 'raw';
-  if (f === 'raw') return undefined;
+  if (f === 'raw' || f === 'prediction') return undefined;
   if (!opts.featureMean || (f === 'standardised' && !opts.featureSd)) throw new Error(`map features '${f}' need the stimulus set's feature mean${f === 'standardised' ? ' and SD' : ''}`);
   return { mean: opts.featureMean, sd: f === 'standardised' ? opts.featureSd : undefined };
+}
+
+/**
+ * The vector v whose <v, phi> the map of `side` explains, by `opts.features`: the shared vector (sharedVector:
+ * 'raw', 'centred', 'standardised', clipped when `positiveOnly`), the readout itself ('prediction'), or the
+ * readout times the other image's centred prediction, max(0, w . (phi_other - mu)) ('predictionShared').
+ */
+export function mapVector(w: ArrayLike<number>, phiO: ArrayLike<number>, phiRef: ArrayLike<number>, opts: MapOptions, side: 'driver' | 'reference'): Float32Array {
+  const f = opts.features ?? 'raw';
+  if (f === 'prediction') return Float32Array.from(w);
+  if (f === 'predictionShared') {
+    const mu = momentsFor(opts)!.mean;
+    const other = side === 'driver' ? phiRef : phiO;
+    let s = 0;
+    for (let d = 0; d < w.length; d++) s += w[d] * (other[d] - mu[d]);
+    return Float32Array.from(w, (x) => x * Math.max(0, s));
+  }
+  return sharedVector(w, phiO, phiRef, opts.positiveOnly, momentsFor(opts));
 }
 
 /** Gradient of <v, phi(x)> with respect to the pixels (plain or integrated), 1 x H x W x 3. */
@@ -393,7 +417,7 @@ export function sideMap(
   };
   const phiO = known?.phiO ?? read(xO);
   const phiRef = known?.phiRef ?? read(xRef);
-  const v = tf.tensor1d(sharedVector(w, phiO, phiRef, opts.positiveOnly, momentsFor(opts)));
+  const v = tf.tensor1d(mapVector(w, phiO, phiRef, opts, side));
   try {
     const raw = rawMap(phi, side === 'driver' ? xO : xRef, v, opts);
     const m = smoothMap(raw, opts.smoothSigmaPx);

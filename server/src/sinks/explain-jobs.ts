@@ -76,7 +76,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
 
   /** The map options of a job: the set's feature moments added when the method centres or standardises. */
   const optionsFor = (fs: FeatureSet | undefined): MapOptions => {
-    if ((deps.options.features ?? 'raw') === 'raw') return deps.options;
+    if (['raw', 'prediction'].includes(deps.options.features ?? 'raw')) return deps.options;
     if (!fs) throw new Error('centred map features need the stimulus set features');
     if (!moments.has(fs)) moments.set(fs, featureMoments(fs.features, fs.dim));
     const m = moments.get(fs)!;
