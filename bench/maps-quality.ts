@@ -44,14 +44,15 @@ const N_CASCADE = QUICK ? 1 : 6;
  * every candidate took too long to run in a working session).
  */
 const N_SUBSET = Number(process.env.BENCH_MAPS_SUBSET ?? (QUICK ? 2 : 6));
-const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2', 'occlusion12StandardisedSignedCentres', 'occlusion12CentredSigned', 'occlusion12CentredSignedCentres', 'occlusion12PredictionCentres', 'occlusion12PredictionSharedCentres']);
+const ALL_SCENES = new Set(['current', 'layer12Standardised', 'layer12StandardisedSigned', 'occlusion12StandardisedSigned', 'occlusion12StandardisedSignedStep2', 'occlusion12StandardisedSignedCentres', 'occlusion12CentredSigned', 'occlusion12CentredSignedCentres', 'occlusion12PredictionCentres']);
 const STEPS = 4;
 /** The fitted candidates run on every scene (the factorised maps cost one pass to the layer per side; the others on the first scenes: BENCH_MAPS_SUBSET). */
-const FITTED_ALL_SCENES = new Set(['factorised12Shared', 'factorised12Contribution', 'occlusion12CentredSignedCentresFitted', 'occlusion12PredictionCentresFitted', 'occlusion12PredictionSharedCentresFitted']);
+const FITTED_ALL_SCENES = new Set(['factorised12Shared', 'factorised12Contribution', 'occlusion12CentredSignedCentresFitted', 'occlusion12PredictionCentresFitted']);
 /**
  * Candidates also mapped with the readout the server's own ridge fits (RidgeCV on the training set's pooled
  * features, as ridge.ts fits the rig's neurons) to the planted, random and all-ones readouts' responses: rows
- * `<name>Fitted`, on every scene; the default's row gives the issue's keys suffixed `Fitted`.
+ * `<name>Fitted`, on every scene (the prediction-level shared map, which did worse on the first 10 scenes with both
+ * readouts, on the first scenes only: BENCH_MAPS_SUBSET); the default's row gives the issue's keys suffixed `Fitted`.
  */
 const WITH_FITTED = ['occlusion12CentredSignedCentres', 'occlusion12PredictionCentres', 'occlusion12PredictionSharedCentres'];
 
