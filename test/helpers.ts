@@ -51,7 +51,23 @@ export async function startApp(over: Partial<Config> = {}, port = 0): Promise<Te
   const url = `http://127.0.0.1:${port}`;
   const cookie = await signIn(url, { token: config.auth.token });
   cookies.set(url, cookie);
-  return { app, url, config, logs, cookie, close: () => app.close() };
+  return { app, url, config, logs, cookie, close: () => closeApp(app) };
+}
+
+/**
+ * app.close(), with the keep-alive sockets of requests in flight at that moment closed once their response is
+ * out: Node's server.close() closes only the sockets idle at the call, and a socket whose request was still
+ * being answered (a browser's poll) then kept close() waiting for the 120 s keep-alive above (the dashboard
+ * test's server restart took 123 s under load).
+ */
+async function closeApp(app: App): Promise<void> {
+  const closing = app.close();
+  const idle = setInterval(() => app.httpServer.closeIdleConnections(), 50);
+  try {
+    await closing;
+  } finally {
+    clearInterval(idle);
+  }
 }
 
 /** Signs in (`{ token }` or `{ user, password }`) and returns the Cookie header to send. */
