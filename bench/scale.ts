@@ -22,6 +22,7 @@ import { ensureDefaultModel, NSFWJS_MOBILENET_LAYER } from '../server/src/comput
 import { computeClientFor } from '../server/src/workers/compute-client.ts';
 import { measureAbsorb } from './scale-absorb.ts';
 import { makeScaleSet } from './scale-images.ts';
+import { recordStalls, stallLine } from './scale-stalls.ts';
 import { root, tmpDir } from './support.ts';
 
 const QUICK = process.env.BENCH_SCALE_QUICK === '1';
@@ -37,6 +38,13 @@ const ONLY = process.env.BENCH_SCALE_RUNS?.split(',').map(Number);
 const secondsFor = (_images: number) => SECONDS ?? (QUICK ? 60 : 300);
 /** BENCH_SCALE_LIVE_FEATURES=1: the live session's server computes the set's features itself (empty cache). */
 const LIVE_FEATURES = process.env.BENCH_SCALE_LIVE_FEATURES === '1';
+/**
+ * Development: BENCH_SCALE_STALLS=MS records every event-loop stall over MS ms with what ran meanwhile
+ * (bench/scale-stalls.ts; printed, and written to BENCH_SCALE_STALLS_FILE.CHANNELS.json when that is set);
+ * BENCH_SCALE_SESSION_ONLY=1 leaves out the plain script and the absorb (the live session alone).
+ */
+const STALLS = Number(process.env.BENCH_SCALE_STALLS ?? 0);
+const SESSION_ONLY = process.env.BENCH_SCALE_SESSION_ONLY === '1';
 
 /** The cold-start comparison, or that it was not measured (BENCH_SCALE_COLD unset). */
 export const coldLine = (coldS: number, plainColdS: number): string =>
@@ -73,6 +81,7 @@ async function features(config: ReturnType<typeof loadConfig>, files: string[], 
   if (f.type !== 'features') throw new Error('no features');
   const list = path.join(dir, 'files.json');
   fs.writeFileSync(list, JSON.stringify(files.slice(WARM)));
+  if (SESSION_ONLY) return { f, oursS, plainS: NaN, coldS, plainColdS: NaN };
   const py = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'bench/reference/plain-features.ts'), spec.dir, NSFWJS_MOBILENET_LAYER, String(spec.inputSize), list], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (py.status !== 0) throw new Error(`plain features script failed: ${py.stderr}`);
   const plain = JSON.parse(py.stdout.trim().split('\n').pop()!) as { seconds: number; totalSeconds: number; dim: number };
@@ -108,6 +117,8 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   const port = await app.listen(0, '127.0.0.1');
   let lastTick = performance.now();
   let stallMs = 0;
+  // BENCH_SCALE_STALLS=MS: the same ticker, recording every stall over MS ms with what ran meanwhile
+  const stalls = STALLS ? recordStalls(STALLS) : null;
   const ticker = setInterval(() => {
     const t = performance.now();
     stallMs = Math.max(stallMs, t - lastTick - 10);
@@ -117,12 +128,19 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   const argsFile = path.join(dir, 'rig-args.json');
   fs.writeFileSync(argsFile, JSON.stringify({ url: `http://127.0.0.1:${port}`, token: TOKEN, authToken: AUTH_TOKEN, setId, channels, seconds: secondsFor(images), stimuli, featuresFile, dim: f.dim, outFile }));
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/scale-rig.ts'), argsFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (child.pid) stalls?.setRigPid(child.pid);
   const code = await new Promise((r) => child.once('exit', r));
   clearInterval(ticker);
+  if (stalls) {
+    const records = stalls.stop();
+    console.log(`  stalls over ${STALLS} ms: ${records.length} (longest first)`);
+    for (const r of records.slice(0, 25)) console.log(`    ${stallLine(r)}`);
+    if (process.env.BENCH_SCALE_STALLS_FILE) fs.writeFileSync(`${process.env.BENCH_SCALE_STALLS_FILE}.${channels}.json`, JSON.stringify(records, null, 1));
+  }
   await app.close();
   if (code !== 0) throw new Error(`scale rig exited with ${code}`);
   const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; errorCodes: Record<string, number>; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; modelsScoredFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
-  const absorb = measureAbsorb(f.features, f.dim, stimuli, channels);
+  const absorb = SESSION_ONLY ? { newStimulusAbsorbMs: NaN, fullRefitMs: NaN } : measureAbsorb(f.features, f.dim, stimuli, channels);
   fs.rmSync(dir, { recursive: true, force: true });
   const out: Record<string, unknown> = {
     channels, images, seconds: rig.elapsedS, trials: rig.trials, trialsPerSec: rig.trials / rig.elapsedS, rigErrors: rig.errors, rigErrorCodes: rig.errorCodes, serverWarnings: warnings,
