@@ -148,7 +148,9 @@ export function createApp(deps: AppDeps): App {
         })
       : null;
   // the models themselves in a thread of their own: per-trial refreshes and new stimuli never run on the event loop
-  const refresher = featuresFor ? new ModelRefresher({ snapshotMs: 250, onError: (message) => logger.error(message) }) : null;
+  // snapshots once a second, as often as reports may start (at 250 ms three of four were read by no report,
+  // and each moved tens of MB of models to the event loop's heap at 1,536 channels: its garbage collections)
+  const refresher = featuresFor ? new ModelRefresher({ snapshotMs: 1000, onError: (message) => logger.error(message) }) : null;
   // model reports (readouts, scores, drivers' reference images) in a thread of their own, at most one per session per second
   const reports = featuresFor
     ? new ModelReports({
