@@ -140,14 +140,20 @@ export async function getJson(url: string): Promise<any> {
   return { status: res.status, body: await res.json() };
 }
 
-/** Waits until a session's model report stops changing (reports settle after the session ends; none for 1.5 s). */
+/**
+ * Waits until a session's model report stops changing (reports settle after the session ends; none for 3 s).
+ * After the end come the end's report, the model thread's last snapshot (up to a second later: snapshotMs) and
+ * the exact refit, each with a report after the one running: on a loaded machine two of them can be more than
+ * the 1.5 s this waited before, which could return models that change afterwards (nwb-models then asks for the
+ * maps of a driver that may no longer be one, and compares its export with a later report).
+ */
 export async function finalModels(url: string, sessionId: string): Promise<void> {
   let version = -1;
   await until(async () => {
     const v = (await getJson(`${url}/api/sessions/${sessionId}/models`)).body.version;
     const same = v === version;
     version = v;
-    if (!same) await new Promise((r) => setTimeout(r, 1500));
+    if (!same) await new Promise((r) => setTimeout(r, 3000));
     return same;
   }, 'the final models', 100);
 }

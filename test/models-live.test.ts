@@ -10,7 +10,7 @@ import { pearson } from '../server/src/compute/neuron-stats.ts';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import type { FeatureNeuron } from '../server/src/sim/synthetic-neurons.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
-import { apiFetch, dashboardSocket, demoStimuli, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
+import { apiFetch, dashboardSocket, demoStimuli, finalModels, getJson, root, startApp, testConfig, TOKEN, until, type TestApp } from './helpers.ts';
 
 let t: TestApp;
 let sim: SimResult;
@@ -33,15 +33,8 @@ before(async () => {
   });
   sim = await runSimRig({ url: t.url, token: TOKEN, stimuli: demoStimuli, stimulusSetId: 'demo', channels: C, trials: 720, onMs: 200, offMs: 200, abortRate: 0.02, seed: 11, reconnectAfterTrials: 0, fast: true, features: { features: f.features, dim: f.dim } });
   await until(async () => (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).status === 200, 'models', 1200);
-  // reports are computed off the event loop, at most one a second: wait for the one of the ended session (no change for 1.5 s)
-  let version = -1;
-  await until(async () => {
-    const v = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/models`)).body.version;
-    const same = v === version;
-    version = v;
-    if (!same) await new Promise((r) => setTimeout(r, 1500));
-    return same;
-  }, 'the final models', 100);
+  // reports are computed off the event loop, at most one a second: wait for the one of the ended session
+  await finalModels(t.url, sim.sessionId);
 });
 after(async () => {
   sim?.client.close();
