@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom } from 'rxjs';
-import { cardMapPx, mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
+import { cardMapPx, mapKind, mapsUrl, type DriverPairsPage, type ModelSnapshot } from '@sharedlens/shared';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { runSimRig, type SimResult } from '../server/src/sim/sim-rig.ts';
 import { ComputeClient } from '../server/src/workers/compute-client.ts';
@@ -169,7 +169,15 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   assert.equal(new Set(api.pairs.map((p: { channelId: string; driverId: string }) => `${p.channelId}/${p.driverId}`)).size, api.total);
   // the overlay keeps the image visible by default; the colour bar gives the scale; labels are whole
   assert.equal(await page.locator('canvas[data-testid="heatmap"]').first().evaluate((c) => getComputedStyle(c).opacity), '0.45');
-  assert.match((await page.textContent('[data-testid="colour-bar"]'))!, /shared-feature map.*0.*0\.5.*1/s);
+  // the colour bar names what the maps show, by how the server made them (the default: the fall of the
+  // neuron's predicted response, not the paper's shared-feature vector: docs/compute.md)
+  assert.equal(api.pairs[0].method, `${t.config.compute.maps.method}/${t.config.compute.maps.features}`);
+  const kind = mapKind(api.pairs[0].method);
+  assert.equal(t.config.compute.maps.features, 'prediction');
+  assert.equal(kind.name, 'model-drive map');
+  const bar = page.locator('[data-testid="colour-bar"]').first();
+  assert.match((await bar.textContent())!, new RegExp(`${kind.name}.*0.*0\\.5.*1`, 's'));
+  assert.ok((await bar.getAttribute('title'))!.includes(kind.explains));
   const cut = await page.$$eval('[data-testid="driver-card"] figcaption', (els) => els.filter((e) => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1).length);
   assert.equal(cut, 0);
   const first = api.pairs[0];

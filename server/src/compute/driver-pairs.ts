@@ -68,6 +68,7 @@ export function classifyPairs(
         computedAt: e.computedAt,
         computeMs: e.computeMs,
         backend: e.backend,
+        ...(e.method ? { method: e.method } : {}),
         size: e.size,
         ...(e.stale ? { stale: true } : {}),
       };

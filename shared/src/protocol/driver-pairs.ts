@@ -21,6 +21,13 @@ export interface DriverPair {
   computedAt: string;
   computeMs: number;
   backend: string;
+  /**
+   * How the maps were made, `<method>/<features>` (docs/compute.md, maps), e.g. `layerOcclusion/prediction`:
+   * features `prediction` map where the neuron's predicted response falls when a region is removed (each image
+   * on its own); `raw`, `centred`, `standardised` the paper's shared-feature vector; absent in explanations
+   * recorded before it was kept. See `mapKind`.
+   */
+  method?: string;
   /** Map side in pixels. */
   size: number;
   /** Why the pair left the gallery; absent for current pairs. */
@@ -62,3 +69,16 @@ export const cardMapPx = (p: Pick<DriverPair, 'size'>) => Math.min(CARD_MAP_PX, 
  */
 export const mapsUrl = (sessionId: string, p: Pick<DriverPair, 'channelId' | 'driverId' | 'referenceId'>) =>
   `/api/sessions/${encodeURIComponent(sessionId)}/driver-pairs/maps/${[p.channelId, p.driverId, p.referenceId].map(encodeURIComponent).join('/')}`;
+
+/** What a pair's maps show, by their `method` (`<method>/<features>`): a name for the colour bar and a sentence. */
+export function mapKind(method: string | undefined): { name: string; explains: string } {
+  const features = method?.split('/')[1] ?? 'raw';
+  if (features === 'prediction')
+    return {
+      name: 'model-drive map',
+      explains: "how much the neuron's predicted response (its fitted model) falls when the region is removed; each image's map uses that image and the neuron's model only, so both show what drives this neuron, not which features the two images share beyond that",
+    };
+  if (features === 'predictionShared')
+    return { name: 'model-drive map (shared scale)', explains: "how much the neuron's predicted response falls when the region is removed, scaled by how much the other image drives the model above the set's mean" };
+  return { name: 'shared-feature map', explains: "how much each pixel carries the features the neuron's model weights and both images share" };
+}
