@@ -23,7 +23,7 @@ const start: SessionStart = {
  * the given times; `watchers`: dashboards of this node in A's room. `built` counts the snapshots and model
  * lists the broadcast asked the store for.
  */
-function deltaTimes(updates: { t: number; cause: 'start' | 'trial' | 'end' }[], watchers = 1, built = { n: 0 }): { t: number; volatile: boolean }[] {
+function deltaTimes(updates: { t: number; cause: 'start' | 'trial' | 'end' }[], watchers = 1, built = { n: 0 }, reports: number[] = [], event = 'stats:delta'): { t: number; volatile: boolean }[] {
   const ts = new TestScheduler((a, b) => assert.deepStrictEqual(a, b));
   const emitted: { t: number; event: string; volatile: boolean }[] = [];
   ts.run(({ flush }) => {
@@ -34,14 +34,18 @@ function deltaTimes(updates: { t: number; cause: 'start' | 'trial' | 'end' }[], 
     const rooms = new Map(watchers ? [['watch:A', new Set(Array.from({ length: watchers }, (_, i) => `d${i}`))]] : []);
     const nsp = { to: target, volatile: target().volatile, emit: target().emit, adapter: { rooms } } as never;
     const updates$ = new Subject<unknown>();
+    const modelsReady$ = new Subject<unknown>();
+    let version = 0;
     const rt = { id: 'A', latest: createNeuronStats(start, demoStimuli.slice(0, 2), null), replay: null };
-    const store = { updates$, changed$: new Subject(), followups$: new Subject(), all: () => [], summary: () => ({}), snapshot: () => (built.n++, {}), models: () => (built.n++, null) } as unknown as SessionStore;
+    const store = { updates$, modelsReady$, changed$: new Subject(), followups$: new Subject(), all: () => [], summary: () => ({}), snapshot: () => (built.n++, {}), models: () => (built.n++, version ? { version } : null) } as unknown as SessionStore;
     const sub = broadcastToDashboards(nsp, store, new Subject(), { deltaThrottleMs: 200, snapshotThrottleMs: 1000, scheduler: ts });
     for (const u of updates) ts.schedule(() => updates$.next({ runtime: rt, update: { cause: u.cause, state: rt.latest } }), u.t);
+    // a model report finished (the app pushes it volatile itself; the broadcast sees modelsReady$)
+    for (const t of reports) ts.schedule(() => (version++, modelsReady$.next(rt)), t);
     ts.schedule(() => sub.unsubscribe(), 5000);
     flush();
   });
-  return emitted.filter((e) => e.event === 'stats:delta').map(({ t, volatile }) => ({ t, volatile }));
+  return emitted.filter((e) => e.event === event).map(({ t, volatile }) => ({ t, volatile }));
 }
 
 test('dashboard broadcast: the first trial right after a session starts goes out at once, not at the end of the start\'s throttle window', () => {
@@ -80,4 +84,14 @@ test('dashboard broadcast: nothing is built or sent for a session no dashboard o
   const watched = { n: 0 };
   assert.ok(deltaTimes(updates, 1, watched).length >= 5, 'the same session watched: its deltas go out');
   assert.ok(watched.n > 0, 'and its snapshots are built');
+});
+
+test('dashboard broadcast: a model report finished after the session went quiet goes out once more, reliably, when reports stop', () => {
+  // the session ends at 600 ms (settle frame at 1600, with the models of then); reports at 500 and 1400 during
+  // it, then the end's report at 2500, after the settle frame: only pushed volatile by the app, it could be lost
+  const updates = [{ t: 0, cause: 'start' as const }, { t: 300, cause: 'trial' as const }, { t: 600, cause: 'end' as const }];
+  const out = deltaTimes(updates, 1, { n: 0 }, [500, 1400, 2500], 'models:updated');
+  const reliable = out.filter((e) => !e.volatile).map((e) => e.t);
+  assert.ok(reliable.includes(4500), `the last report's models sent reliably 2 s after it: ${JSON.stringify(out)}`);
+  assert.ok(!reliable.includes(3400) && !reliable.includes(2400), 'not after each report while they keep coming');
 });

@@ -149,7 +149,7 @@ test('dashboard broadcast: per-session deltas throttled, and volatile', () => {
     const updates$ = new Subject<any>();
     const state = createNeuronStats(start, stim, null);
     const rt = (id: string) => ({ id, latest: state, replay: null });
-    const store = { updates$, changed$: new Subject(), followups$: new Subject(), all: () => [], summary: () => ({}), snapshot: () => ({}), models: () => null } as unknown as SessionStore;
+    const store = { updates$, modelsReady$: new Subject(), changed$: new Subject(), followups$: new Subject(), all: () => [], summary: () => ({}), snapshot: () => ({}), models: () => null } as unknown as SessionStore;
     broadcastToDashboards(nsp, store, new Subject(), { deltaThrottleMs: 100, snapshotThrottleMs: 1000, scheduler: ts });
     // 50 updates of session A 10 ms apart, 3 of session B
     cold('a 9ms '.repeat(50) + '|', { a: 0 }).subscribe(() => updates$.next({ runtime: rt('A') }));

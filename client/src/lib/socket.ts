@@ -109,9 +109,14 @@ export function watch(sessionId: string): void {
       progress.set({ trialsCompleted: ack.data.trialsCompleted, trialsAborted: ack.data.trialsAborted, trialsPerSec: ack.data.trialsPerSec });
     }
   });
+  // the latest report over HTTP; one pushed while it was on its way (newer, unless this one's version is higher) wins
+  const before = get(models);
   fetch(`/api/sessions/${encodeURIComponent(sessionId)}/models`)
     .then((r) => (r.ok ? r.json() : null))
-    .then((m: ModelSnapshot | null) => m && m.sessionId === get(watched) && models.set(m))
+    .then((m: ModelSnapshot | null) => {
+      const now = get(models);
+      if (m && m.sessionId === get(watched) && (now === before || !now || m.version > now.version)) models.set(m);
+    })
     .catch(() => {});
 }
 

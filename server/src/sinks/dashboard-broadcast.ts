@@ -19,6 +19,8 @@ export interface BroadcastOptions {
 
 /** Quiet time after which the latest state of a session is sent once more, reliably. */
 const SETTLE_MS = 1000;
+/** Quiet time of a session's model reports after which its latest report is sent once more, reliably. */
+const REPORTS_SETTLE_MS = 2000;
 
 /** How often the sessions list goes out again while sessions run. */
 const LIST_REFRESH_MS = 2000;
@@ -106,6 +108,19 @@ export function broadcastToDashboards(nsp: Namespace, store: SessionStore, rejec
   const followups = store.followups$.subscribe((rt) => rt.followups && nsp.to(watchRoom(rt.id)).emit(dashboardEvents.followupSuggested, rt.followups));
   deltas.add(followups);
   const rejected = rejections$.subscribe((r) => nsp.volatile.emit(dashboardEvents.inputRejected, { sessionId: r.sessionId, event: r.event, error: r.error }));
+  // reports are pushed volatile as they finish (app.ts); the end's report finishes after the session went quiet,
+  // after its settle frame, so once a session's reports stop the latest goes out again, reliably
+  const settledModels = store.modelsReady$
+    .pipe(
+      groupBy((rt) => rt.id),
+      mergeMap((g) => g.pipe(debounceTime(REPORTS_SETTLE_MS, scheduler))),
+    )
+    .subscribe((rt) => {
+      if (!watched(rt.id)) return;
+      const models = store.models(rt);
+      if (models) to(rt.id, false).emit(dashboardEvents.modelsUpdated, models);
+    });
+  deltas.add(settledModels);
   deltas.add(snapshots);
   deltas.add(lists);
   deltas.add(rejected);
