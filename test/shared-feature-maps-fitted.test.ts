@@ -11,7 +11,7 @@ import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, loadModel } from '../server/src/compute/feature-model.ts';
 import { buildBasis, createRidgeState, neuronModel, type RidgeBasis } from '../server/src/compute/ridge.ts';
 import { featureMoments, graphFeatureFn, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
-import { PART, POINTING_TOLERANCE_PX, SIZE, compose, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
+import { PART, SIZE, compose, ownPartScores, plantedNeurons, plantedScenes, rankCorrelation, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { demoStimuli, root, testConfig, tmpDir } from './helpers.ts';
 
@@ -87,13 +87,10 @@ test('sanity checks with readouts fitted by the server ridge: randomising the re
     for (let k = 0; k < 2; k++) corr.random.push(rankCorrelation(dP, side(fitted(Float32Array.from({ length: train.dim }, gauss)).weights, 'driver')));
     corr.ones.push(rankCorrelation(dP, side(fitted(new Float32Array(train.dim).fill(1)).weights, 'driver')));
     const maps = { P: [dP, side(fP.weights, 'reference')], Q: [side(fQ.weights, 'driver'), side(fQ.weights, 'reference')] };
-    for (const [mine, other] of [['P', 'Q'], ['Q', 'P']] as const)
-      for (const [k, boxes] of [s.driverBoxes, s.referenceBoxes].entries()) {
-        if (pointsInto(maps[mine][k], boxes[mine], POINTING_TOLERANCE_PX)) hits++;
-        const ratio = meanIn(maps[mine][k], boxes[mine]) / Math.max(1e-12, meanIn(maps[mine][k], boxes[other]));
-        if (ratio > 1) own++;
-        report.push(ratio.toFixed(2));
-      }
+    const scored = ownPartScores(maps, s);
+    hits += scored.hits;
+    own += scored.own;
+    report.push(...scored.ratios.map((r) => r.toFixed(2)));
     tf.dispose([xO, xRef]);
   }
   const median = (a: number[]) => {

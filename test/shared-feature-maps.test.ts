@@ -6,7 +6,7 @@ import path from 'node:path';
 import { initBackend, tf } from '../server/src/compute/backend.ts';
 import { ensureDefaultModel, featuresOf, loadModel } from '../server/src/compute/feature-model.ts';
 import { BLANK, attribution, displayMap, graphFeatureFn, imageSetMoments, mapVector, rawMap, sharedFeatureMaps, sharedVector, sideMap, type FeatureFn, type MapOptions } from '../server/src/compute/shared-feature-maps.ts';
-import { POINTING_TOLERANCE_PX, driverRegionFeatures, meanIn, plantedNeurons, plantedScenes, pointsInto, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
+import { driverRegionFeatures, ownPartScores, plantedNeurons, plantedScenes, rankCorrelation, regionOcclusionMap, sceneImages } from '../server/src/sim/planted-parts.ts';
 import { mulberry32 } from '../server/src/sim/synthetic-neurons.ts';
 import { A, B, SIZE, deletionArea, massIn, plantedNeuron, scenePair, scenePairs } from '../server/src/sim/planted-scenes.ts';
 import { demoStimuli, root, testConfig, tmpDir } from './helpers.ts';
@@ -332,13 +332,10 @@ test('sanity checks on planted scenes: randomising the readout or setting it to 
     // each neuron's map peaks at its own part (pointing game) and has more mass per area there than on the
     // other neuron's part, in both images
     const maps = { P: [dP, side(n.nP, 'reference')], Q: [side(n.nQ, 'driver'), side(n.nQ, 'reference')] };
-    for (const [mine, other] of [['P', 'Q'], ['Q', 'P']] as const)
-      for (const [k, boxes] of [s.driverBoxes, s.referenceBoxes].entries()) {
-        if (pointsInto(maps[mine][k], boxes[mine], POINTING_TOLERANCE_PX)) hits++;
-        const ratio = meanIn(maps[mine][k], boxes[mine]) / Math.max(1e-12, meanIn(maps[mine][k], boxes[other]));
-        if (ratio > 1) own++;
-        report.push(ratio.toFixed(2));
-      }
+    const scored = ownPartScores(maps, s);
+    hits += scored.hits;
+    own += scored.own;
+    report.push(...scored.ratios.map((r) => r.toFixed(2)));
     tf.dispose([xO, xRef]);
   }
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];

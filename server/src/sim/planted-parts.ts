@@ -260,6 +260,25 @@ export function meanIn(m: ArrayLike<number>, b: Box): number {
   return s / (b.size * b.size);
 }
 
+/**
+ * Two neurons P and Q on one scene, each with its map of the driver and of the reference: how many of the four
+ * maps point into their own neuron's part (pointing game, `POINTING_TOLERANCE_PX`) and how many have more mass
+ * per area there than on the other neuron's part; `ratios` the four own/other ratios.
+ */
+export function ownPartScores(maps: Record<'P' | 'Q', ArrayLike<number>[]>, s: Pick<PlantedScene, 'driverBoxes' | 'referenceBoxes'>): { hits: number; own: number; ratios: number[] } {
+  let hits = 0;
+  let own = 0;
+  const ratios: number[] = [];
+  for (const [mine, other] of [['P', 'Q'], ['Q', 'P']] as const)
+    for (const [k, boxes] of [s.driverBoxes, s.referenceBoxes].entries()) {
+      if (pointsInto(maps[mine][k], boxes[mine], POINTING_TOLERANCE_PX)) hits++;
+      const ratio = meanIn(maps[mine][k], boxes[mine]) / Math.max(1e-12, meanIn(maps[mine][k], boxes[other]));
+      if (ratio > 1) own++;
+      ratios.push(ratio);
+    }
+  return { hits, own, ratios };
+}
+
 /** Map mass per area inside the box over mass per area outside it. */
 export function boxMassRatio(m: ArrayLike<number>, b: Box): number {
   let total = 0;
