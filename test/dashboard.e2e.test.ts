@@ -225,7 +225,17 @@ test('the gallery pages current pairs, enlarges a pair beside its originals, and
   const retiredCards = await page.$$eval('[data-testid="driver-card"] footer', (els) => els.map((e) => e.textContent ?? ''));
   assert.ok(retiredCards.every((f) => /retired: \S/.test(f)), retiredCards.join(' | '));
   await page.uncheck('label:has-text("retired pairs") input');
-  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="driver-card"] canvas[data-testid="heatmap"]').length === 2 * n, Math.min(24, api.total));
+  // back to the current pairs: as many cards as the API lists now (map jobs may finish, and pairs retire, after
+  // the session: the count read above can be out of date), each on screen with both maps (cards below the screen
+  // load theirs when scrolled to)
+  await until(async () => {
+    const now = (await getJson(`${t.url}/api/sessions/${sim.sessionId}/driver-pairs?limit=1`)).body.total as number;
+    return page.evaluate((n) => {
+      const cards = [...document.querySelectorAll('[data-testid="driver-card"]')];
+      const onScreen = cards.filter((c) => c.getBoundingClientRect().top < innerHeight);
+      return cards.length === n && onScreen.length > 0 && onScreen.every((c) => c.querySelectorAll('canvas[data-testid="heatmap"]').length === 2);
+    }, Math.min(24, now));
+  }, 'the current pairs back, each card on screen with both maps', 1200);
   await page.screenshot({ path: path.join(OUT, 'drivers.png'), fullPage: true });
   page.off('request', onRequest);
   assert.ok(!asked.some((p) => /^\/api\/stimuli\/[^/]+$/.test(p)), `manifest asked: ${asked.filter((p) => p.startsWith('/api/stimuli')).join(' ')}`);
