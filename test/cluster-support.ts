@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { root, tmpDir, until, TOKEN, SIGN_IN_TOKEN } from './helpers.ts';
+import { root, spawnedServerUrl, tmpDir, until, TOKEN, SIGN_IN_TOKEN } from './helpers.ts';
 
 /** A free TCP port on loopback (taken and released; the caller binds it right away). */
 export function freePort(): Promise<number> {
@@ -63,8 +63,7 @@ export async function startNode(opts: { redisUrl: string; nodeId: string; dataDi
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const url = await until(() => /(http:\/\/[\d.]+:\d+)\/\?token=/.exec(out)?.[1] ?? (child.exitCode !== null ? 'exited' : null), `node ${opts.nodeId} start`, 1200);
-  if (url === 'exited') throw new Error(`node ${opts.nodeId} exited: ${out}`);
+  const url = await spawnedServerUrl(child, () => out, `node ${opts.nodeId}`);
   return { url, child, output: () => out, stop: () => stopChild(child) };
 }
 

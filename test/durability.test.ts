@@ -8,7 +8,7 @@ import { RigClient, decodePayload, type Frame } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
 import { LogWriter, encodeRecord } from '../server/src/storage/session-log.ts';
 import { checkLog, scanLog } from '../server/src/storage/log-scan.ts';
-import { demoStimuli, root, sessionStart, startApp, tmpDir, TOKEN, until } from './helpers.ts';
+import { demoStimuli, root, sessionStart, spawnedServerUrl, startApp, tmpDir, TOKEN, until } from './helpers.ts';
 
 test('a torn tail is told from damage inside the log; reopening cuts only the torn tail', () => {
   const dir = tmpDir();
@@ -63,9 +63,7 @@ test('a killed server loses no acknowledged event, and the rig resumes the sessi
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   // the banner prints the dashboard URL with its sign-in token
-  // a server under tsx on a loaded 2-core machine can take longer than until's default 10 s to start (as the cluster tests' nodes)
-  const url = await until(() => /(http:\/\/[\d.]+:\d+)\/\?token=/.exec(out)?.[1] ?? (child.exitCode !== null ? 'exited' : null), 'server start', 1200);
-  if (url === 'exited') throw new Error(`the server exited: ${out}`);
+  const url = await spawnedServerUrl(child, () => out, 'the server');
   const rig = new RigClient({ url, token: TOKEN, ackTimeoutMs: 2000, socket: { reconnection: false } });
   await rig.connect();
   const sessionId = await rig.startSession(sessionStart(8));

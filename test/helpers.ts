@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { io, type Socket } from 'socket.io-client';
@@ -68,6 +69,17 @@ async function closeApp(app: App): Promise<void> {
   } finally {
     clearInterval(idle);
   }
+}
+
+/**
+ * The URL a spawned server (`server/src/main.ts`) prints in its start banner, waited for up to 30 s (a server
+ * under tsx on a loaded 2-core machine can take longer than until's default 10 s); throws with the server's
+ * output when it exits first.
+ */
+export async function spawnedServerUrl(child: ChildProcess, output: () => string, what: string): Promise<string> {
+  const url = await until(() => /(http:\/\/[\d.]+:\d+)\/\?token=/.exec(output())?.[1] ?? (child.exitCode !== null ? 'exited' : null), `${what} start`, 1200);
+  if (url === 'exited') throw new Error(`${what} exited: ${output()}`);
+  return url;
 }
 
 /** Signs in (`{ token }` or `{ user, password }`) and returns the Cookie header to send. */
