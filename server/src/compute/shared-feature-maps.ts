@@ -155,10 +155,13 @@ export function sharedVector(
   });
 }
 
+/** Whether maps with these features need the stimulus set's feature moments (mean, and SD when standardised). */
+export const usesFeatureMoments = (features: MapFeatures = 'raw'): boolean => features !== 'raw' && features !== 'prediction';
+
 /** The feature moments `opts.features` asks for; an error when the set's moments are missing. */
 function momentsFor(opts: MapOptions): { mean: ArrayLike<number>; sd?: ArrayLike<number> } | undefined {
   const f = opts.features ?? 'raw';
-  if (f === 'raw' || f === 'prediction') return undefined;
+  if (!usesFeatureMoments(f)) return undefined;
   if (!opts.featureMean || (f === 'standardised' && !opts.featureSd)) throw new Error(`map features '${f}' need the stimulus set's feature mean${f === 'standardised' ? ' and SD' : ''}`);
   return { mean: opts.featureMean, sd: f === 'standardised' ? opts.featureSd : undefined };
 }

@@ -9,7 +9,7 @@
  */
 import { groupBy, map, merge, mergeMap, throttleTime, asyncScheduler, type SchedulerLike, type Subscription } from 'rxjs';
 import type { ExplainFailure, Explanation, ModelSnapshot } from '@sharedlens/shared';
-import { featureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
+import { featureMoments, usesFeatureMoments, type MapOptions } from '../compute/shared-feature-maps.ts';
 import type { FeatureSet } from '../compute/encoding.ts';
 import { cosine } from '../compute/reference-cache.ts';
 import type { ComputeClient } from '../workers/compute-client.ts';
@@ -76,7 +76,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
 
   /** The map options of a job: the set's feature moments added when the method centres or standardises. */
   const optionsFor = (fs: FeatureSet | undefined): MapOptions => {
-    if (['raw', 'prediction'].includes(deps.options.features ?? 'raw')) return deps.options;
+    if (!usesFeatureMoments(deps.options.features)) return deps.options;
     if (!fs) throw new Error('centred map features need the stimulus set features');
     if (!moments.has(fs)) moments.set(fs, featureMoments(fs.features, fs.dim));
     const m = moments.get(fs)!;
