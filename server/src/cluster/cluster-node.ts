@@ -38,6 +38,14 @@ export interface ClusterOptions {
 const CLAIM = `local v = redis.call('get', KEYS[1])
 if (not v) or v == ARGV[1] then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return v`;
+/**
+ * Renews a hold this node has: 1, or 0 when it expired (nobody holds the session), or the id of the node that
+ * took it. A lapsed hold is never taken again by a heartbeat: only a resume, which reads the log, takes it.
+ */
+const RENEW = `local v = redis.call('get', KEYS[1])
+if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+if not v then return 0 end
+return v`;
 /** Gives a session up, only if this node holds it. */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
@@ -70,12 +78,21 @@ export class ClusterNode {
   /** Session id -> owning node id (live sessions), as of the last heartbeat. */
   private owners = new Map<string, string>();
   private held = new Set<string>();
+  /**
+   * Session id -> until when (performance.now()) this node may still write its log: the hold's expiry as
+   * counted from before the claim that last renewed it was sent, less a third of the hold (`ttlS`). Redis
+   * lets another node claim the session only once the hold expired, so a node that writes only before this
+   * time never writes a log another node has taken over (the fence; see `holdLapsed`).
+   */
+  private writableUntil = new Map<string, number>();
   private readonly duplicates: Redis[] = [];
   private timer: NodeJS.Timeout | null = null;
   private localSessions: () => { summaries: SessionSummary[]; owned: string[] } = () => ({ summaries: [], owned: [] });
   private readonly startedAt = new Date().toISOString();
   /** Fires when another node's sessions changed (the dashboards' session list goes out again). */
   readonly othersChanged$ = new Subject<void>();
+  /** A session whose hold this node lost (found by a heartbeat), with why: it must be closed here. */
+  readonly lost$ = new Subject<{ sessionId: string; why: string }>();
   private lastOthers = '';
   heartbeats = 0;
   /** When the last heartbeat reached Redis (ms since the epoch), or 0 before the first. */
@@ -135,16 +152,24 @@ export class ClusterNode {
     const { summaries, owned } = this.localSessions();
     const info: NodeInfo = { nodeId: this.nodeId, url: this.url, pid: process.pid, startedAt: this.startedAt, sessions: summaries };
     const multi = this.redis.multi().set(this.k('node', this.nodeId), JSON.stringify(info), 'PX', ttlMs);
-    for (const id of owned) multi.eval(CLAIM, 1, this.k('owner', id), this.nodeId, String(ttlMs));
+    // a session held so far is renewed, never claimed again: if its hold expired, another node may have
+    // resumed it from the log meanwhile (and even ended it), so this node's copy of it is out of date
+    for (const id of owned) multi.eval(this.writableUntil.has(id) ? RENEW : CLAIM, 1, this.k('owner', id), this.nodeId, String(ttlMs));
     for (const id of this.held) if (!owned.includes(id)) multi.eval(RELEASE, 1, this.k('owner', id), this.nodeId);
     multi.sadd(this.set('nodes'), this.nodeId);
     if (owned.length) multi.sadd(this.set('owned'), ...owned);
+    const sentAt = performance.now();
     const results = (await multi.exec()) ?? [];
     owned.forEach((id, i) => {
       const r = results[i + 1]?.[1];
-      // another node took the session over (this one was cut off from Redis longer than ttlS): say so loudly
-      if (r !== 1) this.opts.log('error', 'another node now owns a session this node still runs; its rig should resume there', { sessionId: id, owner: r });
+      if (r === 1) return this.renewed(id, sentAt);
+      // the hold lapsed (this node was cut off from Redis, or stalled, for longer than ttlS): say so loudly
+      this.writableUntil.delete(id);
+      const why = r === 0 ? `this node's hold on session ${id} expired in the cluster's Redis (no heartbeat reached it for ${this.opts.ttlS} s), so another node may have resumed it` : `node "${r}" holds session ${id} now`;
+      this.opts.log('error', 'this node lost its hold on a session it still runs; it is closed here and its rig resumes it from the log', { sessionId: id, owner: r === 0 ? null : r });
+      this.lost$.next({ sessionId: id, why });
     });
+    for (const id of this.writableUntil.keys()) if (!owned.includes(id)) this.writableUntil.delete(id);
     this.held = new Set(owned);
     this.heartbeats++;
     this.lastHeartbeatAt = Date.now();
@@ -196,19 +221,41 @@ export class ClusterNode {
 
   /** Takes a live session for this node; null when taken, else the message why not (another live node owns it). */
   async claim(sessionId: string): Promise<string | null> {
+    const sentAt = performance.now();
     const res = await this.redis.multi().eval(CLAIM, 1, this.k('owner', sessionId), this.nodeId, String(Math.round(this.opts.ttlS * 1000))).sadd(this.set('owned'), sessionId).exec();
     const r = res?.[0]?.[1];
     if (r === 1) {
       this.held.add(sessionId);
       this.owners.set(sessionId, this.nodeId);
+      this.renewed(sessionId, sentAt);
       return null;
     }
     const other = this.others.get(String(r));
     return `session ${sessionId} is live on node "${r}"${other?.url ? ` (${other.url})` : ''}; connect the rig there, or resume here once that node is gone (its hold expires ${this.opts.ttlS} s after its last heartbeat)`;
   }
 
+  private renewed(sessionId: string, sentAt: number): void {
+    const ttlMs = this.opts.ttlS * 1000;
+    this.writableUntil.set(sessionId, Math.max(this.writableUntil.get(sessionId) ?? 0, sentAt + ttlMs - ttlMs / 3));
+  }
+
+  /**
+   * Why this node must not write a session's log now, or null when it may: its hold is current (renewed by a
+   * heartbeat or a claim whose request left less than two thirds of `ttlS` ago). A node cut off from Redis, or
+   * stalled, for longer than that stops writing before another node can take the session over.
+   */
+  holdLapsed(sessionId: string): string | null {
+    const until = this.writableUntil.get(sessionId);
+    if (until !== undefined && performance.now() < until) return null;
+    const owner = this.owners.get(sessionId);
+    if (owner && owner !== this.nodeId) return `node "${owner}" holds session ${sessionId} now; resume it there`;
+    const ago = this.lastHeartbeatAt ? `${((Date.now() - this.lastHeartbeatAt) / 1000).toFixed(1)} s ago` : 'never';
+    return `this node's hold on session ${sessionId} in the cluster's Redis is not current (its last heartbeat reached Redis ${ago}; holds last ${this.opts.ttlS} s), so another node may take the session over; resend once Redis answers again, or resume on another node`;
+  }
+
   /** Gives up this node's hold on a session now (handed over to another node), rather than at the next heartbeat. */
   async release(sessionId: string): Promise<void> {
+    this.writableUntil.delete(sessionId);
     await this.redis.eval(RELEASE, 1, this.k('owner', sessionId), this.nodeId);
     this.held.delete(sessionId);
     this.owners.delete(sessionId);
@@ -250,6 +297,7 @@ export class ClusterNode {
       this.opts.log('warn', `cluster: could not remove this node's keys (they expire): ${(e as Error).message}`, { nodeId: this.nodeId });
     }
     this.othersChanged$.complete();
+    this.lost$.complete();
     for (const d of this.duplicates) d.disconnect();
     this.redis.disconnect();
   }

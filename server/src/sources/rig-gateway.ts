@@ -54,6 +54,12 @@ export interface RigGatewayDeps {
    * next heartbeat took it, another node could take a session its rig had just started here).
    */
   hold?: (sessionId: string) => Promise<string | null>;
+  /**
+   * Clustered: why this process must not write a session's log now (its hold in Redis is not current, so
+   * another node may have taken the session over), or null. Checked before every record; the event is then
+   * refused as `storage` (not recorded, not acknowledged: the rig resends it, here or on the other node).
+   */
+  holdLapsed?: (sessionId: string) => string | null;
   /** Log line for things that are not rejections (gaps, resumes, torn tails). */
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -61,7 +67,7 @@ export interface RigGatewayDeps {
 type AckFn = (ack: Ack<unknown>) => void;
 
 /** Attaches the rig protocol to a namespace; returns the stream of rejections. */
-export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { rejections$: Subject<Rejection>; pushToRig: (sessionId: string, event: string, payload: unknown) => number; handOver: (sessionId: string, rig: string) => string | null } {
+export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { rejections$: Subject<Rejection>; pushToRig: (sessionId: string, event: string, payload: unknown) => number; handOver: (sessionId: string, rig: string) => string | null; dropLost: (sessionId: string, why: string) => void } {
   const rejections$ = new Subject<Rejection>();
   const now = deps.now ?? Date.now;
   const owned = new Map<string, Set<string>>(); // socket id -> session ids it drives
@@ -112,6 +118,29 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     closeIdle(id);
     deps.log('info', 'session handed over: its rig resumes it on another node', { sessionId: id });
     return null;
+  }
+
+  /**
+   * Clustered: this node lost its hold on a session (cluster-node.ts lost$). The session leaves memory and its
+   * log is closed here, without touching its index entry (the node that holds it now owns that); its rig is
+   * told why and disconnected, so that it resumes the session from the log, on the node that holds it or,
+   * when nobody does, here.
+   */
+  function dropLost(id: string, why: string): void {
+    clearTimeout(idleTimers.get(id));
+    idleTimers.delete(id);
+    const rt = deps.store.get(id);
+    if (!rt || rt.kind !== 'live') return;
+    deps.store.remove(rt);
+    deps.recorder.close1(id);
+    deps.recorder.forgetMeta(id);
+    deps.log('error', `session closed here: ${why}`, { sessionId: id });
+    for (const [socketId, ids] of owned) {
+      if (!ids.delete(id)) continue;
+      const socket = nsp.sockets.get(socketId);
+      socket?.emit('rig:error', { event: 'session', error: { code: 'storage', message: `session ${id} was closed on this node (${why}); resume it: events not acknowledged here were not recorded` } });
+      socket?.disconnect(true);
+    }
   }
 
   /** Closes a disconnected session's log and takes it out of memory (resumable from disk). */
@@ -347,6 +376,9 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
       g.lastSeq = p.seq;
       return reject(socket, event, ack, g.sessionId, { code: 'session-ended', message: `session ${g.sessionId} has ended; start a new session` });
     }
+    // clustered: a node whose hold lapsed writes nothing more, so two nodes never write one log (the fence)
+    const lapsed = deps.holdLapsed?.(g.sessionId);
+    if (lapsed) return reject(socket, event, ack, g.sessionId, { code: 'storage', message: `not recorded, not acknowledged: ${lapsed}` });
     if (event === 'followup:request') {
       if (gap) noteGap(g, gap, p.seq);
       return followupRequest(socket, ack, rt, p);
@@ -389,5 +421,5 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     note({ kind: 'gap', sessionId: g.sessionId, seq, ...gap });
   }
 
-  return { rejections$, pushToRig, handOver };
+  return { rejections$, pushToRig, handOver, dropLost };
 }
