@@ -45,6 +45,8 @@ const LIVE_FEATURES = process.env.BENCH_SCALE_LIVE_FEATURES === '1';
  */
 const STALLS = Number(process.env.BENCH_SCALE_STALLS ?? 0);
 const SESSION_ONLY = process.env.BENCH_SCALE_SESSION_ONLY === '1';
+/** Development: BENCH_SCALE_LIVE_THREADS=N sets compute.liveAnalysisThreads (analysis turns while the rig records). */
+const LIVE_THREADS = process.env.BENCH_SCALE_LIVE_THREADS ? Number(process.env.BENCH_SCALE_LIVE_THREADS) : null;
 
 /** The cold-start comparison, or that it was not measured (BENCH_SCALE_COLD unset). */
 export const coldLine = (coldS: number, plainColdS: number): string =>
@@ -99,6 +101,7 @@ async function once(channels: number, images: number, suffix: string): Promise<R
   const config = { ...base, dataDir: path.join(dir, 'data'), stimulusDir, compute: { ...base.compute, cacheDir: path.join(dir, 'features') } };
   config.limits = { ...config.limits, maxPayloadBytes: 16 * 1024 * 1024 };
   config.auth = { ...config.auth, token: AUTH_TOKEN };
+  if (LIVE_THREADS) config.compute = { ...config.compute, liveAnalysisThreads: LIVE_THREADS };
   const files = stimuli.map((s) => path.join(stimulusDir, setId, s.file));
   const { f, oursS, plainS, coldS, plainColdS } = await features(config, files, dir);
   // ours: all images, WARM of them cached by the warm-up; the script: the other images
@@ -137,6 +140,9 @@ async function once(channels: number, images: number, suffix: string): Promise<R
     for (const r of records.slice(0, 25)) console.log(`    ${stallLine(r)}`);
     if (process.env.BENCH_SCALE_STALLS_FILE) fs.writeFileSync(`${process.env.BENCH_SCALE_STALLS_FILE}.${channels}.json`, JSON.stringify(records, null, 1));
   }
+  // pairs whose maps were made during the session (what the threads given to maps bought), and held at its end
+  const mapsComputed = app.mapsComputed();
+  const mapPairs = [...app.driverPairs.values()].reduce((a, m) => a + m.size, 0);
   await app.close();
   if (code !== 0) throw new Error(`scale rig exited with ${code}`);
   const rig = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { trials: number; elapsedS: number; ackMs: number[]; errors: number; errorCodes: Record<string, number>; polls: Record<'models' | 'health', { ms: number[]; status: Record<string, number> }>; modelsFirstS: number | null; modelsScoredFirstS: number | null; driversTotal: number | null; channelsWithScores: number | null };
@@ -150,9 +156,9 @@ async function once(channels: number, images: number, suffix: string): Promise<R
     healthGetP50Ms: pct(rig.polls.health.ms, 50), healthGetP99Ms: pct(rig.polls.health.ms, 99),
     featuresSeconds: oursS, featuresImagesPerSec: oursRate, plainScriptSeconds: plainS, plainScriptImagesPerSec: plainRate, featuresVsPlainScript: oursRate / plainRate, featuresColdSeconds: coldS, plainScriptColdSeconds: plainColdS, featuresColdVsPlainScript: plainColdS / coldS, featuresBackend: f.backend,
     ...absorb,
-    driversTotal: rig.driversTotal, channelsWithScores: rig.channelsWithScores,
+    driversTotal: rig.driversTotal, channelsWithScores: rig.channelsWithScores, mapsComputed, mapPairs, liveAnalysisThreads: config.compute.liveAnalysisThreads,
   };
-  console.log(`  ${channels} channels, ${images} images, ${rig.trials} trials in ${rig.elapsedS.toFixed(0)} s (${(rig.trials / rig.elapsedS).toFixed(1)}/s): ack p50 ${(out.ackP50Ms as number).toFixed(1)} ms, p99 ${(out.ackP99Ms as number).toFixed(1)} ms, max ${(out.ackMaxMs as number).toFixed(1)} ms; longest event-loop stall ${stallMs.toFixed(0)} ms; GET /models p99 ${(out.modelsGetP99Ms as number).toFixed(1)} ms ${JSON.stringify(rig.polls.models.status)}, first models after ${rig.modelsFirstS?.toFixed(1)} s (with scores ${rig.modelsScoredFirstS?.toFixed(1)} s${LIVE_FEATURES ? ', features computed during the session' : ''}); /api/health p99 ${(out.healthGetP99Ms as number).toFixed(1)} ms; drivers ${rig.driversTotal}; new stimulus absorbed in ${(absorb.newStimulusAbsorbMs as number).toFixed(1)} ms vs exact refit ${(absorb.fullRefitMs as number).toFixed(0)} ms`);
+  console.log(`  ${channels} channels, ${images} images, ${rig.trials} trials in ${rig.elapsedS.toFixed(0)} s (${(rig.trials / rig.elapsedS).toFixed(1)}/s): ack p50 ${(out.ackP50Ms as number).toFixed(1)} ms, p99 ${(out.ackP99Ms as number).toFixed(1)} ms, max ${(out.ackMaxMs as number).toFixed(1)} ms; longest event-loop stall ${stallMs.toFixed(0)} ms; GET /models p99 ${(out.modelsGetP99Ms as number).toFixed(1)} ms ${JSON.stringify(rig.polls.models.status)}, first models after ${rig.modelsFirstS?.toFixed(1)} s (with scores ${rig.modelsScoredFirstS?.toFixed(1)} s${LIVE_FEATURES ? ', features computed during the session' : ''}); /api/health p99 ${(out.healthGetP99Ms as number).toFixed(1)} ms; drivers ${rig.driversTotal}, maps made for ${mapsComputed} pairs, ${mapPairs} held at the end (analysis on ${config.compute.liveAnalysisThreads} thread(s) while recording); new stimulus absorbed in ${(absorb.newStimulusAbsorbMs as number).toFixed(1)} ms vs exact refit ${(absorb.fullRefitMs as number).toFixed(0)} ms`);
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [`${k}${suffix}`, v]));
 }
 

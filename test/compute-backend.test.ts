@@ -173,3 +173,28 @@ test('wasm: convolution input gradients (1x1, 3x3, 5x2; strides 1, 2; same, vali
     assert.ok(err < 1e-4 * Math.max(...ref.map(Math.abs)), `${JSON.stringify(cfg)}: max abs diff ${err}`);
   }
 });
+
+test('a pair limited to one thread (compute.liveAnalysisThreads 1, while a rig records) gives the two-thread maps and starts no second thread', async () => {
+  const { gradientMapOptions } = await import('../server/src/compute/shared-feature-maps.ts');
+  const [driver, reference] = [3, 40].map((i) => path.join(root, 'stimuli', 'demo', demoStimuli[i]!.file));
+  const r = mulberry32(5);
+  const weights = Float32Array.from({ length: 1792 }, () => r() - 0.5);
+  let threads = 1;
+  const client = new ComputeClient({ cacheDir: tmpDir(), dataDir: path.join(root, 'data'), backend: 'auto', workers: 2, pairThreads: () => threads });
+  // which thread each side ran on: the worker threads' ids, as the client started them
+  const started = () => (client as unknown as { slots: { worker: { threadId: number } | null }[] }).slots.map((s) => s.worker?.threadId ?? null);
+  try {
+    const one = await lastValueFrom(client.explain$(driver, reference, weights, gradientMapOptions));
+    assert.equal(started()[1], null, 'one thread: the second worker thread was never started');
+    threads = 2;
+    const two = await lastValueFrom(client.explain$(driver, reference, weights, gradientMapOptions));
+    assert.ok(started().every((t) => t !== null), 'two threads: both worker threads started');
+    assert.equal(one.size, two.size);
+    const diff = (a: Uint8Array, b: Uint8Array) => Math.max(...a.map((x, i) => Math.abs(x - b[i]!)));
+    assert.ok(diff(one.driverMap, two.driverMap) <= 1 && diff(one.referenceMap, two.referenceMap) <= 1, 'the same maps within one grey level');
+    assert.ok(one.driverMap.some((x) => x > 0) && one.referenceMap.some((x) => x > 0), 'maps with content');
+    assert.ok(Math.abs(one.similarity - two.similarity) < 1e-6 * Math.max(1, Math.abs(two.similarity)));
+  } finally {
+    await client.close();
+  }
+});

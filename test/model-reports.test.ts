@@ -16,6 +16,7 @@ import { modelReport } from '../server/src/compute/model-report.ts';
 import { channelStats } from '../server/src/compute/neuron-stats.ts';
 import { mulberry32, poisson } from '../server/src/sim/synthetic-neurons.ts';
 import { ModelReports, reportJob } from '../server/src/workers/report-client.ts';
+import { AnalysisGate } from '../server/src/workers/analysis-gate.ts';
 import { loadConfig } from '../server/src/config.ts';
 import { computeStart, root } from './helpers.ts';
 
@@ -140,6 +141,35 @@ test('reports after the first send only the changed statistics rows; the thread\
     assert.equal(reports.counts.statsWhole, 1, 'the statistics went whole once');
     assert.equal(reports.counts.statsRows, 3, 'then only the rows of stimuli 3, 50 and 117');
     assert.equal(reports.reportJson('s'), JSON.stringify(reports.report('s')), 'GET /models sends the thread\'s JSON text of the same report');
+  } finally {
+    await reports.close();
+  }
+});
+
+test('while a rig records, a report waits for the map pair holding the analysis turn, then starts with the latest statistics', async () => {
+  const { stats, enc, features } = session(120, 12);
+  const cfg = loadConfig(root, {}).compute;
+  const ecfg = { alphas: cfg.alphas, refitEveryTrials: 10, minStimuli: 6 };
+  const rule = { ...cfg.drivers, minReliability: cfg.minReliability };
+  const gate = new AnalysisGate(() => 1);
+  const reports = new ModelReports({ minIntervalMs: 0, minWeightCosine: 0.98, onError: (m) => assert.fail(m), gate });
+  const rounded = (x: unknown) => JSON.parse(JSON.stringify(x, (_k, v) => (typeof v === 'number' ? Number(v.toPrecision(12)) : v)));
+  let endPair = (): void => assert.fail('no pair started');
+  gate.run((done) => (endPair = done)); // a pair's maps hold the only turn
+  let built = 0;
+  try {
+    reports.request('s', features, () => (built++, reportJob('s', stats, enc, ecfg, rule, 0.98)));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(built, 0, 'no report job built while the pair runs');
+    assert.ok(reports.pending('s'), 'the report is pending');
+    // a trial meanwhile: the job, built when its turn comes, has it
+    const r = mulberry32(12);
+    addTrial(stats, { kind: 'completed', trial: 9100, stimulusId: 's7', onsetMs: 910_000, seq: 9100, responses: Float64Array.from({ length: stats.C }, () => poisson(r, 8)) });
+    endPair();
+    while (reports.pending('s')) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(built, 1);
+    assert.equal(gate.busy, 0, 'the report gave its turn back');
+    assert.deepEqual(rounded(reports.report('s')), rounded(modelReport('s', stats, enc, channelStats(stats), ecfg, rule)), 'the report of the statistics with the trial');
   } finally {
     await reports.close();
   }

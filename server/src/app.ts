@@ -35,6 +35,7 @@ import { stimuliRouter } from './http/stimuli.ts';
 import { exportsRouter } from './http/exports.ts';
 import { stimulusFeatures } from './sources/stimulus-features.ts';
 import { computeClientFor } from './workers/compute-client.ts';
+import { AnalysisGate } from './workers/analysis-gate.ts';
 import { RidgeWorker } from './workers/ridge-client.ts';
 import { configureThreadNice } from './workers/thread-nice.ts';
 import { ModelReports } from './workers/report-client.ts';
@@ -77,6 +78,8 @@ export interface App {
   signIn: SignIn;
   /** Computed shared-feature maps per session (what the drivers gallery lists). */
   driverPairs: Map<string, Map<string, Explanation>>;
+  /** Pairs whose maps this process made so far (recomputations included). */
+  mapsComputed(): number;
   listen(port: number, host: string): Promise<number>;
   close(): Promise<void>;
 }
@@ -92,7 +95,12 @@ export function createApp(deps: AppDeps): App {
   if (interrupted.length) logger.warn({ sessions: interrupted }, 'sessions left open by an earlier server process are marked interrupted; a rig can resume them');
   // analysis threads at a lower priority than this event loop (compute.workerNice; one log line where not supported)
   configureThreadNice(config.compute.workerNice, (message) => logger.warn(message));
-  const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir) : null;
+  // while a rig records, map pairs and model reports take turns on compute.liveAnalysisThreads threads
+  // (a pair's two sides on at most that many), so that one core stays free for this event loop and the rig
+  const recording = (): boolean => store.all().some((rt: { kind: string; state: string }) => rt.kind === 'live' && rt.state === 'live');
+  const analysisThreads = (): number => (recording() ? config.compute.liveAnalysisThreads : Infinity);
+  const gate = new AnalysisGate(analysisThreads);
+  const compute = config.compute.features ? computeClientFor(config.compute, config.dataDir, config.compute.workers, analysisThreads) : null;
   // clustered: the images named in compute jobs, served to the workers by hash (GET /api/cluster/images/:hash)
   const jobImages = cluster ? { index: new ImageIndex(), url: () => cluster.url } : undefined;
   // clustered: stimulus features are BullMQ jobs for `npm run worker` processes while one is connected (cluster/feature-jobs.ts)
@@ -156,6 +164,7 @@ export function createApp(deps: AppDeps): App {
     ? new ModelReports({
         minIntervalMs: 1000,
         minWeightCosine: config.compute.maps.minWeightCosine,
+        gate,
         onError: (message) => logger.error(message),
         // every report to the session's dashboards (volatile: a slow one skips to the next)
         onReport: (sessionId, report) => {
@@ -196,14 +205,14 @@ export function createApp(deps: AppDeps): App {
   if (cluster) cluster.othersChanged$.subscribe(() => recorder.forgetMeta());
 
   const followupDeps = { sets: stimulusSets, featuresFor, confirmRepeats: config.compute.confirmRepeats, alphas };
-  const { rejections$, pushToRig, handOver } = attachRigGateway(io.of('/rig'), {
+  const { rejections$, pushToRig, handOver, dropLost } = attachRigGateway(io.of('/rig'), {
     followups: (rt, ask) => suggestFollowups(followupDeps, rt, ask as unknown as FollowupAsk),
     store,
     recorder,
     stimulusSets,
     limits: config.limits,
     ...(deps.now ? { now: deps.now } : {}),
-    ...(cluster ? { claim: (id: string, rig: string) => claimOrHandOver(cluster, () => commandDeps.cluster?.remote, id, rig, () => recorder.forgetMeta(id)), hold: (id: string) => cluster.claim(id) } : {}),
+    ...(cluster ? { claim: (id: string, rig: string) => claimOrHandOver(cluster, () => commandDeps.cluster?.remote, id, rig, () => recorder.forgetMeta(id)), hold: (id: string) => cluster.claim(id), holdLapsed: (id: string) => cluster.holdLapsed(id) } : {}),
     log: (level, msg, fields) => logger[level](fields ?? {}, msg),
   });
   const rigTokens = new RigTokens({ tokens: config.rigTokens, maxFailedAttempts: config.auth.maxFailedAttempts, failedWindowS: config.auth.failedWindowS, ...(deps.now ? { now: deps.now } : {}) });
@@ -237,6 +246,8 @@ export function createApp(deps: AppDeps): App {
   const dashboard = io.of('/dashboard');
   // clustered: the list holds every node's sessions; a session another node runs is watched and steered through it
   const allSessions = () => [...store.all().map((rt) => store.summary(rt)), ...(cluster?.otherSessions() ?? [])];
+  // a session whose hold this node lost is closed here; its rig resumes it from the log (the fence's second half)
+  const lostSub = cluster?.lost$.subscribe(({ sessionId, why }) => dropLost(sessionId, why));
   if (cluster) commandDeps.cluster = { sessions: allSessions, remote: remoteSessions(dashboard, { store, followups: (id, body, by) => commandDeps.followups!(store.get(id)!, body, by), replayControl: (body) => controlReplay(commandDeps, body), handover: (id, rig) => handOverAndRelease(cluster, handOver, id, rig) }) };
   guardDashboard(dashboard, signIn, refused, logSteering);
   attachDashboardCommands(dashboard, commandDeps);
@@ -268,7 +279,7 @@ export function createApp(deps: AppDeps): App {
           minWeightCosine: mapsCfg.minWeightCosine,
           maxQueue: mapsCfg.maxQueue,
           ...(deps.scheduler ? { scheduler: deps.scheduler } : {}),
-          ...(mapQueue ? { runner: { explain$: mapQueue.explain$, inFlight: config.cluster.mapJobsInFlight } } : {}),
+          runner: mapQueue ? { explain$: mapQueue.explain$, inFlight: config.cluster.mapJobsInFlight } : { explain$: (...a) => gate.wrap$(compute.explain$(...a)), inFlight: 1 },
         })
       : null;
   const driverPairs = explanations?.results ?? new Map<string, Map<string, Explanation>>();
@@ -322,6 +333,7 @@ export function createApp(deps: AppDeps): App {
     refusedCounts: refused.counts,
     signIn,
     driverPairs,
+    mapsComputed: () => explanations?.computed() ?? 0,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         httpServer.once('error', reject);
@@ -339,6 +351,7 @@ export function createApp(deps: AppDeps): App {
       }),
     close: async () => {
       broadcast.unsubscribe();
+      lostSub?.unsubscribe();
       explanations?.sub.unsubscribe();
       scoreHistory.sub.unsubscribe();
       rejected.sub.unsubscribe();

@@ -80,7 +80,7 @@ export class ClusterNode {
   private held = new Set<string>();
   /**
    * Session id -> until when (performance.now()) this node may still write its log: the hold's expiry as
-   * counted from before the claim that last renewed it was sent, less a third of the hold (`ttlS`). Redis
+   * counted from before the claim that last renewed it was sent, less a tenth of the hold (`ttlS`). Redis
    * lets another node claim the session only once the hold expired, so a node that writes only before this
    * time never writes a log another node has taken over (the fence; see `holdLapsed`).
    */
@@ -236,12 +236,13 @@ export class ClusterNode {
 
   private renewed(sessionId: string, sentAt: number): void {
     const ttlMs = this.opts.ttlS * 1000;
-    this.writableUntil.set(sessionId, Math.max(this.writableUntil.get(sessionId) ?? 0, sentAt + ttlMs - ttlMs / 3));
+    // a tenth of the hold spare: a record is written right after the check, and clocks run at slightly different rates
+    this.writableUntil.set(sessionId, Math.max(this.writableUntil.get(sessionId) ?? 0, sentAt + 0.9 * ttlMs));
   }
 
   /**
    * Why this node must not write a session's log now, or null when it may: its hold is current (renewed by a
-   * heartbeat or a claim whose request left less than two thirds of `ttlS` ago). A node cut off from Redis, or
+   * heartbeat or a claim whose request left less than nine tenths of `ttlS` ago). A node cut off from Redis, or
    * stalled, for longer than that stops writing before another node can take the session over.
    */
   holdLapsed(sessionId: string): string | null {

@@ -59,6 +59,8 @@ interface Job {
 export function scheduleExplanations(deps: ExplainDeps): {
   results: Map<string, Map<string, Explanation>>;
   queued: () => number;
+  /** Pairs whose maps were made so far (recomputations included). */
+  computed: () => number;
   request: (sessionId: string, channelId: string, driverId: string) => ExplainRequestResult;
   sub: Subscription;
 } {
@@ -73,6 +75,8 @@ export function scheduleExplanations(deps: ExplainDeps): {
   const inFlight = deps.runner?.inFlight ?? 1;
   const explain$: ComputeClient['explain$'] = deps.runner?.explain$ ?? ((...a) => deps.client.explain$(...a));
   let rejected = 0;
+  /** Pairs whose maps were made (recomputations included). */
+  let computed = 0;
 
   /** The map options of a job: the set's feature moments added when the method centres or standardises. */
   const optionsFor = (fs: FeatureSet | undefined): MapOptions => {
@@ -130,6 +134,7 @@ export function scheduleExplanations(deps: ExplainDeps): {
         if (!results.has(job.rt.id)) results.set(job.rt.id, new Map());
         results.get(job.rt.id)!.set(job.key, e);
         weightsOf.set(job.key, job.weights);
+        computed++;
         deps.emit(e);
       },
       error: (err: Error) => {
@@ -243,5 +248,5 @@ export function scheduleExplanations(deps: ExplainDeps): {
       mergeMap((g) => g.pipe(throttleTime(deps.intervalMs, deps.scheduler ?? asyncScheduler, { leading: true, trailing: true }))),
     )
     .subscribe(look);
-  return { results, queued: () => queue.size + busy, request, sub };
+  return { results, queued: () => queue.size + busy, computed: () => computed, request, sub };
 }

@@ -3,7 +3,7 @@
  * go to the first worker; the two maps of a pair are computed at once on two workers (one per core).
  */
 import { Worker } from 'node:worker_threads';
-import { Observable, defer, forkJoin, map, merge, mergeMap } from 'rxjs';
+import { Observable, concatMap, defer, forkJoin, map, merge, mergeMap } from 'rxjs';
 import type { BackendChoice } from '../compute/backend.ts';
 import type { Config } from '../config.ts';
 import type { FeatureProgress } from '../compute/feature-cache.ts';
@@ -38,6 +38,8 @@ export interface ComputeClientOptions {
   model?: FeatureModelSpec;
   /** Worker threads for map jobs (default 2: the two sides of a pair in parallel). */
   workers?: number;
+  /** Threads a pair may use now (default: all the workers); 1 computes the two sides one after the other on one thread. */
+  pairThreads?: () => number;
 }
 
 interface Slot {
@@ -49,8 +51,8 @@ interface Slot {
 type SideResult = SideMap & { top: Float32Array; size: number; ms: number; backend: string };
 
 /** A client configured from the `compute` section of the configuration. */
-export function computeClientFor(compute: Config['compute'], dataDir: string, workers = compute.workers): ComputeClient {
-  return new ComputeClient({ cacheDir: compute.cacheDir, dataDir, backend: compute.backend, workers, ...(compute.model ? { model: compute.model } : {}) });
+export function computeClientFor(compute: Config['compute'], dataDir: string, workers = compute.workers, pairThreads?: () => number): ComputeClient {
+  return new ComputeClient({ cacheDir: compute.cacheDir, dataDir, backend: compute.backend, workers, ...(compute.model ? { model: compute.model } : {}), ...(pairThreads ? { pairThreads } : {}) });
 }
 
 export class ComputeClient {
@@ -116,7 +118,10 @@ export class ComputeClient {
   explain$(driverFile: string, referenceFile: string, weights: Float32Array, options: MapOptions, known?: { phiO: Float32Array; phiRef: Float32Array }): Observable<ExplainResult> {
     const side = (s: 'driver' | 'reference', slot: Slot) =>
       this.request$<SideResult>(slot, { type: 'explain-side', side: s, driverFile, referenceFile, weights, options, ...(known ? { known } : {}) }, 'side');
-    return forkJoin([side('driver', this.slots[0]), side('reference', this.slots[this.slots.length - 1])]).pipe(
+    const threads = Math.min(this.slots.length, this.opts.pairThreads?.() ?? this.slots.length);
+    // one thread: the reference side is asked when the driver's is done, so the thread never holds two at once
+    const sides$ = threads > 1 ? forkJoin([side('driver', this.slots[0]), side('reference', this.slots[this.slots.length - 1])]) : side('driver', this.slots[0]).pipe(concatMap((d) => side('reference', this.slots[0]).pipe(map((r) => [d, r] as const))));
+    return sides$.pipe(
       map(([d, r]) => {
         const [driverMap, referenceMap] = pairBytes(d.map, r.map, d.top, r.top);
         return { driverMap, referenceMap, size: d.size, similarity: d.similarity, driverMass: d.mass, referenceMass: r.mass, ms: Math.max(d.ms, r.ms), backend: d.backend };

@@ -7,6 +7,7 @@
  * snapshots and the map jobs read the latest finished report and its readouts, never computing one.
  */
 import { Worker } from 'node:worker_threads';
+import type { AnalysisGate } from './analysis-gate.ts';
 import type { ModelSnapshot } from '@sharedlens/shared';
 import type { EncodingConfig, EncodingState } from '../compute/encoding.ts';
 import type { ReportRule } from '../compute/model-report.ts';
@@ -178,7 +179,7 @@ export class ModelReports {
    * `onReport` hears of every finished report (the dashboards get it even when no update follows, e.g.
    * the one of an ended session).
    */
-  constructor(private readonly opts: { minIntervalMs: number; minWeightCosine: number; onError: (message: string) => void; onReport?: (sessionId: string, report: ModelSnapshot) => void }) {
+  constructor(private readonly opts: { minIntervalMs: number; minWeightCosine: number; onError: (message: string) => void; onReport?: (sessionId: string, report: ModelSnapshot) => void; /** Turns shared with the map jobs while a rig records. */ gate?: AnalysisGate }) {
     this.minWeightCosine = opts.minWeightCosine;
   }
 
@@ -231,9 +232,21 @@ export class ModelReports {
       slot.timer.unref();
       return;
     }
-    const body = slot.next();
+    const gate = this.opts.gate;
+    if (!gate) return void this.startJob(sessionId, slot, features, () => undefined);
+    // a turn among the analysis jobs (analysis-gate.ts); meanwhile later requests only replace slot.next
+    slot.busy = true;
+    gate.run((done) => {
+      slot.busy = false;
+      if (this.slots.get(sessionId) !== slot || !this.startJob(sessionId, slot, features, done)) done();
+    });
+  }
+
+  /** Starts the job `slot.next` builds now; false when it builds none. `done` is called when it has ended. */
+  private startJob(sessionId: string, slot: SessionSlot, features: Float32Array, done: () => void): boolean {
+    const body = slot.next?.() ?? null;
     slot.next = null;
-    if (!body) return;
+    if (!body) return false;
     const id = this.nextId++;
     const job: ReportJob = { ...body, id, features: null };
     packFeatures(job, slot, features);
@@ -245,6 +258,7 @@ export class ModelReports {
     this.handlers.set(id, (msg) => {
       this.handlers.delete(id);
       slot.busy = false;
+      done();
       slot.lastMs = Date.now() - slot.lastStartMs;
       if (msg.type === 'report' && msg.report && msg.weights) {
         slot.latest = { report: msg.report, json: msg.json ?? JSON.stringify(msg.report), weights: msg.weights, dim: body.dim };
@@ -263,6 +277,7 @@ export class ModelReports {
     const w = this.start();
     w.ref();
     w.postMessage(job, jobBuffers(job));
+    return true;
   }
 
   /** The latest finished report of a session, or null before the first. */
