@@ -2,7 +2,7 @@
  * Split brain (a second server on one log): node A is cut off from the cluster's Redis while its rig stays
  * connected to it, and node B, which still reaches Redis, takes the session over once A's hold expired. A must
  * have stopped writing before that: every event A acknowledged is in the log B resumed from, A refuses the
- * rig's later events as `storage` (not recorded, not acknowledged) saying why, the log has each seq once, and
+ * rig's later events (and a follow-up asked on its dashboard) as `storage`, not recorded, saying why, the log has each seq once, and
  * once Redis answers again A does not take the lapsed hold again: it closes the session (its rig is told and
  * disconnected, to resume from the log) without writing to it.
  */
@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { RigClient } from '@sharedlens/shared';
 import { Recorder } from '../server/src/sinks/recorder.ts';
-import { demoStimuli, sessionStart, tmpDir, TOKEN, until } from './helpers.ts';
+import { io, type Socket } from 'socket.io-client';
+import { demoStimuli, sessionStart, signIn, tmpDir, SIGN_IN_TOKEN, TOKEN, until } from './helpers.ts';
 import { clusterConfigFile, startNode, startRedis, type NodeProcess, type RedisServer } from './cluster-support.ts';
 
 const C = 4;
@@ -104,6 +105,16 @@ test('a node cut off from Redis stops writing a session before another node take
     assert.ok(Math.max(...ackedByA) <= resumedAt, `every event A acknowledged (up to seq ${Math.max(...ackedByA)}) was in the log B resumed from (up to ${resumedAt})`);
     assert.ok(refusedByA.length > 0, 'A refused the events that came after its hold lapsed');
     for (const m of refusedByA) assert.match(m, /^storage: not recorded, not acknowledged: .*(hold on session .* is not current|holds session .* now; resume it there)/);
+
+    // a follow-up asked on A's dashboard while A is cut off is not recorded either
+    const dashA: Socket = io(`${a.url}/dashboard`, { transports: ['websocket'], forceNew: true, extraHeaders: { cookie: await signIn(a.url, { token: SIGN_IN_TOKEN }) } });
+    try {
+      const fu = (await dashA.timeout(10_000).emitWithAck('followup:request', { sessionId, count: 3, strategy: 'improve' })) as { error?: { code: string; message: string } };
+      assert.equal(fu.error?.code, 'storage', JSON.stringify(fu));
+      assert.match(fu.error!.message, /^follow-up not recorded: this node's hold on session \S+ .* is not current/);
+    } finally {
+      dashA.close();
+    }
 
     // B goes on with the rig's next trial; the log then holds each seq once, every acknowledged one among them
     const t0 = 10_000_000;

@@ -229,6 +229,9 @@ export function createApp(deps: AppDeps): App {
     maxReplays: config.limits.maxReplays,
     // asked from the dashboard: recorded in a live session's log (replays only show them) and pushed to its rig
     followups: (rt, body, by) => {
+      // clustered: a node whose hold lapsed writes nothing more to the session's log (the fence, docs/deploy.md)
+      const lapsed = rt.kind === 'live' ? cluster?.holdLapsed(rt.id) : null;
+      if (lapsed) return { error: { code: 'storage' as const, message: `follow-up not recorded: ${lapsed}` } };
       const r = suggestFollowups(followupDeps, rt, body as unknown as FollowupAsk);
       if ('error' in r) return r;
       const frame = { type: 'followup:suggested' as const, sessionId: rt.id, origin: 'dashboard' as const, atMs: Date.now(), suggestions: r.suggestions, ...(by ? { by } : {}) };

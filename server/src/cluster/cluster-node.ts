@@ -163,6 +163,8 @@ export class ClusterNode {
     owned.forEach((id, i) => {
       const r = results[i + 1]?.[1];
       if (r === 1) return this.renewed(id, sentAt);
+      // an error in this slot says nothing about the hold: not renewed (the fence lapses), tried again next beat
+      if (r !== 0 && typeof r !== 'string') return;
       // the hold lapsed (this node was cut off from Redis, or stalled, for longer than ttlS): say so loudly
       this.writableUntil.delete(id);
       const why = r === 0 ? `this node's hold on session ${id} expired in the cluster's Redis (no heartbeat reached it for ${this.opts.ttlS} s), so another node may have resumed it` : `node "${r}" holds session ${id} now`;

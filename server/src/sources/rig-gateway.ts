@@ -139,7 +139,8 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
       if (!ids.delete(id)) continue;
       const socket = nsp.sockets.get(socketId);
       socket?.emit('rig:error', { event: 'session', error: { code: 'storage', message: `session ${id} was closed on this node (${why}); resume it: events not acknowledged here were not recorded` } });
-      socket?.disconnect(true);
+      // the transport closed, not the socket: socket.io clients reconnect (and RigClient resumes) only then
+      socket?.conn.close();
     }
   }
 
@@ -150,6 +151,13 @@ export function attachRigGateway(nsp: Namespace, deps: RigGatewayDeps): { reject
     const rt = deps.store.get(id);
     if (!rt || rt.state !== 'disconnected') return;
     deps.store.remove(rt);
+    // clustered, with the hold lapsed: another node may hold the session and own its index entry now
+    const lapsed = deps.holdLapsed?.(id);
+    if (lapsed) {
+      deps.recorder.close1(id);
+      deps.recorder.forgetMeta(id);
+      return deps.log('warn', `idle session closed here without updating its index entry: ${lapsed}`, { sessionId: id });
+    }
     try {
       deps.recorder.finish(id, 'interrupted', rt.latest?.trialsCompleted);
       deps.log('info', 'idle disconnected session closed; resumable from disk', { sessionId: id });
