@@ -25,7 +25,7 @@ test('a live session on node A: no worker yet, its map jobs time out on B\'s das
   const redis = await startRedis();
   const cacheDir = path.join(os.tmpdir(), 'sharedlens-test-features');
   // map jobs time out after 3 s (cluster.mapJobTimeoutS); timed-out pairs are asked again and join their queued job
-  const configFile = clusterConfigFile({ compute: { cacheDir, maps: { intervalMs: 300 } }, cluster: { heartbeatMs: 200, ttlS: 1.5, mapJobTimeoutS: 3 } });
+  const configFile = clusterConfigFile({ compute: { cacheDir, maps: { intervalMs: 300 } }, cluster: { heartbeatMs: 200, ttlS: 3, mapJobTimeoutS: 3 } });
   const dataDir = tmpDir();
   const procs: (NodeProcess | WorkerProcess)[] = [];
   const sockets: { close(): void }[] = [];

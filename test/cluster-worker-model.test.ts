@@ -27,7 +27,7 @@ test('a worker with another feature model never takes the node\'s map or feature
   const otherConfig = clusterConfigFile({ compute: { cacheDir, model: { id: 'other-model', dir: spec.dir, layer: spec.layer, inputSize: spec.inputSize } } });
   // w1's image cache holds less than one image (cluster.workerCacheMB): each job's images are deleted after it
   const w1Cache = tmpDir('sharedlens-worker-cache-');
-  const sameConfig = clusterConfigFile({ compute: { cacheDir: w1Cache }, cluster: { heartbeatMs: 200, ttlS: 1.5, workerCacheMB: 0.001 } });
+  const sameConfig = clusterConfigFile({ compute: { cacheDir: w1Cache }, cluster: { heartbeatMs: 200, ttlS: 3, workerCacheMB: 0.001 } });
   const modelId = featureModelIdOf(null);
   const quick = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 8000, modelId, log: () => {} });
   const patient = new MapQueue({ redisUrl: redis.url, prefix: 'sharedlens:', timeoutMs: 120_000, modelId, log: () => {} });

@@ -105,6 +105,11 @@ test('config: a configured feature model must exist; the features CLI names an u
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'over.json'), JSON.stringify({ compute: { ...loadConfig(root, {}).compute, model: { id: 'x', dir, layer: 'a', inputSize: 224 } } }));
   assert.throws(() => loadConfig(root, { SHAREDLENS_CONFIG: path.join(dir, 'over.json') }), /compute.model.dir: no model.json/);
+  // cluster holds: beats slower than half the hold would stop recordings in normal operation (the fence)
+  fs.writeFileSync(path.join(dir, 'beats.json'), JSON.stringify({ cluster: { heartbeatMs: 5000, ttlS: 5 } }));
+  assert.throws(() => loadConfig(root, { SHAREDLENS_CONFIG: path.join(dir, 'beats.json') }), /cluster.heartbeatMs: must be at most half of cluster.ttlS/);
+  fs.writeFileSync(path.join(dir, 'beats.json'), JSON.stringify({ cluster: { heartbeatMs: 200, ttlS: 3 } }));
+  assert.equal(loadConfig(root, { SHAREDLENS_CONFIG: path.join(dir, 'beats.json') }).cluster.heartbeatMs, 200);
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'server/src/features-cli.ts'), '--set', 'nope'], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /unknown stimulus set "nope"/);

@@ -168,6 +168,9 @@ export const configSchema = z.object({
       /** A refit job not finished within this: the node refits itself (the models stay as they are meanwhile). */
       refitJobTimeoutS: z.number().min(1).max(3600).default(120),
     })
+    // a node records a session only while its hold is fresh (0.9 ttlS after the last renewal, docs/deploy.md):
+    // with beats slower than half of that, one late beat would stop every recording in normal operation
+    .refine((c) => c.heartbeatMs <= (c.ttlS * 1000) / 2, { path: ['heartbeatMs'], message: 'must be at most half of cluster.ttlS (in ms): a node stops recording a session when its hold was not renewed for 0.9 ttlS' })
     .default({ redisUrl: null, nodeId: '', advertiseUrl: '', heartbeatMs: 1000, ttlS: 5, mapsOnWorkers: true, mapJobsInFlight: 8, mapJobTimeoutS: 120, featuresOnWorkers: true, featureJobImages: 64, featureJobTimeoutS: 300, workerCacheMB: 1024, refitsOnWorkers: true, refitJobFromStimuli: 300, refitJobTimeoutS: 120 }),
   /** NWB exports: the lab, institution and experimenters written into every file (docs/nwb.md). */
   nwb: z.object({ lab: z.string(), institution: z.string(), experimenter: z.array(z.string()) }).default({ lab: '', institution: '', experimenter: [] }),
