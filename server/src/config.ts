@@ -82,13 +82,13 @@ export const configSchema = z.object({
       .object({ id: z.string().min(1).max(128), dir: z.string().min(1), layer: z.string().min(1), inputSize: z.number().int().min(16).max(1024) })
       .optional(),
     workers: z.number().int().min(1).max(16),
-    /** Nice value added to each analysis thread (features and maps at most 4, models, refits; the report thread stays at the normal priority) so the rig's event loop is scheduled first; Linux only (per thread), 0: off. */
     /**
      * While a rig records, the analysis jobs that can wait (a pair's maps, model reports) take turns on this
      * many threads (workers/analysis-gate.ts; 1: one core stays free for the event loop and the rig); a pair's
      * two maps then use at most this many threads.
      */
     liveAnalysisThreads: z.number().int().min(1).max(16).default(1),
+    /** Nice value added to each analysis thread (features and maps at most 4, models, refits; the report thread stays at the normal priority) so the rig's event loop is scheduled first; Linux only (per thread), 0: off. */
     workerNice: z.number().int().min(0).max(19),
     alphas: z.array(z.number().positive()).min(1).max(32),
     refitEveryTrials: z.number().int().min(1),
