@@ -144,3 +144,36 @@ test('a node cut off from Redis stops writing a session before another node take
     await relay.close();
   }
 });
+
+test('a node whose hold lapsed closes an idle session without writing its index entry (the node that holds it owns that)', { timeout: 120_000 }, async () => {
+  redis ??= await startRedis();
+  const relay = await relayTo(redis.url);
+  const dataDir = tmpDir();
+  // a session without its rig closes after 1 s
+  const a = await startNode({ redisUrl: relay.url, nodeId: 'idle-a', dataDir, configFile: clusterConfigFile({ limits: { idleSessionCloseS: 1 } }) });
+  nodes.push(a);
+  const rig = new RigClient({ url: a.url, token: TOKEN, ackTimeoutMs: 10_000, socket: { reconnection: false } });
+  try {
+    await rig.connect();
+    const sessionId = await rig.startSession(sessionStart(C));
+    await rig.onset(0, demoStimuli[0]!.id, 100);
+    const metaState = () => {
+      const r = new Recorder({ dataDir, fsync: 'never', fsyncIntervalMs: 100 });
+      try {
+        return r.meta(sessionId)?.state;
+      } finally {
+        r.close();
+      }
+    };
+    assert.equal(metaState(), 'live');
+    relay.cut();
+    // the hold lapses 0.9 x 3 s after A's last renewal; the rig leaves only then, so the idle close comes after
+    await new Promise((r) => setTimeout(r, 3000));
+    rig.close();
+    await until(() => /idle session closed here without updating its index entry: this node's hold on session \S+ .* is not current/.test(a.output()), "A's idle close with the hold lapsed", 400);
+    assert.equal(metaState(), 'live', 'the index entry untouched (an idle close with the hold writes "interrupted")');
+  } finally {
+    rig.close();
+    await relay.close();
+  }
+});
